@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make ingest` and `make test` (both create .venv when missing).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: env ingest test test-fast lint format samples schema-doc check-layout clean
+
+env: $(STAMP)
+
+# pip, not uv: the CPU build of torch==2.13.0 lies in pip's configured wheel folder (see STACK.md).
+# constraints.txt locks every transitive version; pyproject.toml pins torch and apache-beam exactly.
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: vlamix needs Python 3.11 (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+ingest: $(STAMP)
+	$(BIN)/vlamix ingest --sources samples/sources.yaml --out out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+samples: $(STAMP)
+	$(BIN)/vlamix samples generate --out samples
+
+schema-doc: $(STAMP)
+	$(BIN)/vlamix schemas doc --out docs/schemas.md
+
+check-layout: $(STAMP)
+	$(BIN)/python ../shared/tools/check-layout out
+
+clean:
+	rm -rf out .pytest_cache
