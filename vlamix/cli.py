@@ -1,10 +1,124 @@
-"""The `vlamix` command."""
+"""The `vlamix` command: every verb has --help; machine-readable output with --json where a script reads it."""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="vlamix: raw robot and web data to pi0.5 training shards.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="vlamix turns robot (MM, ME, CE), annotation and web sources into pi0.5 training shards.",
+)
+samples_app = typer.Typer(no_args_is_help=True, help="Generate the bundled, realistic sample datasets.")
+schemas_app = typer.Typer(no_args_is_help=True, help="The frame, item and sample record schemas.")
+app.add_typer(samples_app, name="samples")
+app.add_typer(schemas_app, name="schemas")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("vlamix").setLevel(logging.INFO)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ingest(
+    ctx: typer.Context,
+    sources: Annotated[Path, typer.Option(help="Sources file (YAML) listing the datasets to ingest.")] = Path("samples/sources.yaml"),
+    out: Annotated[Path, typer.Option(help="Layout folder to write (manifest.json, shards/, index/, stats/ ...).")] = Path("out"),
+    engine: Annotated[str, typer.Option(help="Engine that runs the steps: beam.")] = "beam",
+    workers: Annotated[int, typer.Option(help="Worker processes of the local runner (Beam DirectRunner multi-processing when > 1).")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice (shard placement, subsamples).")] = 0,
+    shard_samples: Annotated[int, typer.Option(help="Samples per shard (shards of a dataset hold about this many).")] = 1000,
+    only: Annotated[str | None, typer.Option(help="Run one step: extract, stats, tokenizers, build or index.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's per-dataset summary as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show the engine's own log lines.")] = False,
+) -> None:
+    """Build training shards from raw sources: extract -> stats -> tokenizers -> build -> index.
+
+    Unknown options pass through to the Beam runner, e.g. `--runner DataflowRunner --project P --region R
+    --temp_location gs://...`, or `--runner FlinkRunner --flink_master host:8081`.
+    """
+    from vlamix.config import ConfigError
+    from vlamix.pipelines.ingest import IngestOptions, run_ingest
+
+    _logging(verbose)
+    if engine != "beam":
+        _fail(f"--engine {engine!r}: this version runs `beam`")
+    opts = IngestOptions(sources, out.resolve(), "beam", workers, seed, shard_samples, only, list(ctx.args))
+    try:
+        manifest = run_ingest(opts)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if not manifest:
+        typer.echo(f"step {only} done in {out}")
+        return
+    summary = {
+        name: {"samples": d["samples"], "shards": len(d["shards"]), **{k: d["accounting"][k] for k in ("read", "written", "quarantined", "duplicates")}}
+        for name, d in manifest["datasets"].items()
+    }
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), "datasets": summary}, indent=2))
+        return
+    typer.echo(f"wrote {out}/manifest.json")
+    for name, s in summary.items():
+        typer.echo(
+            f"  {name}: {s['samples']} samples in {s['shards']} shards; episodes read {s['read']}, written {s['written']}, "
+            f"quarantined {s['quarantined']}, duplicates {s['duplicates']}"
+        )
+
+
+@samples_app.command("generate")
+def samples_generate(
+    out: Annotated[Path, typer.Option(help="Folder that receives mobile_aloha/episode_<i>.hdf5.")] = Path("samples"),
+    episodes: Annotated[int, typer.Option(help="Number of Mobile-ALOHA episodes.")] = 3,
+    seed: Annotated[int, typer.Option(help="Base seed; episode i uses its own seed derived from it.")] = 0,
+) -> None:
+    """Write the synthetic Mobile-ALOHA episodes (kinematic two-arm robot on a moving base, rendered cameras)."""
+    from tqdm import tqdm
+
+    from vlamix.sources.synthetic.mobile_aloha import SampleSpec, generate
+
+    spec = SampleSpec(episodes=episodes, seed=seed)
+    for path in tqdm(generate(out / "mobile_aloha", spec), total=episodes, desc="mobile_aloha episodes", file=sys.stderr):
+        tqdm.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+
+
+@schemas_app.command("doc")
+def schemas_doc(
+    out: Annotated[Path | None, typer.Option(help="Write the Markdown here instead of printing it.")] = None,
+) -> None:
+    """The schema reference page, generated from schemas/ (docs/schemas.md is this output)."""
+    from vlamix.schemas.doc import render_schema_doc
+
+    text = render_schema_doc()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+
+
+@schemas_app.command("show")
+def schemas_show(record: Annotated[str, typer.Argument(help="frame, item or sample.")]) -> None:
+    """Print one record's Arrow schema with its version."""
+    from vlamix.schemas import RECORDS
+
+    by_name = {r.name: r for r in RECORDS}
+    if record not in by_name:
+        _fail(f"unknown record {record!r}; records are {sorted(by_name)}")
+    r = by_name[record]
+    typer.echo(f"{r.name} v{r.version}\n{r.arrow.remove_metadata()}")
 
 
 def main() -> None:

@@ -58,6 +58,7 @@ def write_episode(path: Path, state: EpisodeState, spec: SampleSpec) -> None:
     with h5py.File(path, "w", track_order=False) as f:
         f.attrs["sim"] = False
         f.attrs["compress"] = spec.compress
+        f.attrs["task"] = state.task  # not in Mobile-ALOHA's recorder; the sources file points `instruction` here
         obs = f.create_group("observations", track_order=False)
         _dataset(obs, "qpos", state.qpos.astype(np.float64))
         _dataset(obs, "qvel", state.qvel.astype(np.float64))

@@ -1,0 +1,1 @@
+"""Engine wiring: the ingest steps as Apache Beam (and later Ray Data) jobs."""

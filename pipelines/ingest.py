@@ -1,0 +1,252 @@
+"""`vlamix ingest`: extract -> stats -> tokenizers -> build -> index + manifest, on the chosen engine.
+
+Each step reads what the previous one left under the layout's `work/` folder, so `--only STEP` re-runs
+one step, and every step is written once: the engines only run `steps.py` functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from vlamix.pipelines.steps import INDEX_SCHEMA, BuildTask, Extracted, ExtractTask, index_part_file
+from vlamix.schemas.quarantine import QuarantineRecord
+from vlamix.shards.assign import shard_count
+from vlamix.shards.layout import EMBODIMENT_PATH, INDEX_PATH, MANIFEST, QUARANTINE_PATH, REPORTS_DIR, STATS_PATH, TOKENIZERS_DIR, WORK_DIR
+from vlamix.shards.manifest import Accounting, build_manifest, file_ref, write_json_atomic
+from vlamix.sources.config import RobotSource, SourcesFile, load_sources
+from vlamix.sources.readers import reader_for
+from vlamix.tokenizers.vocab import VocabLayout, write_tokenizer_set
+from vlamix.transforms.chain import apply, stats_chain
+from vlamix.transforms.stats import STATS_VERSION, DimStats, compute_stats
+
+__all__ = ["STEPS", "IngestOptions", "run_ingest"]
+
+log = logging.getLogger("vlamix.ingest")
+STEPS = ("extract", "stats", "tokenizers", "build", "index")
+STATS_CAP_FRAMES = 2_000_000  # above this many frames a dataset's statistics use a seeded subsample
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    sources: Path
+    out: Path
+    engine: Literal["beam"] = "beam"
+    workers: int = 1
+    seed: int = 0
+    samples_per_shard: int = 1000
+    only: str | None = None
+    runner_args: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        if self.only is not None and self.only not in STEPS:
+            raise ValueError(f"--only {self.only!r}: steps are {', '.join(STEPS)}")
+        if self.samples_per_shard < 1:
+            raise ValueError("--shard-samples must be at least 1")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the earlier steps first (`vlamix ingest` without --only)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
+    from vlamix.pipelines.beam_jobs import beam_options, run_extract
+
+    tasks = []
+    for src in sources.datasets:
+        emb = sources.embodiment(src)
+        for ref in reader_for(src.format).list_episodes(sources, src):
+            tasks.append(ExtractTask(ref, src, emb, str(opts.out)))
+        shutil.rmtree(opts.out / WORK_DIR / "frames" / src.name, ignore_errors=True)
+    log.info("extract: %d episodes from %d datasets", len(tasks), len(sources.datasets))
+    run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+
+
+def _outcomes(opts: IngestOptions, src: RobotSource) -> tuple[list[Extracted], list[QuarantineRecord], list[Extracted]]:
+    """(kept, quarantined, duplicates): exact duplicates by content hash keep the lowest episode index."""
+    work = opts.out / WORK_DIR
+    extracted = sorted((Extracted(**d) for d in _read_jsonl(work / "extracted" / f"{src.name}.jsonl")), key=lambda e: e.episode)
+    quarantined = [QuarantineRecord(**d) for d in _read_jsonl(work / "quarantined" / f"{src.name}.jsonl")]
+    seen: set[str] = set()
+    kept, dups = [], []
+    for e in extracted:
+        (dups if e.episode_hash in seen else kept).append(e)
+        seen.add(e.episode_hash)
+    return kept, quarantined, dups
+
+
+def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
+    for src in sources.datasets:
+        kept, _, _ = _outcomes(opts, src)
+        if not kept:
+            log.warning("stats: %s has no episode left to compute statistics from", src.name)
+            continue
+        emb = sources.embodiment(src)
+        files = [str(opts.out / e.frames_path) for e in kept]
+        frames = pl.scan_parquet(files).select("state", "action")
+        total = sum(e.frames for e in kept)
+        if total > STATS_CAP_FRAMES:
+            frames = frames.collect().sample(n=STATS_CAP_FRAMES, seed=opts.seed).lazy()
+        df = frames.collect()
+        sample = {
+            "state": np.asarray(df["state"].to_list(), dtype=np.float32),
+            "episode_actions": np.asarray(df["action"].to_list(), dtype=np.float32),
+        }
+        sample = apply(stats_chain(emb), sample)
+        doc = {
+            "version": STATS_VERSION,
+            "dataset": src.name,
+            "embodiment": emb.name,
+            "normalization": "quantile",
+            "frames": total,
+            "subsampled": total > STATS_CAP_FRAMES,
+            "state": {"names": [d.name for d in emb.state], **compute_stats(sample["state"]).to_json()},
+            "actions": {"names": [d.name for d in emb.action], **compute_stats(sample["episode_actions"]).to_json()},
+        }
+        write_json_atomic(opts.out / STATS_PATH.format(dataset=src.name), doc)
+        log.info("stats: %s over %d frames", src.name, total)
+
+
+def _step_tokenizers(opts: IngestOptions) -> tuple[str, str]:
+    name, digest = write_tokenizer_set(opts.out / TOKENIZERS_DIR, VocabLayout())
+    write_json_atomic(opts.out / WORK_DIR / "tokenizer_set.json", {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest})
+    return name, digest
+
+
+def _load_stats(opts: IngestOptions, name: str) -> tuple[DimStats, DimStats]:
+    path = opts.out / STATS_PATH.format(dataset=name)
+    doc = json.loads(path.read_text())
+    return DimStats.from_json(doc["state"]), DimStats.from_json(doc["actions"])
+
+
+def _samples_of(e: Extracted, stride: int) -> int:
+    return math.ceil(e.frames / stride)
+
+
+def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
+    from vlamix.pipelines.beam_jobs import beam_options, run_build
+
+    tasks = []
+    for src in sources.datasets:
+        kept, _, _ = _outcomes(opts, src)
+        for folder in (opts.out / "shards" / src.name, opts.out / WORK_DIR / "shards" / src.name, opts.out / WORK_DIR / "index" / src.name):
+            shutil.rmtree(folder, ignore_errors=True)
+        if not kept:
+            continue
+        state_stats, action_stats = _load_stats(opts, src.name)
+        n = shard_count(sum(_samples_of(e, src.stride) for e in kept), opts.samples_per_shard)
+        emb = sources.embodiment(src)
+        tasks += [BuildTask(e, src, emb, state_stats, action_stats, str(opts.out), opts.seed, n) for e in kept]
+    log.info("build: %d episodes", len(tasks))
+    if tasks:
+        run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+
+
+def _merge_index(opts: IngestOptions, name: str) -> str:
+    parts = sorted((opts.out / WORK_DIR / "index" / name).glob("*.parquet"))
+    rel = INDEX_PATH.format(dataset=name)
+    path = opts.out / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with pq.ParquetWriter(tmp, INDEX_SCHEMA) as writer:
+        for part in parts:  # one shard's rows at a time: never a whole dataset in memory
+            writer.write_table(pq.read_table(part, schema=INDEX_SCHEMA))
+    tmp.replace(path)
+    return rel
+
+
+def _step_index(opts: IngestOptions, sources: SourcesFile) -> dict:
+    tok = json.loads((opts.out / WORK_DIR / "tokenizer_set.json").read_text())
+    datasets = {}
+    for src in sources.datasets:
+        kept, quarantined, dups = _outcomes(opts, src)
+        emb = sources.embodiment(src)
+        qpath = opts.out / QUARANTINE_PATH.format(dataset=src.name)
+        qpath.parent.mkdir(parents=True, exist_ok=True)
+        qpath.write_text("".join(q.to_json() + "\n" for q in sorted(quarantined, key=lambda q: (q.episode or 0, q.source_file))))
+        shard_docs = [json.loads(p.read_text()) for p in sorted((opts.out / WORK_DIR / "shards" / src.name).glob("*.json"))]
+        written_samples = sum(s["samples"] for s in shard_docs)
+        frames_kept = sum(e.frames for e in kept)
+        acc = Accounting(
+            unit="episode",
+            read=len(kept) + len(quarantined) + len(dups),
+            written=len(kept),
+            quarantined=len(quarantined),
+            duplicates=len(dups),
+            frames_read=frames_kept + sum(q.frames for q in quarantined) + sum(e.frames for e in dups),
+            frames_written=written_samples,
+            frames_filtered=frames_kept - written_samples,
+            frames_quarantined=sum(q.frames for q in quarantined),
+            frames_duplicates=sum(e.frames for e in dups),
+        )
+        acc.check(src.name)
+        expected = sum(_samples_of(e, src.stride) for e in kept)
+        if written_samples != expected:
+            raise RuntimeError(f"{src.name}: shards hold {written_samples} samples, {expected} were built: re-run `--only build`")
+        emb_rel = EMBODIMENT_PATH.format(name=emb.name)
+        (opts.out / emb_rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sources.embodiment_path(src), opts.out / emb_rel)
+        entry = {
+            "kind": src.kind,
+            "embodiment": emb.name,
+            "embodiment_spec": emb_rel,
+            "license": src.license,
+            "citation": src.citation,
+            "stride": src.stride,
+            "samples": written_samples,
+            "accounting": acc.__dict__,
+            "quarantine": QUARANTINE_PATH.format(dataset=src.name),
+            "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shard_docs],
+        }
+        if kept:
+            entry["stats"] = file_ref(opts.out, STATS_PATH.format(dataset=src.name))
+            entry["index"] = file_ref(opts.out, _merge_index(opts, src.name))
+        datasets[src.name] = entry
+    manifest = build_manifest(tok["path"], tok["sha256"], datasets)
+    write_json_atomic(opts.out / MANIFEST, manifest)
+    return manifest
+
+
+def run_ingest(opts: IngestOptions) -> dict:
+    """Run every step (or `opts.only`) and return the manifest (None of it when a single early step runs)."""
+    opts.check()
+    sources = load_sources(opts.sources)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    manifest: dict = {}
+    for step in STEPS:
+        if opts.only and step != opts.only:
+            continue
+        start = time.perf_counter()
+        log.info("step %s ...", step)
+        if step == "extract":
+            _step_extract(opts, sources)
+        elif step == "stats":
+            _step_stats(opts, sources)
+        elif step == "tokenizers":
+            _step_tokenizers(opts)
+        elif step == "build":
+            _step_build(opts, sources)
+        else:
+            manifest = _step_index(opts, sources)
+        timings[step] = round(time.perf_counter() - start, 3)
+        log.info("step %s done in %.1f s", step, timings[step])
+    report = {"steps_seconds": timings, "engine": opts.engine, "workers": opts.workers}
+    if manifest:
+        report["accounting"] = {k: v["accounting"] for k, v in manifest["datasets"].items()}
+    write_json_atomic(opts.out / REPORTS_DIR / "ingest.json", report)
+    return manifest
+
+

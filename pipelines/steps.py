@@ -1,0 +1,202 @@
+"""The ingest steps as engine-agnostic functions over small picklable tasks. Beam (and Ray) only wire
+these together; steps hand results to each other through files under the layout's `work/` folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
+from vlamix.schemas.frame import FRAME, image_column
+from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
+from vlamix.schemas.sample import SAMPLE
+from vlamix.shards.assign import place
+from vlamix.shards.layout import FRAMES_DIR, WORK_DIR, shard_path
+from vlamix.shards.members import to_members
+from vlamix.shards.writer import ShardResult, write_shard
+from vlamix.sources.config import RobotSource
+from vlamix.sources.episode import EpisodeRef
+from vlamix.sources.readers import reader_for
+from vlamix.transforms.chain import apply, build_chain
+from vlamix.transforms.image import black_jpeg
+from vlamix.transforms.stats import DimStats
+
+__all__ = [
+    "BuildTask",
+    "Extracted",
+    "ExtractTask",
+    "build_episode",
+    "extract_episode",
+    "write_shard_group",
+]
+
+FRAME_BATCH = 256  # frame rows per Parquet row group
+
+
+@dataclass(frozen=True)
+class ExtractTask:
+    ref: EpisodeRef
+    source: RobotSource
+    embodiment: Embodiment
+    out: str  # layout root
+
+
+@dataclass(frozen=True)
+class Extracted:
+    dataset: str
+    episode: int
+    frames: int
+    episode_hash: str
+    split: str
+    source_file: str
+    frames_path: str  # relative to the layout root
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def frames_file(dataset: str, episode: int) -> str:
+    return f"{FRAMES_DIR.format(dataset=dataset)}/{episode:06d}.parquet"
+
+
+def extract_episode(task: ExtractTask) -> Extracted:
+    """Raw episode -> validated frame Parquet (atomic). Raises BadRecord for input to quarantine."""
+    ref, root = task.ref, Path(task.out)
+    rel = frames_file(ref.dataset, ref.index)
+    final = root / rel
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    rows = reader_for(task.source.format).read_episode(ref, task.source, task.embodiment)
+    first: dict | None = None
+    n = 0
+    try:
+        with pq.ParquetWriter(tmp, FRAME.arrow, compression="zstd") as writer:
+            batch: list[dict] = []
+            for row in rows:
+                first = first or row
+                batch.append(row)
+                if len(batch) == FRAME_BATCH:
+                    writer.write_table(FRAME.table(batch, f"{ref.source_file} (episode {ref.index})"))
+                    n, batch = n + len(batch), []
+            if batch:
+                writer.write_table(FRAME.table(batch, f"{ref.source_file} (episode {ref.index})"))
+                n += len(batch)
+        if first is None:
+            raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, "episode has no frames", ref.index))
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Extracted(ref.dataset, ref.index, n, first["episode_hash"], first["split"], ref.source_file, rel)
+
+
+@dataclass(frozen=True)
+class BuildTask:
+    extracted: Extracted
+    source: RobotSource
+    embodiment: Embodiment
+    state_stats: DimStats
+    action_stats: DimStats
+    out: str
+    seed: int
+    shards: int  # shard count of the dataset
+
+
+def _sample_record(s: dict, row: dict, emb: Embodiment, duration: float) -> dict:
+    rec = {
+        "key": row["key"],
+        "dataset": row["dataset"],
+        "kind": row["kind"],
+        "embodiment": emb.name,
+        "control_mode": emb.control_mode,
+        "episode": row["episode"],
+        "frame": row["frame"],
+        "item": None,
+        "split": row["split"],
+        "success": row["success"],
+        "timestamp": row["timestamp"],
+        "duration": duration,
+        "image_mask": [row[image_column(slot)] is not None for slot in CAMERA_SLOTS],
+        "state": s["state"],
+        "state_dim_mask": s["state_dim_mask"],
+        "actions": s["actions"],
+        "action_dim_mask": s["action_dim_mask"],
+        "action_is_pad": s["action_is_pad"],
+        "fast_ids": None,
+        "prompt": s["prompt"],
+        "target": None,
+        "input_ids": None,
+        "loss_mask": None,
+    }
+    for slot in CAMERA_SLOTS:
+        rec[image_column(slot)] = row[image_column(slot)] or black_jpeg()
+    return rec
+
+
+def _plain(record: dict) -> dict:
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in record.items()}
+
+
+def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
+    """Frame Parquet of one episode -> (shard, position, webdataset entry, index row) per sample."""
+    ext, emb = task.extracted, task.embodiment
+    table = pq.read_table(Path(task.out) / ext.frames_path)
+    FRAME.validate(table, ext.frames_path)
+    rows = table.to_pylist()
+    chain = build_chain(emb, task.state_stats, task.action_stats)
+    episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
+    duration = len(rows) / emb.control_rate_hz
+    records = []
+    for row in rows[:: task.source.stride]:
+        s = apply(chain, {"state": np.asarray(row["state"], np.float32), "episode_actions": episode_actions, "frame": row["frame"], "task": row["task"]})
+        records.append(_sample_record(s, row, emb, duration))
+    SAMPLE.table([_plain(r) for r in records], ext.frames_path)  # validate before anything is written
+    for rec in records:
+        shard, position = place(rec["key"], task.seed, task.shards)
+        index_row = {k: rec[k] for k in ("key", "episode", "frame", "kind", "split", "success", "duration")}
+        index_row["prompt_chars"] = len(rec["prompt"])
+        yield shard, position, to_members(rec), index_row
+
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.string()),
+        ("offset", pa.int64()),
+        ("length", pa.int64()),
+        ("episode", pa.int64()),
+        ("frame", pa.int64()),
+        ("kind", pa.string()),
+        ("split", pa.string()),
+        ("success", pa.bool_()),
+        ("duration", pa.float64()),
+        ("prompt_chars", pa.int64()),
+    ]
+)
+
+
+def index_part_file(dataset: str, shard: int) -> str:
+    return f"{WORK_DIR}/index/{dataset}/{shard:06d}.parquet"
+
+
+def write_shard_group(out: str, dataset: str, shard: int, items: list[tuple[int, dict, dict]]) -> ShardResult:
+    """Write one shard from its (position, entry, index row) items, ordered by position, and its part
+    of the index (one row per sample with the sample's byte range in the tar)."""
+    items = sorted(items, key=lambda it: (it[0], it[1]["__key__"]))
+    root, rel = Path(out), shard_path(dataset, shard)
+    result = write_shard(root, rel, (entry for _, entry, _ in items))
+    rows = []
+    for (key, offset, length), (_, _, meta) in zip(result.offsets, items, strict=True):
+        rows.append({**meta, "key": key, "shard": rel, "offset": offset, "length": length})
+    part = root / index_part_file(dataset, shard)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    tmp = part.with_name(f".{part.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA), tmp)
+    os.replace(tmp, part)
+    return result

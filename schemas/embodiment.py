@@ -1,0 +1,116 @@
+"""Embodiment specs: what each native state and action dim is, how fast the robot is controlled, and
+which camera goes in which slot. Shipped specs live in `schemas/embodiments/<name>.yaml`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from vlamix.config import ConfigError, from_mapping, load_yaml
+
+__all__ = [
+    "CAMERA_SLOTS",
+    "MAX_DIMS",
+    "MODEL_HORIZON",
+    "Dim",
+    "Embodiment",
+    "load_embodiment",
+    "shipped_embodiments",
+]
+
+MAX_DIMS = 32  # canonical padded width of state and action (DESIGN.md §2)
+MODEL_HORIZON = 50  # steps every action chunk is padded to (DESIGN.md §3)
+CAMERA_SLOTS = ("base_0", "base_1", "left_wrist", "right_wrist")
+SHIPPED_DIR = Path(__file__).parent / "embodiments"
+_NAME = re.compile(r"^[a-z0-9_]+$")
+
+DimKind = Literal[
+    "joint_position", "joint_velocity", "gripper", "ee_position", "ee_rotation", "base_velocity", "other"
+]
+
+
+@dataclass(frozen=True)
+class Dim:
+    name: str
+    kind: DimKind
+    unit: str
+    frame: str = "native"
+    delta: bool = False  # action dims only: chunks become a[t+h] - s[t] (needs a state dim of the same name)
+
+
+@dataclass(frozen=True)
+class Gripper:
+    """Native values of an open and a closed gripper; the chain maps them to 0 and 1 (1 = closed)."""
+
+    open: float
+    closed: float
+
+
+@dataclass(frozen=True)
+class Embodiment:
+    name: str
+    description: str
+    control_rate_hz: float
+    control_mode: Literal["joint", "ee"]
+    state: list[Dim]
+    action: list[Dim]
+    cameras: dict[str, str]  # native camera name -> slot
+    gripper: Gripper | None = None
+    horizon: int | None = None  # action chunk length; default one second at the control rate
+    rotation: Literal["euler", "none"] = "none"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def chunk_horizon(self) -> int:
+        return self.horizon if self.horizon is not None else max(1, round(self.control_rate_hz))
+
+    @property
+    def state_dim(self) -> int:
+        return len(self.state)
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action)
+
+    def check(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"name {self.name!r} must match [a-z0-9_]+")
+        for part in ("state", "action"):
+            dims = getattr(self, part)
+            if not 0 < len(dims) <= MAX_DIMS:
+                raise ValueError(f"{part} has {len(dims)} dims; it needs 1..{MAX_DIMS}")
+            names = [d.name for d in dims]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{part} dim names repeat: {names}")
+        state_names = {d.name for d in self.state}
+        for d in self.action:
+            if d.delta and d.name not in state_names:
+                raise ValueError(f"action dim {d.name!r} is delta but no state dim has that name")
+        for native, slot in self.cameras.items():
+            if slot not in CAMERA_SLOTS:
+                raise ValueError(f"camera {native!r} maps to unknown slot {slot!r}; slots are {CAMERA_SLOTS}")
+        if self.chunk_horizon > MODEL_HORIZON:
+            raise ValueError(
+                f"horizon {self.chunk_horizon} exceeds the model horizon {MODEL_HORIZON}: set `horizon:` lower"
+            )
+        if any(d.kind == "gripper" for d in self.action) and self.gripper is None:
+            raise ValueError("action has gripper dims but no `gripper: {open, closed}` values")
+
+
+def shipped_embodiments() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
+
+
+def load_embodiment(name_or_path: str | Path) -> Embodiment:
+    """A shipped spec by name (`mobile_aloha`) or a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SHIPPED_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown embodiment {name_or_path!r}: shipped ones are {shipped_embodiments()}, "
+                "or give the path of a YAML spec"
+            )
+    return from_mapping(Embodiment, load_yaml(path), str(path))

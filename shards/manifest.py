@@ -1,0 +1,70 @@
+"""manifest.json: versions, hashes, per-shard counts and the accounting that proves nothing was lost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vlamix.schemas import RECORDS
+from vlamix.shards.layout import FORMAT, FORMAT_VERSION, MANIFEST
+
+__all__ = ["Accounting", "build_manifest", "file_ref", "read_manifest", "write_json_atomic"]
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Per dataset: read = written + quarantined + duplicates, and the same for frames, where frames
+    also leave by the stride (`frames_filtered`)."""
+
+    unit: str
+    read: int
+    written: int
+    quarantined: int
+    duplicates: int
+    frames_read: int
+    frames_written: int
+    frames_filtered: int
+    frames_quarantined: int
+    frames_duplicates: int
+
+    def check(self, dataset: str) -> None:
+        if self.read != self.written + self.quarantined + self.duplicates:
+            raise AssertionError(f"{dataset}: {self.unit}s do not add up: {asdict(self)}")
+        frames = self.frames_written + self.frames_filtered + self.frames_quarantined + self.frames_duplicates
+        if self.frames_read != frames:
+            raise AssertionError(f"{dataset}: frames do not add up: {asdict(self)}")
+
+
+def file_ref(root: Path, rel: str) -> dict:
+    h = hashlib.sha256((root / rel).read_bytes()).hexdigest()
+    return {"path": rel, "sha256": h}
+
+
+def build_manifest(tokenizer_path: str, tokenizer_sha256: str, datasets: dict[str, dict]) -> dict:
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "schema_versions": {r.name: r.version for r in RECORDS},
+        "tokenizer_set": {"path": tokenizer_path, "sha256": tokenizer_sha256},
+        "datasets": dict(sorted(datasets.items())),
+    }
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_manifest(root: Path) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no manifest (is {root} a vlamix layout? run `vlamix ingest` first)")
+    data = json.loads(path.read_text())
+    if data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format {data.get('format')!r} v{data.get('version')} is not {FORMAT} v{FORMAT_VERSION}")
+    return data

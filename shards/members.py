@@ -1,0 +1,64 @@
+"""A sample record <-> the members of its webdataset entry. Names are lowercase with one extension, so
+plain webdataset, Hugging Face `datasets` and `ray.data` decode them as they are (.jpg, .npy, .txt, .json)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from vlamix.schemas.embodiment import CAMERA_SLOTS
+from vlamix.schemas.frame import image_column
+
+__all__ = ["ARRAY_MEMBERS", "META_FIELDS", "npy_bytes", "to_members"]
+
+ARRAY_MEMBERS = {
+    "image_mask": np.bool_,
+    "state": np.float32,
+    "state_dim_mask": np.bool_,
+    "actions": np.float32,
+    "action_dim_mask": np.bool_,
+    "action_is_pad": np.bool_,
+    "fast_ids": np.int32,
+    "input_ids": np.int32,
+    "loss_mask": np.bool_,
+}
+TEXT_MEMBERS = ("prompt", "target")
+META_FIELDS = (
+    "key",
+    "dataset",
+    "kind",
+    "embodiment",
+    "control_mode",
+    "episode",
+    "frame",
+    "item",
+    "split",
+    "success",
+    "timestamp",
+    "duration",
+)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def to_members(sample: dict) -> dict[str, bytes | str]:
+    """Sample record (dict) -> webdataset entry. Null fields get no member; a dataset's samples all have
+    the same nulls, so its shards keep one member set."""
+    out: dict[str, bytes | str] = {"__key__": sample["key"]}
+    for slot in CAMERA_SLOTS:
+        out[f"{slot}.jpg"] = sample[image_column(slot)]
+    for name, dtype in ARRAY_MEMBERS.items():
+        if sample.get(name) is not None:
+            out[f"{name}.npy"] = npy_bytes(np.asarray(sample[name], dtype=dtype))
+    for name in TEXT_MEMBERS:
+        if sample.get(name) is not None:
+            out[f"{name}.txt"] = sample[name].encode()
+    meta = {k: sample.get(k) for k in META_FIELDS}
+    out["meta.json"] = json.dumps(meta, sort_keys=True).encode()
+    return out

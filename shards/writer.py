@@ -1,0 +1,57 @@
+"""Write one shard: members sorted, fixed mtime and owner, atomic (temp file + rename), with the byte
+range of every sample for the index."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import webdataset as wds
+
+__all__ = ["MTIME", "ShardResult", "write_shard"]
+
+MTIME = 0.0  # fixed member time: the same samples give the same bytes
+OWNER = "vlamix"
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    path: str  # relative to the layout root
+    samples: int
+    bytes: int
+    sha256: str
+    offsets: list[tuple[str, int, int]]  # (key, byte offset, byte length) of each sample's members
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_shard(root: Path, rel_path: str, entries: Iterable[dict]) -> ShardResult:
+    """Write `entries` (webdataset dicts with `__key__` and bytes members) in the order given."""
+    final = root / rel_path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    offsets = []
+    try:
+        with tmp.open("wb") as f:
+            writer = wds.TarWriter(f, user=OWNER, group=OWNER, mtime=MTIME, encoder=False)
+            for entry in entries:
+                start = writer.tarstream.offset
+                writer.write(entry)
+                offsets.append((entry["__key__"], start, writer.tarstream.offset - start))
+            writer.close()
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ShardResult(rel_path, len(offsets), final.stat().st_size, _sha256(final), offsets)

@@ -1,0 +1,1 @@
+"""Raw sources -> records: the sources file, one reader per raw format, and synthetic sample generators."""

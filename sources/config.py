@@ -1,0 +1,123 @@
+"""The sources file (DESIGN.md §9): which datasets an ingest reads, in which format, as which embodiment."""
+
+from __future__ import annotations
+
+import glob
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from vlamix.config import ConfigError, from_mapping, load_yaml
+from vlamix.schemas.embodiment import SHIPPED_DIR, Embodiment, load_embodiment
+
+__all__ = ["RobotKeys", "RobotSource", "SourcesFile", "load_sources", "resolve_files"]
+
+_NAME = re.compile(r"^[a-z0-9_]+$")
+ROBOT_FORMATS = ("aloha_hdf5",)
+
+
+@dataclass(frozen=True)
+class RobotKeys:
+    """Native names, where a dataset does not use its format's defaults."""
+
+    state: str | list[str] | None = None
+    action: str | list[str] | None = None
+    instruction: str | None = None
+    cameras: dict[str, str] = field(default_factory=dict)  # native camera name -> slot
+
+
+@dataclass(frozen=True)
+class RobotSource:
+    name: str
+    kind: Literal["MM", "ME", "CE"]
+    format: str
+    path: str
+    embodiment: str
+    task: str | None = None
+    split: Literal["train", "val", "test"] | None = None
+    success: bool | None = None
+    stride: int = 1
+    val_fraction: float = 0.1  # for seeded splits, when the source has none of its own
+    license: str | None = None
+    citation: str | None = None
+    keys: RobotKeys = field(default_factory=RobotKeys)
+
+    def check(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"dataset name {self.name!r} must match [a-z0-9_]+")
+        if self.format not in ROBOT_FORMATS:
+            raise ValueError(f"unknown format {self.format!r} for a {self.kind} dataset; known: {list(ROBOT_FORMATS)}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class SourcesFile:
+    path: Path
+    datasets: list[RobotSource]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def embodiment_path(self, source: RobotSource) -> Path:
+        """The spec file: a shipped one by name, or a YAML path relative to the sources file."""
+        spec = Path(source.embodiment)
+        if spec.suffix in (".yaml", ".yml"):
+            return spec if spec.is_absolute() else self.root / spec
+        return SHIPPED_DIR / f"{source.embodiment}.yaml"
+
+    def embodiment(self, source: RobotSource) -> Embodiment:
+        if not self.embodiment_path(source).is_file() and Path(source.embodiment).suffix not in (".yaml", ".yml"):
+            return load_embodiment(source.embodiment)  # raises with the list of shipped specs
+        return load_embodiment(self.embodiment_path(source))
+
+
+def load_sources(path: str | Path) -> SourcesFile:
+    """Load and validate a sources file; every error names the file and the entry."""
+    path = Path(path).resolve()
+    data = load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
+        raise ConfigError(f"{path}: expected a mapping with a `datasets:` list")
+    extra = set(data) - {"datasets"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level keys {sorted(extra)}; only `datasets:` is allowed")
+    sources: list[RobotSource] = []
+    for i, entry in enumerate(data["datasets"]):
+        where = f"{path}: datasets[{i}]"
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        if kind not in ("MM", "ME", "CE"):
+            raise ConfigError(f"{where}: kind {kind!r} is not supported by this version of vlamix (MM, ME, CE are)")
+        src = from_mapping(RobotSource, entry, f"{where} ({entry.get('name', '?')})")
+        if any(s.name == src.name for s in sources):
+            raise ConfigError(f"{where}: dataset name {src.name!r} appears twice")
+        sources.append(src)
+    out = SourcesFile(path, sources)
+    for src in sources:  # fail before any job starts, not in a worker
+        try:
+            out.embodiment(src)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: dataset {src.name!r}: {e}") from e
+    return out
+
+
+def _natural(p: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def resolve_files(root: Path, spec: str, suffixes: tuple[str, ...]) -> list[Path]:
+    """A file, a folder (its files with these suffixes) or a glob, relative to `root`; natural order
+    (episode_2 before episode_10), so episode indices are stable."""
+    base = Path(spec) if Path(spec).is_absolute() else root / spec
+    if base.is_file():
+        return [base]
+    if base.is_dir():
+        files = [p for p in base.iterdir() if p.is_file() and p.suffix in suffixes]
+    else:
+        files = [Path(p) for p in glob.glob(str(base)) if Path(p).is_file()]
+    if not files:
+        raise ConfigError(f"{spec!r} (under {root}) matches no {'/'.join(suffixes)} files")
+    return sorted(files, key=_natural)

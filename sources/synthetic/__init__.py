@@ -1,0 +1,1 @@
+"""Seeded generators of realistic sample data (kinematic robots, a small renderer, format writers)."""

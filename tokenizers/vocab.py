@@ -1,0 +1,74 @@
+"""The vocabulary layout: disjoint id ranges for special, text, location and FAST tokens (DESIGN.md §4),
+and the tokenizer-set folder that carries it, named by the hash of its files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["LAYOUT_FILE", "VocabLayout", "hash_tokenizer_dir", "write_tokenizer_set"]
+
+LAYOUT_FILE = "vocab_layout.json"
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>", "<sep>", "<image>", "<action>", "<end_of_action>")
+LOC_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class VocabLayout:
+    """Sizes of each range; ids are assigned in this order, so no two kinds of token ever share an id.
+    `text` and `fast` are None until their tokenizers are fitted and added to the set."""
+
+    specials: tuple[str, ...] = SPECIALS
+    text: int | None = None
+    loc: int = LOC_TOKENS
+    fast: int | None = None
+    components: dict[str, str] = field(default_factory=dict)  # kind -> file in the set
+
+    def ranges(self) -> dict[str, list[int] | None]:
+        start, out = 0, {}
+        for name, size in (("specials", len(self.specials)), ("text", self.text), ("loc", self.loc), ("fast", self.fast)):
+            if size is None:
+                out[name] = None
+                continue
+            out[name] = [start, start + size]
+            start += size
+        return out
+
+    def to_json(self) -> str:
+        d = {**asdict(self), "specials": list(self.specials), "ranges": self.ranges(), "version": 1}
+        return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
+
+def hash_tokenizer_dir(folder: Path) -> str:
+    """sha256 over the sorted file names and contents of a tokenizer set (the set's identity)."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in Path(folder).rglob("*") if q.is_file()):
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def write_tokenizer_set(parent: Path, layout: VocabLayout, files: dict[str, bytes] | None = None) -> tuple[str, str]:
+    """Write the set into `parent/<sha256>/` atomically; returns (folder name, sha256). An existing
+    folder of the same hash holds the same bytes and is kept."""
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tok-", dir=parent))
+    try:
+        (tmp / LAYOUT_FILE).write_text(layout.to_json())
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
+        digest = hash_tokenizer_dir(tmp)
+        final = parent / digest
+        if final.exists():
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, final)
+        return digest, digest
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,1 @@
+"""What is done to records: small frozen transforms, each beside its inverse."""

@@ -1,0 +1,43 @@
+"""Quantile normalization (openpi's: q01..q99 -> -1..1) and its exact inverse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["EPS", "QuantileNormalize", "QuantileUnnormalize"]
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class QuantileNormalize:
+    """x' = (x - q01) / (q99 - q01 + eps) * 2 - 1 over the last axis of `key`."""
+
+    key: str
+    q01: tuple[float, ...]
+    q99: tuple[float, ...]
+
+    def __call__(self, sample: dict) -> dict:
+        x = np.asarray(sample[self.key], dtype=np.float64)
+        lo, hi = np.asarray(self.q01), np.asarray(self.q99)
+        return {**sample, self.key: ((x - lo) / (hi - lo + EPS) * 2.0 - 1.0).astype(np.float32)}
+
+    def inverse(self) -> QuantileUnnormalize:
+        return QuantileUnnormalize(self.key, self.q01, self.q99)
+
+
+@dataclass(frozen=True)
+class QuantileUnnormalize:
+    key: str
+    q01: tuple[float, ...]
+    q99: tuple[float, ...]
+
+    def __call__(self, sample: dict) -> dict:
+        x = np.asarray(sample[self.key], dtype=np.float64)
+        lo, hi = np.asarray(self.q01), np.asarray(self.q99)
+        return {**sample, self.key: ((x + 1.0) / 2.0 * (hi - lo + EPS) + lo).astype(np.float32)}
+
+    def inverse(self) -> QuantileNormalize:
+        return QuantileNormalize(self.key, self.q01, self.q99)

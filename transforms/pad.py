@@ -1,0 +1,73 @@
+"""Padding to the canonical layout: dims to 32 (zeros after the real ones) and chunk steps to the model
+horizon (50), with masks; and the inverses that cut them back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PadDims", "PadSteps", "UnpadDims", "UnpadSteps"]
+
+
+@dataclass(frozen=True)
+class PadDims:
+    """Zero-pads the last axis of `key` to `width` and writes `{mask_key}` (True on real dims)."""
+
+    key: str
+    mask_key: str
+    width: int
+
+    def __call__(self, sample: dict) -> dict:
+        x = np.asarray(sample[self.key], dtype=np.float32)
+        real = x.shape[-1]
+        if real > self.width:
+            raise ValueError(f"{self.key} has {real} dims, more than the canonical {self.width}")
+        out = np.zeros((*x.shape[:-1], self.width), dtype=np.float32)
+        out[..., :real] = x
+        return {**sample, self.key: out, self.mask_key: np.arange(self.width) < real}
+
+    def inverse(self, real: int) -> UnpadDims:
+        return UnpadDims(self.key, self.mask_key, real)
+
+
+@dataclass(frozen=True)
+class UnpadDims:
+    key: str
+    mask_key: str
+    real: int
+
+    def __call__(self, sample: dict) -> dict:
+        out = {k: v for k, v in sample.items() if k != self.mask_key}
+        return {**out, self.key: np.asarray(sample[self.key])[..., : self.real]}
+
+
+@dataclass(frozen=True)
+class PadSteps:
+    """Pads `actions` [H, D] to `horizon` steps by repeating the last one and marks them in `action_is_pad`."""
+
+    horizon: int
+
+    def __call__(self, sample: dict) -> dict:
+        x, is_pad = np.asarray(sample["actions"], dtype=np.float32), np.asarray(sample["action_is_pad"])
+        h = len(x)
+        if h > self.horizon:
+            raise ValueError(f"chunk of {h} steps exceeds the model horizon {self.horizon}")
+        idx = np.minimum(np.arange(self.horizon), h - 1)
+        pad = np.concatenate([is_pad, np.ones(self.horizon - h, dtype=bool)])
+        return {**sample, "actions": x[idx], "action_is_pad": pad}
+
+    def inverse(self, real: int) -> UnpadSteps:
+        return UnpadSteps(real)
+
+
+@dataclass(frozen=True)
+class UnpadSteps:
+    real: int
+
+    def __call__(self, sample: dict) -> dict:
+        return {
+            **sample,
+            "actions": np.asarray(sample["actions"])[: self.real],
+            "action_is_pad": np.asarray(sample["action_is_pad"])[: self.real],
+        }
