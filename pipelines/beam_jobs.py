@@ -27,6 +27,8 @@ def beam_options(workers: int, extra: list[str]) -> PipelineOptions:
         args.append("--runner=DirectRunner")
         if workers > 1:
             args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+        args.append("--default_sdk_harness_log_level=WARNING")
     return PipelineOptions(args)
 
 
@@ -65,7 +67,9 @@ def _write_lines(out: str, name: str, keyed: tuple[str, Iterable]) -> str:
     return str(path)
 
 
-def run_extract(tasks: list[ExtractTask], out: str, options: PipelineOptions) -> beam.runners.runner.PipelineResult:
+def run_extract(
+    tasks: list[ExtractTask], out: str, options: PipelineOptions
+) -> beam.runners.runner.PipelineResult:
     """Raw episodes -> frame Parquet; per dataset, `work/extracted/<d>.jsonl` and `work/quarantined/<d>.jsonl`."""
     p = beam.Pipeline(options=options)
     results = (
@@ -82,7 +86,10 @@ def run_extract(tasks: list[ExtractTask], out: str, options: PipelineOptions) ->
             (keyed, empty)
             | f"Merge{tag.title()}" >> beam.Flatten()
             | f"Group{tag.title()}" >> beam.GroupByKey()
-            | f"Write{tag.title()}" >> beam.Map(lambda kv, name=tag: _write_lines(out, name, (kv[0], [r for r in kv[1] if r is not None])))
+            | f"Write{tag.title()}"
+            >> beam.Map(
+                lambda kv, name=tag: _write_lines(out, name, (kv[0], [r for r in kv[1] if r is not None]))
+            )
         )
     result = p.run()
     result.wait_until_finish()
@@ -108,7 +115,9 @@ def _samples(task: BuildTask) -> Iterator:
         yield (task.extracted.dataset, shard), (position, entry, index_row)
 
 
-def run_build(tasks: list[BuildTask], out: str, options: PipelineOptions) -> beam.runners.runner.PipelineResult:
+def run_build(
+    tasks: list[BuildTask], out: str, options: PipelineOptions
+) -> beam.runners.runner.PipelineResult:
     """Kept episodes -> samples -> one group per shard -> tar + index part + `work/shards/<d>/<n>.json`."""
     p = beam.Pipeline(options=options)
     (
@@ -121,5 +130,3 @@ def run_build(tasks: list[BuildTask], out: str, options: PipelineOptions) -> bea
     result = p.run()
     result.wait_until_finish()
     return result
-
-

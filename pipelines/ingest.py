@@ -19,10 +19,19 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from vlamix.pipelines.steps import INDEX_SCHEMA, BuildTask, Extracted, ExtractTask, index_part_file
+from vlamix.pipelines.steps import INDEX_SCHEMA, BuildTask, Extracted, ExtractTask
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.assign import shard_count
-from vlamix.shards.layout import EMBODIMENT_PATH, INDEX_PATH, MANIFEST, QUARANTINE_PATH, REPORTS_DIR, STATS_PATH, TOKENIZERS_DIR, WORK_DIR
+from vlamix.shards.layout import (
+    EMBODIMENT_PATH,
+    INDEX_PATH,
+    MANIFEST,
+    QUARANTINE_PATH,
+    REPORTS_DIR,
+    STATS_PATH,
+    TOKENIZERS_DIR,
+    WORK_DIR,
+)
 from vlamix.shards.manifest import Accounting, build_manifest, file_ref, write_json_atomic
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
 from vlamix.sources.readers import reader_for
@@ -57,7 +66,9 @@ class IngestOptions:
 
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the earlier steps first (`vlamix ingest` without --only)")
+        raise FileNotFoundError(
+            f"{path} is missing: run the earlier steps first (`vlamix ingest` without --only)"
+        )
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -74,10 +85,15 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
     run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
 
 
-def _outcomes(opts: IngestOptions, src: RobotSource) -> tuple[list[Extracted], list[QuarantineRecord], list[Extracted]]:
+def _outcomes(
+    opts: IngestOptions, src: RobotSource
+) -> tuple[list[Extracted], list[QuarantineRecord], list[Extracted]]:
     """(kept, quarantined, duplicates): exact duplicates by content hash keep the lowest episode index."""
     work = opts.out / WORK_DIR
-    extracted = sorted((Extracted(**d) for d in _read_jsonl(work / "extracted" / f"{src.name}.jsonl")), key=lambda e: e.episode)
+    extracted = sorted(
+        (Extracted(**d) for d in _read_jsonl(work / "extracted" / f"{src.name}.jsonl")),
+        key=lambda e: e.episode,
+    )
     quarantined = [QuarantineRecord(**d) for d in _read_jsonl(work / "quarantined" / f"{src.name}.jsonl")]
     seen: set[str] = set()
     kept, dups = [], []
@@ -113,7 +129,10 @@ def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
             "frames": total,
             "subsampled": total > STATS_CAP_FRAMES,
             "state": {"names": [d.name for d in emb.state], **compute_stats(sample["state"]).to_json()},
-            "actions": {"names": [d.name for d in emb.action], **compute_stats(sample["episode_actions"]).to_json()},
+            "actions": {
+                "names": [d.name for d in emb.action],
+                **compute_stats(sample["episode_actions"]).to_json(),
+            },
         }
         write_json_atomic(opts.out / STATS_PATH.format(dataset=src.name), doc)
         log.info("stats: %s over %d frames", src.name, total)
@@ -121,7 +140,9 @@ def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
 
 def _step_tokenizers(opts: IngestOptions) -> tuple[str, str]:
     name, digest = write_tokenizer_set(opts.out / TOKENIZERS_DIR, VocabLayout())
-    write_json_atomic(opts.out / WORK_DIR / "tokenizer_set.json", {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest})
+    write_json_atomic(
+        opts.out / WORK_DIR / "tokenizer_set.json", {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest}
+    )
     return name, digest
 
 
@@ -141,14 +162,20 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
     tasks = []
     for src in sources.datasets:
         kept, _, _ = _outcomes(opts, src)
-        for folder in (opts.out / "shards" / src.name, opts.out / WORK_DIR / "shards" / src.name, opts.out / WORK_DIR / "index" / src.name):
+        for folder in (
+            opts.out / "shards" / src.name,
+            opts.out / WORK_DIR / "shards" / src.name,
+            opts.out / WORK_DIR / "index" / src.name,
+        ):
             shutil.rmtree(folder, ignore_errors=True)
         if not kept:
             continue
         state_stats, action_stats = _load_stats(opts, src.name)
         n = shard_count(sum(_samples_of(e, src.stride) for e in kept), opts.samples_per_shard)
         emb = sources.embodiment(src)
-        tasks += [BuildTask(e, src, emb, state_stats, action_stats, str(opts.out), opts.seed, n) for e in kept]
+        tasks += [
+            BuildTask(e, src, emb, state_stats, action_stats, str(opts.out), opts.seed, n) for e in kept
+        ]
     log.info("build: %d episodes", len(tasks))
     if tasks:
         run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
@@ -175,8 +202,15 @@ def _step_index(opts: IngestOptions, sources: SourcesFile) -> dict:
         emb = sources.embodiment(src)
         qpath = opts.out / QUARANTINE_PATH.format(dataset=src.name)
         qpath.parent.mkdir(parents=True, exist_ok=True)
-        qpath.write_text("".join(q.to_json() + "\n" for q in sorted(quarantined, key=lambda q: (q.episode or 0, q.source_file))))
-        shard_docs = [json.loads(p.read_text()) for p in sorted((opts.out / WORK_DIR / "shards" / src.name).glob("*.json"))]
+        qpath.write_text(
+            "".join(
+                q.to_json() + "\n" for q in sorted(quarantined, key=lambda q: (q.episode or 0, q.source_file))
+            )
+        )
+        shard_docs = [
+            json.loads(p.read_text())
+            for p in sorted((opts.out / WORK_DIR / "shards" / src.name).glob("*.json"))
+        ]
         written_samples = sum(s["samples"] for s in shard_docs)
         frames_kept = sum(e.frames for e in kept)
         acc = Accounting(
@@ -194,7 +228,9 @@ def _step_index(opts: IngestOptions, sources: SourcesFile) -> dict:
         acc.check(src.name)
         expected = sum(_samples_of(e, src.stride) for e in kept)
         if written_samples != expected:
-            raise RuntimeError(f"{src.name}: shards hold {written_samples} samples, {expected} were built: re-run `--only build`")
+            raise RuntimeError(
+                f"{src.name}: shards hold {written_samples} samples, {expected} were built: re-run `--only build`"
+            )
         emb_rel = EMBODIMENT_PATH.format(name=emb.name)
         (opts.out / emb_rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(sources.embodiment_path(src), opts.out / emb_rel)
@@ -248,5 +284,3 @@ def run_ingest(opts: IngestOptions) -> dict:
         report["accounting"] = {k: v["accounting"] for k, v in manifest["datasets"].items()}
     write_json_atomic(opts.out / REPORTS_DIR / "ingest.json", report)
     return manifest
-
-

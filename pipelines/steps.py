@@ -30,8 +30,8 @@ from vlamix.transforms.stats import DimStats
 
 __all__ = [
     "BuildTask",
-    "Extracted",
     "ExtractTask",
+    "Extracted",
     "build_episode",
     "extract_episode",
     "write_shard_group",
@@ -89,7 +89,9 @@ def extract_episode(task: ExtractTask) -> Extracted:
                 writer.write_table(FRAME.table(batch, f"{ref.source_file} (episode {ref.index})"))
                 n += len(batch)
         if first is None:
-            raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, "episode has no frames", ref.index))
+            raise BadRecord(
+                QuarantineRecord(ref.dataset, ref.source_file, "episode has no frames", ref.index)
+            )
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -154,7 +156,15 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     duration = len(rows) / emb.control_rate_hz
     records = []
     for row in rows[:: task.source.stride]:
-        s = apply(chain, {"state": np.asarray(row["state"], np.float32), "episode_actions": episode_actions, "frame": row["frame"], "task": row["task"]})
+        s = apply(
+            chain,
+            {
+                "state": np.asarray(row["state"], np.float32),
+                "episode_actions": episode_actions,
+                "frame": row["frame"],
+                "task": row["task"],
+            },
+        )
         records.append(_sample_record(s, row, emb, duration))
     SAMPLE.table([_plain(r) for r in records], ext.frames_path)  # validate before anything is written
     for rec in records:

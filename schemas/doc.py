@@ -33,7 +33,14 @@ def render_schema_doc() -> str:
         "",
     ]
     for record in RECORDS:
-        lines += [f"## {record.name} (v{record.version})", "", record.doc, "", "| field | type | null | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"## {record.name} (v{record.version})",
+            "",
+            record.doc,
+            "",
+            "| field | type | null | meaning |",
+            "|---|---|---|---|",
+        ]
         for f in record.fields:
             doc = (f.metadata or {}).get(DOC_KEY, b"").decode().replace("|", "\\|")
             lines.append(f"| `{f.name}` | `{_type(f.type)}` | {'yes' if f.nullable else 'no'} | {doc} |")

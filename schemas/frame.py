@@ -30,13 +30,29 @@ FRAME = RecordSchema(
     fields=(
         doc_field("key", pa.string(), "`{dataset}/{episode:06d}/{frame:06d}`: unique within a layout."),
         doc_field("dataset", pa.string(), "Dataset name from the sources file (`[a-z0-9_]+`)."),
-        doc_field("kind", pa.string(), "Source kind: MM (mobile manipulator), ME (static arm), CE (cross-embodiment)."),
-        doc_field("embodiment", pa.string(), "Name of the embodiment spec that gives every state/action dim its meaning."),
+        doc_field(
+            "kind",
+            pa.string(),
+            "Source kind: MM (mobile manipulator), ME (static arm), CE (cross-embodiment).",
+        ),
+        doc_field(
+            "embodiment",
+            pa.string(),
+            "Name of the embodiment spec that gives every state/action dim its meaning.",
+        ),
         doc_field("episode", pa.int64(), "Episode index within the dataset (stable across runs)."),
         doc_field("frame", pa.int64(), "Frame index within the episode, from 0."),
         doc_field("timestamp", pa.float64(), "Seconds from the episode's start."),
-        doc_field("state", pa.list_(pa.float32()), "Native proprioceptive state, dims in the embodiment's declared order."),
-        doc_field("action", pa.list_(pa.float32()), "Native action commanded at this frame, dims in the embodiment's declared order."),
+        doc_field(
+            "state",
+            pa.list_(pa.float32()),
+            "Native proprioceptive state, dims in the embodiment's declared order.",
+        ),
+        doc_field(
+            "action",
+            pa.list_(pa.float32()),
+            "Native action commanded at this frame, dims in the embodiment's declared order.",
+        ),
         *(
             doc_field(
                 image_column(slot),
@@ -46,14 +62,44 @@ FRAME = RecordSchema(
             )
             for slot in CAMERA_SLOTS
         ),
-        doc_field("task", pa.string(), "The episode's task instruction; null when the source has none.", nullable=True),
-        doc_field("subtask", pa.string(), "High-level subtask label in force at this time (HL annotations); null when none.", nullable=True),
-        doc_field("verbal_instruction", pa.string(), "Verbal instruction in force at this time (VI annotations); null when none.", nullable=True),
-        doc_field("split", pa.string(), "Episode split: train, val or test (the source's own, else seeded by content hash)."),
-        doc_field("success", pa.bool_(), "Whether the episode succeeded; null when the source does not say.", nullable=True),
+        doc_field(
+            "task",
+            pa.string(),
+            "The episode's task instruction; null when the source has none.",
+            nullable=True,
+        ),
+        doc_field(
+            "subtask",
+            pa.string(),
+            "High-level subtask label in force at this time (HL annotations); null when none.",
+            nullable=True,
+        ),
+        doc_field(
+            "verbal_instruction",
+            pa.string(),
+            "Verbal instruction in force at this time (VI annotations); null when none.",
+            nullable=True,
+        ),
+        doc_field(
+            "split",
+            pa.string(),
+            "Episode split: train, val or test (the source's own, else seeded by content hash).",
+        ),
+        doc_field(
+            "success",
+            pa.bool_(),
+            "Whether the episode succeeded; null when the source does not say.",
+            nullable=True,
+        ),
         doc_field("length", pa.int64(), "Number of frames in the episode."),
-        doc_field("episode_hash", pa.string(), "Content hash (blake2b-128, hex) of the episode's native arrays and images: equal episodes are duplicates."),
-        doc_field("source_file", pa.string(), "Raw file the frame was read from, relative to the sources file."),
+        doc_field(
+            "episode_hash",
+            pa.string(),
+            "Content hash (blake2b-128, hex) of the episode's native arrays and images: equal episodes are duplicates.",
+        ),
+        doc_field(
+            "source_file", pa.string(), "Raw file the frame was read from, relative to the sources file."
+        ),
     ),
     checks=(
         one_of("kind", ROBOT_KINDS),

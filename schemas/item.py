@@ -43,7 +43,9 @@ ITEM = RecordSchema(
     fields=(
         doc_field("key", pa.string(), "`{dataset}/{item:08d}`: unique within a layout."),
         doc_field("dataset", pa.string(), "Dataset name from the sources file (`[a-z0-9_]+`)."),
-        doc_field("item", pa.int64(), "Item index within the dataset (stable across runs: sorted by image id)."),
+        doc_field(
+            "item", pa.int64(), "Item index within the dataset (stable across runs: sorted by image id)."
+        ),
         doc_field("image_id", pa.string(), "The source's own image id (COCO id, file name, row id)."),
         doc_field("image", pa.binary(), "JPEG of the image, resized with padding to 224x224."),
         doc_field(
@@ -53,8 +55,14 @@ ITEM = RecordSchema(
             "detection the `boxes` (label and y_min, x_min, y_max, x_max in [0, 1] of the stored, padded image).",
         ),
         doc_field("split", pa.string(), "train, val or test."),
-        doc_field("content_hash", pa.string(), "Content hash (blake2b-128, hex) of the image bytes: equal images are duplicates."),
-        doc_field("source_file", pa.string(), "Raw file the image was read from, relative to the sources file."),
+        doc_field(
+            "content_hash",
+            pa.string(),
+            "Content hash (blake2b-128, hex) of the image bytes: equal images are duplicates.",
+        ),
+        doc_field(
+            "source_file", pa.string(), "Raw file the image was read from, relative to the sources file."
+        ),
     ),
     checks=(one_of("split", SPLITS), key_pattern(r"^[a-z0-9_]+/\d{8}$", "dataset/00001234")),
 )

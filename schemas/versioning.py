@@ -44,14 +44,19 @@ class RecordSchema:
 
     @property
     def arrow(self) -> pa.Schema:
-        return pa.schema(list(self.fields), metadata={NAME_KEY: self.name.encode(), VERSION_KEY: str(self.version).encode()})
+        return pa.schema(
+            list(self.fields),
+            metadata={NAME_KEY: self.name.encode(), VERSION_KEY: str(self.version).encode()},
+        )
 
     def table(self, rows: list[dict], where: str = "") -> pa.Table:
         """Rows (dicts) -> a validated table carrying this schema's metadata."""
         try:
             t = pa.Table.from_pylist(rows, schema=self.arrow)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, KeyError) as e:
-            raise SchemaError(f"{where or self.name}: rows do not fit the {self.name} schema v{self.version}: {e}") from e
+            raise SchemaError(
+                f"{where or self.name}: rows do not fit the {self.name} schema v{self.version}: {e}"
+            ) from e
         self.validate(t, where)
         return t
 
@@ -71,11 +76,15 @@ class RecordSchema:
             raise SchemaError(f"{where}: {self.name} fields differ: missing {missing}, unexpected {extra}")
         for name, f in want.items():
             if not have[name].type.equals(f.type):
-                raise SchemaError(f"{where}: field {name!r} is {have[name].type}, the {self.name} schema says {f.type}")
+                raise SchemaError(
+                    f"{where}: field {name!r} is {have[name].type}, the {self.name} schema says {f.type}"
+                )
             col = data.column(name)
             if not f.nullable and col.null_count:
                 first = pc.index(pc.is_null(col), True).as_py()
-                raise SchemaError(f"{where}: field {name!r} is null in row {first} ({self._key(data, first)})")
+                raise SchemaError(
+                    f"{where}: field {name!r} is null in row {first} ({self._key(data, first)})"
+                )
         table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
         for check in self.checks:
             problem = check(table)

@@ -66,5 +66,7 @@ def read_manifest(root: Path) -> dict:
         raise FileNotFoundError(f"{path}: no manifest (is {root} a vlamix layout? run `vlamix ingest` first)")
     data = json.loads(path.read_text())
     if data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format {data.get('format')!r} v{data.get('version')} is not {FORMAT} v{FORMAT_VERSION}")
+        raise ValueError(
+            f"{path}: format {data.get('format')!r} v{data.get('version')} is not {FORMAT} v{FORMAT_VERSION}"
+        )
     return data

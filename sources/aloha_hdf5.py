@@ -33,7 +33,12 @@ _HASH_BLOCK = 64
 def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]:
     files = resolve_files(sources.root, source.path, SUFFIXES)
     return [
-        EpisodeRef(source.name, i, str(p), str(p.relative_to(sources.root)) if p.is_relative_to(sources.root) else str(p))
+        EpisodeRef(
+            source.name,
+            i,
+            str(p),
+            str(p.relative_to(sources.root)) if p.is_relative_to(sources.root) else str(p),
+        )
         for i, p in enumerate(files)
     ]
 
@@ -56,12 +61,21 @@ class _Episode:
     def __init__(self, f: h5py.File, ref: EpisodeRef):
         self.f, self.ref = f, ref
 
-    def bad(self, reason: str, field: str | None = None, frame: int | None = None, frames: int = 0) -> BadRecord:
-        return BadRecord(QuarantineRecord(self.ref.dataset, self.ref.source_file, reason, self.ref.index, None, frame, field, frames))
+    def bad(
+        self, reason: str, field: str | None = None, frame: int | None = None, frames: int = 0
+    ) -> BadRecord:
+        return BadRecord(
+            QuarantineRecord(
+                self.ref.dataset, self.ref.source_file, reason, self.ref.index, None, frame, field, frames
+            )
+        )
 
     def array(self, key: str, width: int, what: str) -> np.ndarray:
         if key not in self.f:
-            raise self.bad(f"no dataset {key}: the {what} is missing (set `keys: {{{what}: ...}}` in the sources file)", key)
+            raise self.bad(
+                f"no dataset {key}: the {what} is missing (set `keys: {{{what}: ...}}` in the sources file)",
+                key,
+            )
         data = np.asarray(self.f[key][()], dtype=np.float32)
         if data.ndim != 2:
             raise self.bad(f"{key} has shape {data.shape}, expected (frames, {width})", key)
@@ -79,7 +93,9 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     try:
         f = h5py.File(ref.path, "r")
     except OSError as e:
-        raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, f"cannot open as HDF5: {e}", ref.index)) from e
+        raise BadRecord(
+            QuarantineRecord(ref.dataset, ref.source_file, f"cannot open as HDF5: {e}", ref.index)
+        ) from e
     with f:
         ep = _Episode(f, ref)
         state_keys = _as_list(source.keys.state) or [STATE_KEY]
@@ -87,9 +103,16 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         action_keys = _action_keys(f, source, emb)
         action = np.concatenate([ep.array(k, emb.action_dim, "action") for k in action_keys], axis=1)
         n = len(state)
-        for name, arr, want, keys in (("state", state, emb.state_dim, state_keys), ("action", action, emb.action_dim, action_keys)):
+        for name, arr, want, keys in (
+            ("state", state, emb.state_dim, state_keys),
+            ("action", action, emb.action_dim, action_keys),
+        ):
             if arr.shape[1] != want:
-                raise ep.bad(f"{name} has {arr.shape[1]} columns ({' + '.join(keys)}), the embodiment spec {emb.name} says {want}", name, frames=n)
+                raise ep.bad(
+                    f"{name} has {arr.shape[1]} columns ({' + '.join(keys)}), the embodiment spec {emb.name} says {want}",
+                    name,
+                    frames=n,
+                )
         if len(action) != n:
             raise ep.bad(f"{len(action)} action rows but {n} state rows", "action", frames=n)
         ep.finite(state, "state")
@@ -145,10 +168,18 @@ def _cameras(ep: _Episode, source: RobotSource, emb: Embodiment, n: int) -> list
             continue
         ds = group[native]
         if ds.shape[0] != n:
-            raise ep.bad(f"camera {native} has {ds.shape[0]} frames, the episode has {n}", f"{IMAGES_GROUP}/{native}", frames=n)
+            raise ep.bad(
+                f"camera {native} has {ds.shape[0]} frames, the episode has {n}",
+                f"{IMAGES_GROUP}/{native}",
+                frames=n,
+            )
         found[slot] = (native, ds)
     if not found:
-        raise ep.bad(f"no camera under {IMAGES_GROUP} maps to a slot (spec {emb.name} knows {sorted(mapping)})", IMAGES_GROUP, frames=n)
+        raise ep.bad(
+            f"no camera under {IMAGES_GROUP} maps to a slot (spec {emb.name} knows {sorted(mapping)})",
+            IMAGES_GROUP,
+            frames=n,
+        )
     order = ("base_0", "base_1", "left_wrist", "right_wrist")
     return [(slot, found[slot][1]) for slot in order if slot in found]
 
@@ -178,4 +209,3 @@ def _instruction(f: h5py.File, source: RobotSource) -> str | None:
         if value is not None:
             return value.decode() if isinstance(value, bytes) else str(value)
     return source.task
-

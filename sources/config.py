@@ -47,7 +47,9 @@ class RobotSource:
         if not _NAME.match(self.name):
             raise ValueError(f"dataset name {self.name!r} must match [a-z0-9_]+")
         if self.format not in ROBOT_FORMATS:
-            raise ValueError(f"unknown format {self.format!r} for a {self.kind} dataset; known: {list(ROBOT_FORMATS)}")
+            raise ValueError(
+                f"unknown format {self.format!r} for a {self.kind} dataset; known: {list(ROBOT_FORMATS)}"
+            )
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -71,7 +73,10 @@ class SourcesFile:
         return SHIPPED_DIR / f"{source.embodiment}.yaml"
 
     def embodiment(self, source: RobotSource) -> Embodiment:
-        if not self.embodiment_path(source).is_file() and Path(source.embodiment).suffix not in (".yaml", ".yml"):
+        if not self.embodiment_path(source).is_file() and Path(source.embodiment).suffix not in (
+            ".yaml",
+            ".yml",
+        ):
             return load_embodiment(source.embodiment)  # raises with the list of shipped specs
         return load_embodiment(self.embodiment_path(source))
 
@@ -90,7 +95,9 @@ def load_sources(path: str | Path) -> SourcesFile:
         where = f"{path}: datasets[{i}]"
         kind = entry.get("kind") if isinstance(entry, dict) else None
         if kind not in ("MM", "ME", "CE"):
-            raise ConfigError(f"{where}: kind {kind!r} is not supported by this version of vlamix (MM, ME, CE are)")
+            raise ConfigError(
+                f"{where}: kind {kind!r} is not supported by this version of vlamix (MM, ME, CE are)"
+            )
         src = from_mapping(RobotSource, entry, f"{where} ({entry.get('name', '?')})")
         if any(s.name == src.name for s in sources):
             raise ConfigError(f"{where}: dataset name {src.name!r} appears twice")

@@ -31,7 +31,12 @@ class VocabLayout:
 
     def ranges(self) -> dict[str, list[int] | None]:
         start, out = 0, {}
-        for name, size in (("specials", len(self.specials)), ("text", self.text), ("loc", self.loc), ("fast", self.fast)):
+        for name, size in (
+            ("specials", len(self.specials)),
+            ("text", self.text),
+            ("loc", self.loc),
+            ("fast", self.fast),
+        ):
             if size is None:
                 out[name] = None
                 continue
@@ -53,7 +58,9 @@ def hash_tokenizer_dir(folder: Path) -> str:
     return h.hexdigest()
 
 
-def write_tokenizer_set(parent: Path, layout: VocabLayout, files: dict[str, bytes] | None = None) -> tuple[str, str]:
+def write_tokenizer_set(
+    parent: Path, layout: VocabLayout, files: dict[str, bytes] | None = None
+) -> tuple[str, str]:
     """Write the set into `parent/<sha256>/` atomically; returns (folder name, sha256). An existing
     folder of the same hash holds the same bytes and is kept."""
     parent.mkdir(parents=True, exist_ok=True)

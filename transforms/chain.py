@@ -38,8 +38,12 @@ def build_chain(emb: Embodiment, state_stats: DimStats, action_stats: DimStats) 
     return [
         *stats_chain(emb),
         ChunkActions(emb.chunk_horizon),
-        QuantileNormalize("state", tuple(state_stats.percentiles["q01"]), tuple(state_stats.percentiles["q99"])),
-        QuantileNormalize("actions", tuple(action_stats.percentiles["q01"]), tuple(action_stats.percentiles["q99"])),
+        QuantileNormalize(
+            "state", tuple(state_stats.percentiles["q01"]), tuple(state_stats.percentiles["q99"])
+        ),
+        QuantileNormalize(
+            "actions", tuple(action_stats.percentiles["q01"]), tuple(action_stats.percentiles["q99"])
+        ),
         StatePrompt(emb.control_mode),
         PadSteps(MODEL_HORIZON),
         PadDims("state", "state_dim_mask", MAX_DIMS),

@@ -9,7 +9,9 @@ import numpy as np
 __all__ = ["GripperFromClosed", "GripperToClosed"]
 
 
-def _remap(x: np.ndarray, dims: tuple[int, ...], src: tuple[float, float], dst: tuple[float, float]) -> np.ndarray:
+def _remap(
+    x: np.ndarray, dims: tuple[int, ...], src: tuple[float, float], dst: tuple[float, float]
+) -> np.ndarray:
     out = np.array(x, dtype=np.float32, copy=True)
     if dims:
         scale = (dst[1] - dst[0]) / (src[1] - src[0])

@@ -31,5 +31,7 @@ class StatePrompt:
 
     def __call__(self, sample: dict) -> dict:
         bins = " ".join(str(int(b)) for b in state_bins(sample["state"]))
-        prompt = f"Task: {clean_text(sample.get('task'))}, Control: {self.control_mode}, State: {bins};\nAction: "
+        prompt = (
+            f"Task: {clean_text(sample.get('task'))}, Control: {self.control_mode}, State: {bins};\nAction: "
+        )
         return {**sample, "prompt": prompt}

@@ -64,7 +64,7 @@ def compute_stats(values: np.ndarray) -> DimStats:
         counts, edges = np.histogram(x[:, d], bins=HISTOGRAM_BINS)
         hists.append({"edges": r(edges), "counts": [int(c) for c in counts]})
     return DimStats(
-        count=int(len(x)),
+        count=len(x),
         mean=r(x.mean(axis=0)),
         std=r(x.std(axis=0)),
         min=r(x.min(axis=0)),

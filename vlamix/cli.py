@@ -22,8 +22,12 @@ app.add_typer(schemas_app, name="schemas")
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s"
+    )
     logging.getLogger("vlamix").setLevel(logging.INFO)
+    if not verbose:  # Beam's driver forwards its workers' start-up warnings; they are noise here
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
 
 def _fail(message: str) -> None:
@@ -34,15 +38,32 @@ def _fail(message: str) -> None:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def ingest(
     ctx: typer.Context,
-    sources: Annotated[Path, typer.Option(help="Sources file (YAML) listing the datasets to ingest.")] = Path("samples/sources.yaml"),
-    out: Annotated[Path, typer.Option(help="Layout folder to write (manifest.json, shards/, index/, stats/ ...).")] = Path("out"),
+    sources: Annotated[Path, typer.Option(help="Sources file (YAML) listing the datasets to ingest.")] = Path(
+        "samples/sources.yaml"
+    ),
+    out: Annotated[
+        Path, typer.Option(help="Layout folder to write (manifest.json, shards/, index/, stats/ ...).")
+    ] = Path("out"),
     engine: Annotated[str, typer.Option(help="Engine that runs the steps: beam.")] = "beam",
-    workers: Annotated[int, typer.Option(help="Worker processes of the local runner (Beam DirectRunner multi-processing when > 1).")] = 2,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes of the local runner (Beam DirectRunner multi-processing when > 1)."
+        ),
+    ] = 2,
     seed: Annotated[int, typer.Option(help="Seed of every random choice (shard placement, subsamples).")] = 0,
-    shard_samples: Annotated[int, typer.Option(help="Samples per shard (shards of a dataset hold about this many).")] = 1000,
-    only: Annotated[str | None, typer.Option(help="Run one step: extract, stats, tokenizers, build or index.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's per-dataset summary as JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show the engine's own log lines.")] = False,
+    shard_samples: Annotated[
+        int, typer.Option(help="Samples per shard (shards of a dataset hold about this many).")
+    ] = 1000,
+    only: Annotated[
+        str | None, typer.Option(help="Run one step: extract, stats, tokenizers, build or index.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the manifest's per-dataset summary as JSON.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also show the engine's own log lines.")
+    ] = False,
 ) -> None:
     """Build training shards from raw sources: extract -> stats -> tokenizers -> build -> index.
 
@@ -64,7 +85,11 @@ def ingest(
         typer.echo(f"step {only} done in {out}")
         return
     summary = {
-        name: {"samples": d["samples"], "shards": len(d["shards"]), **{k: d["accounting"][k] for k in ("read", "written", "quarantined", "duplicates")}}
+        name: {
+            "samples": d["samples"],
+            "shards": len(d["shards"]),
+            **{k: d["accounting"][k] for k in ("read", "written", "quarantined", "duplicates")},
+        }
         for name, d in manifest["datasets"].items()
     }
     if as_json:
@@ -80,7 +105,9 @@ def ingest(
 
 @samples_app.command("generate")
 def samples_generate(
-    out: Annotated[Path, typer.Option(help="Folder that receives mobile_aloha/episode_<i>.hdf5.")] = Path("samples"),
+    out: Annotated[Path, typer.Option(help="Folder that receives mobile_aloha/episode_<i>.hdf5.")] = Path(
+        "samples"
+    ),
     episodes: Annotated[int, typer.Option(help="Number of Mobile-ALOHA episodes.")] = 3,
     seed: Annotated[int, typer.Option(help="Base seed; episode i uses its own seed derived from it.")] = 0,
 ) -> None:
@@ -90,7 +117,9 @@ def samples_generate(
     from vlamix.sources.synthetic.mobile_aloha import SampleSpec, generate
 
     spec = SampleSpec(episodes=episodes, seed=seed)
-    for path in tqdm(generate(out / "mobile_aloha", spec), total=episodes, desc="mobile_aloha episodes", file=sys.stderr):
+    for path in tqdm(
+        generate(out / "mobile_aloha", spec), total=episodes, desc="mobile_aloha episodes", file=sys.stderr
+    ):
         tqdm.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
 
 
@@ -123,3 +152,7 @@ def schemas_show(record: Annotated[str, typer.Argument(help="frame, item or samp
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ArmGeometry", "ArmPose", "forward", "inverse_pointing_down", "min_jerk", "rot_x", "rot_y", "rot_z"]
+__all__ = [
+    "ArmGeometry",
+    "ArmPose",
+    "forward",
+    "inverse_pointing_down",
+    "min_jerk",
+    "rot_x",
+    "rot_y",
+    "rot_z",
+]
 
 
 def rot_x(a: float) -> np.ndarray:

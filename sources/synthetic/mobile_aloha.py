@@ -58,7 +58,9 @@ def write_episode(path: Path, state: EpisodeState, spec: SampleSpec) -> None:
     with h5py.File(path, "w", track_order=False) as f:
         f.attrs["sim"] = False
         f.attrs["compress"] = spec.compress
-        f.attrs["task"] = state.task  # not in Mobile-ALOHA's recorder; the sources file points `instruction` here
+        f.attrs["task"] = (
+            state.task
+        )  # not in Mobile-ALOHA's recorder; the sources file points `instruction` here
         obs = f.create_group("observations", track_order=False)
         _dataset(obs, "qpos", state.qpos.astype(np.float64))
         _dataset(obs, "qvel", state.qvel.astype(np.float64))
@@ -73,12 +75,16 @@ def write_episode(path: Path, state: EpisodeState, spec: SampleSpec) -> None:
                 padded = np.zeros((len(frames), int(lengths[c].max())), dtype=np.uint8)
                 for i, e in enumerate(encoded):
                     padded[i, : len(e)] = np.frombuffer(e, dtype=np.uint8)
-                _dataset(images, cam, padded, chunks=(1, padded.shape[1]), compression="gzip", compression_opts=4)
+                _dataset(
+                    images, cam, padded, chunks=(1, padded.shape[1]), compression="gzip", compression_opts=4
+                )
             _dataset(f, "compress_len", lengths)
         else:
             for cam in CAMERAS:
                 stack = np.stack([fr[cam] for fr in frames])
-                _dataset(images, cam, stack, chunks=(1, *stack.shape[1:]), compression="gzip", compression_opts=4)
+                _dataset(
+                    images, cam, stack, chunks=(1, *stack.shape[1:]), compression="gzip", compression_opts=4
+                )
         _dataset(f, "action", state.action.astype(np.float64))
         _dataset(f, "base_action", state.base_action.astype(np.float64))
 

@@ -40,8 +40,9 @@ class Camera:
         return cam_points[:, :2] * f / z + np.array([self.width / 2, self.height / 2])
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
-    """World-to-camera rotation for a camera at `eye` looking at `target`."""
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
+    """World-to-camera rotation for a camera at `eye` looking at `target` (world z is up by default)."""
+    up = np.array([0.0, 0.0, 1.0]) if up is None else up
     forward = np.asarray(target, float) - np.asarray(eye, float)
     forward /= np.linalg.norm(forward)
     right = np.cross(forward, up)

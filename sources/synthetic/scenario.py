@@ -8,6 +8,7 @@ and its gripper stalls on the cube while the command says closed, as on the real
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,7 +95,7 @@ def _pick_place_keys(t0: float, cube_tip: np.ndarray, cube_yaw: float, bowl_tip:
 def _interpolate(keys: list[_Key], t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tips, yaws, grips = np.tile(keys[0].tip, (len(t), 1)), np.full(len(t), keys[0].yaw), np.ones(len(t))
     grips[:] = keys[0].grip
-    for a, b in zip(keys, keys[1:], strict=False):
+    for a, b in itertools.pairwise(keys):
         s = min_jerk((t - a.time) / (b.time - a.time))[:, None]
         m = t >= a.time
         tips[m] = (a.tip + s * (b.tip - a.tip))[m]
@@ -140,10 +141,16 @@ def simulate(seed: int, fps: int = 50) -> EpisodeState:
     for arm, t0 in ((0, start_left), (1, start_right)):
         mount = ARM_MOUNTS[arm]
         cube_tip = np.array([*cube_xy[arm], TABLE_TOP + CUBE / 2]) - mount
-        keys = _pick_place_keys(t0, cube_tip, float(cube_yaw[arm]), bowl + [0, 0, CUBE / 2] - mount)
+        keys = _pick_place_keys(
+            t0, cube_tip, float(cube_yaw[arm]), bowl + np.array([0.0, 0.0, CUBE / 2]) - mount
+        )
         tips, yaws, grips = _interpolate(keys, t)
-        roll = 0.03 * np.sin(2 * np.pi * t / rng.uniform(3, 6) + rng.uniform(0, 6))  # a real arm never holds it at 0
-        joints = np.stack([inverse_pointing_down(p, y, geo, r) for p, y, r in zip(tips, yaws, roll, strict=True)])
+        roll = 0.03 * np.sin(
+            2 * np.pi * t / rng.uniform(3, 6) + rng.uniform(0, 6)
+        )  # a real arm never holds it at 0
+        joints = np.stack(
+            [inverse_pointing_down(p, y, geo, r) for p, y, r in zip(tips, yaws, roll, strict=True)]
+        )
         action[:, 7 * arm : 7 * arm + 6] = joints
         action[:, 7 * arm + 6] = grips
         grasp_windows.append((keys[3].time, keys[6].time + 0.2))  # closed on the cube .. fingers part
@@ -155,7 +162,11 @@ def simulate(seed: int, fps: int = 50) -> EpisodeState:
         g = 7 * arm + 6
         held = (t >= grasp_windows[arm][0] - 0.25) & (t < grasp_windows[arm][1])
         qpos[held, g] = np.maximum(qpos[held, g], stall * 0.97)
-        cubes[:, arm, :2], cubes[:, arm, 2], cubes[:, arm, 3] = cube_xy[arm], TABLE_TOP + CUBE / 2, cube_yaw[arm]
+        cubes[:, arm, :2], cubes[:, arm, 2], cubes[:, arm, 3] = (
+            cube_xy[arm],
+            TABLE_TOP + CUBE / 2,
+            cube_yaw[arm],
+        )
         carry = (t >= grasp_windows[arm][0]) & (t < grasp_windows[arm][1])
         mount = ARM_MOUNTS[arm]
         for i in np.flatnonzero(carry):

@@ -20,10 +20,28 @@ _GRID = 0.5
 
 def _static_scene(state: EpisodeState) -> list:
     """The floor, its tiles, the table and the bowl: fixed in the world."""
-    prims: list = [Polygon(np.array([[-6, -6, 0], [6, -6, 0], [6, 6, 0], [-6, 6, 0]], float), (150, 128, 104), 0)]
+    prims: list = [
+        Polygon(np.array([[-6, -6, 0], [6, -6, 0], [6, 6, 0], [-6, 6, 0]], float), (150, 128, 104), 0)
+    ]
     for k in np.arange(-6, 6.01, _GRID):
-        prims.append(Polygon(np.array([[k - 0.01, -6, 0.001], [k + 0.01, -6, 0.001], [k + 0.01, 6, 0.001], [k - 0.01, 6, 0.001]]), (110, 92, 74), 0))
-        prims.append(Polygon(np.array([[-6, k - 0.01, 0.001], [6, k - 0.01, 0.001], [6, k + 0.01, 0.001], [-6, k + 0.01, 0.001]]), (110, 92, 74), 0))
+        prims.append(
+            Polygon(
+                np.array(
+                    [[k - 0.01, -6, 0.001], [k + 0.01, -6, 0.001], [k + 0.01, 6, 0.001], [k - 0.01, 6, 0.001]]
+                ),
+                (110, 92, 74),
+                0,
+            )
+        )
+        prims.append(
+            Polygon(
+                np.array(
+                    [[-6, k - 0.01, 0.001], [6, k - 0.01, 0.001], [6, k + 0.01, 0.001], [-6, k + 0.01, 0.001]]
+                ),
+                (110, 92, 74),
+                0,
+            )
+        )
     centre, size = _TABLE
     prims += box_faces(np.array([*centre, TABLE_TOP / 2]), np.array([*size, TABLE_TOP]), 0.0, (222, 214, 196))
     ring = np.linspace(0, 2 * np.pi, 20, endpoint=False)
@@ -40,14 +58,18 @@ def _robot(state: EpisodeState, i: int, geo: ArmGeometry) -> tuple[list, list[tu
     x, y, heading = state.base_pose[i]
     rot = rot_z(heading)
     origin = np.array([x, y, 0.0])
-    prims: list = box_faces(origin + rot @ np.array([-0.25, 0, 0.35]), np.array([0.5, 0.7, 0.7]), heading, (70, 70, 78))
+    prims: list = box_faces(
+        origin + rot @ np.array([-0.25, 0, 0.35]), np.array([0.5, 0.7, 0.7]), heading, (70, 70, 78)
+    )
     hands = []
     for arm in range(2):
         q = state.qpos[i, 7 * arm : 7 * arm + 6]
         pose = forward(q, geo)
         to_world = lambda p, m=ARM_MOUNTS[arm]: origin + rot @ (p + m)  # noqa: E731
         chain = [to_world(p) for p in (pose.base, pose.shoulder, pose.elbow, pose.wrist, pose.tip)]
-        for a, b, r, layer in zip(chain, chain[1:], (0.03, 0.025, 0.022, 0.018), (1, 1, 2 + arm, 2 + arm), strict=False):
+        for a, b, r, layer in zip(
+            chain, chain[1:], (0.03, 0.025, 0.022, 0.018), (1, 1, 2 + arm, 2 + arm), strict=False
+        ):
             prims.append(Segment(a, b, r, _ARM_COLORS[arm], layer))
         prims.append(Disc(chain[2], 0.03, (90, 90, 96)))
         hand = rot @ pose.hand
