@@ -23,7 +23,9 @@ def shared_path(*parts: str) -> Path:
     """A file of ../shared, or a skip with the reason when this checkout has none beside it."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent (../shared ships only with the project's workspace; set VLAMIX_SHARED)")
+        pytest.skip(
+            f"{path} is absent (../shared ships only with the project's workspace; set VLAMIX_SHARED)"
+        )
     return path
 
 
@@ -35,7 +37,9 @@ def make_aloha_episode() -> Callable[..., Path]:
     from vlamix.sources.synthetic.mobile_aloha import SampleSpec, write_episode
     from vlamix.sources.synthetic.scenario import simulate
 
-    def make(path: Path, frames: int = 24, seed: int = 7, compress: bool = True, start: int = 200, mutate=None) -> Path:
+    def make(
+        path: Path, frames: int = 24, seed: int = 7, compress: bool = True, start: int = 200, mutate=None
+    ) -> Path:
         state = simulate(seed)
         cut = slice(start, start + frames)
         short = dataclasses.replace(

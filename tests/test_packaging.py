@@ -17,7 +17,9 @@ def _run(code: str, cwd: Path) -> str:
 
 def test_import_tokenizers_from_repo_root_is_hugging_faces():
     # `python -c` puts the working directory first on sys.path: a top-level tokenizers/__init__.py would win.
-    where = _run("import tokenizers; print(tokenizers.__file__); print(tokenizers.Tokenizer.__module__)", REPO)
+    where = _run(
+        "import tokenizers; print(tokenizers.__file__); print(tokenizers.Tokenizer.__module__)", REPO
+    )
     path, module = where.splitlines()
     assert "site-packages" in path and not Path(path).is_relative_to(REPO / "tokenizers"), path
     assert module.startswith("tokenizers"), module
@@ -38,7 +40,9 @@ def test_under_pytest_tokenizers_is_still_hugging_faces():
 
 def test_no_init_files_that_would_shadow():
     for folder in ("tokenizers", "tests/tokenizers", "vlamix"):
-        assert not (REPO / folder / "__init__.py").exists(), f"{folder}/__init__.py would shadow or break the namespace"
+        assert not (REPO / folder / "__init__.py").exists(), (
+            f"{folder}/__init__.py would shadow or break the namespace"
+        )
 
 
 def test_every_layout_folder_is_a_vlamix_package():

@@ -48,7 +48,9 @@ def test_bundled_sample_becomes_valid_frames():
         action = np.concatenate([f["action"][()], f["base_action"][()]], axis=1)
         assert len(rows) == len(action)
         np.testing.assert_array_equal(np.asarray(rows[10]["action"]), action[10].astype(np.float32))
-        np.testing.assert_array_equal(np.asarray(rows[10]["state"]), f["observations/qpos"][10].astype(np.float32))
+        np.testing.assert_array_equal(
+            np.asarray(rows[10]["state"]), f["observations/qpos"][10].astype(np.float32)
+        )
         task = f.attrs["task"]
     assert rows[0]["task"] == task != src.task  # per-episode instruction from the file wins
     assert table.column("image_base_1").null_count == len(rows)  # no cam_low on this robot
@@ -74,13 +76,21 @@ def test_nan_is_reported_with_file_episode_frame_and_field(tmp_path, write_sourc
     with pytest.raises(BadRecord) as info:
         _read(tmp_path, write_sources)
     rec = info.value.record
-    assert (rec.source_file, rec.episode, rec.frame, rec.field, rec.frames) == ("eps/episode_0.hdf5", 0, 17, "action", 24)
+    assert (rec.source_file, rec.episode, rec.frame, rec.field, rec.frames) == (
+        "eps/episode_0.hdf5",
+        0,
+        17,
+        "action",
+        24,
+    )
     assert "eps/episode_0.hdf5, episode 0, frame 17, field action: non-finite" in str(info.value)
 
 
 def test_width_mismatch_names_the_spec(tmp_path, write_sources, make_aloha_episode):
     make_aloha_episode(tmp_path / "eps" / "episode_0.hdf5", mutate=lambda f: f.__delitem__("base_action"))
-    with pytest.raises(BadRecord, match="action has 14 columns \\(/action\\), the embodiment spec mobile_aloha says 16"):
+    with pytest.raises(
+        BadRecord, match="action has 14 columns \\(/action\\), the embodiment spec mobile_aloha says 16"
+    ):
         _read(tmp_path, write_sources)
     # The same file is fine as a static ALOHA.
     (rows,), _ = _read(tmp_path, write_sources, embodiment="aloha")
@@ -92,7 +102,9 @@ def test_unreadable_file_and_missing_dataset(tmp_path, write_sources, make_aloha
     (tmp_path / "eps" / "episode_0.hdf5").write_bytes(b"not hdf5 at all")
     with pytest.raises(BadRecord, match="cannot open as HDF5"):
         _read(tmp_path, write_sources)
-    make_aloha_episode(tmp_path / "eps" / "episode_0.hdf5", mutate=lambda f: f.__delitem__("observations/qpos"))
+    make_aloha_episode(
+        tmp_path / "eps" / "episode_0.hdf5", mutate=lambda f: f.__delitem__("observations/qpos")
+    )
     with pytest.raises(BadRecord, match="no dataset /observations/qpos: the state is missing"):
         _read(tmp_path, write_sources)
 
@@ -102,7 +114,11 @@ def test_episode_order_is_natural(tmp_path, write_sources, make_aloha_episode):
         make_aloha_episode(tmp_path / "eps" / f"episode_{i}.hdf5", frames=3)
     sources = _sources(tmp_path, write_sources)
     refs = list_episodes(sources, sources.datasets[0])
-    assert [r.source_file for r in refs] == ["eps/episode_1.hdf5", "eps/episode_2.hdf5", "eps/episode_10.hdf5"]
+    assert [r.source_file for r in refs] == [
+        "eps/episode_1.hdf5",
+        "eps/episode_2.hdf5",
+        "eps/episode_10.hdf5",
+    ]
     assert [r.index for r in refs] == [0, 1, 2]
 
 

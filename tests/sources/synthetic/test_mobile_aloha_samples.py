@@ -18,7 +18,9 @@ FPS = 50
 def _contents(path) -> dict:
     out = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+        )
         out["attrs"] = dict(f.attrs)
     return out
 
@@ -31,7 +33,9 @@ def test_bundled_samples_exist_and_are_small():
 
 def test_regenerating_an_episode_gives_the_checked_in_one(tmp_path):
     (path,) = generate(tmp_path, SampleSpec(), only=[0])
-    assert path.read_bytes() == EPISODES[0].read_bytes(), "same seed, different bytes: the generator is not deterministic"
+    assert path.read_bytes() == EPISODES[0].read_bytes(), (
+        "same seed, different bytes: the generator is not deterministic"
+    )
     ours, theirs = _contents(path), _contents(EPISODES[0])
     assert ours.keys() == theirs.keys()
 
@@ -102,7 +106,9 @@ def test_images_follow_the_state():
         s = still[len(still) // 2]
         for cam in imgs:
             assert diff(cam, s, s + 4) < 1.0, f"{cam} changes while nothing moves"
-            assert diff(cam, moving, moving + 4) > 3 * max(diff(cam, s, s + 4), 0.5), f"{cam} ignores the arm's motion"
+            assert diff(cam, moving, moving + 4) > 3 * max(diff(cam, s, s + 4), 0.5), (
+                f"{cam} ignores the arm's motion"
+            )
 
 
 def test_inverse_kinematics_round_trips():

@@ -1,0 +1,196 @@
+"""`vlamix ingest` on real files with the real Beam DirectRunner: layout, accounting, determinism, and
+shards that plain webdataset reads without vlamix."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import h5py
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO, SAMPLES, nan_at, shared_path
+
+from vlamix.pipelines.ingest import IngestOptions, run_ingest
+
+pytestmark = pytest.mark.slow
+
+
+def _ingest_cli(out: Path, workers: int, sources: Path = SAMPLES / "sources.yaml") -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "vlamix.cli",
+        "ingest",
+        "--sources",
+        str(sources),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--json",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("layout") / "out"
+    summary = _ingest_cli(out, workers=2)
+    assert summary["datasets"]["mobile_aloha_sim"]["written"] == 3
+    return out
+
+
+def test_layout_passes_the_shared_checker(bundled):
+    checker = shared_path("tools", "check-layout")
+    done = subprocess.run([sys.executable, str(checker), str(bundled)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.strip().startswith("OK")
+
+
+def test_manifest_counts_match_the_input(bundled):
+    manifest = json.loads((bundled / "manifest.json").read_text())
+    d = manifest["datasets"]["mobile_aloha_sim"]
+    files = sorted((SAMPLES / "mobile_aloha").glob("*.hdf5"))
+    frames = 0
+    for p in files:
+        with h5py.File(p) as f:
+            frames += f["action"].shape[0]
+    acc = d["accounting"]
+    assert (acc["read"], acc["written"], acc["quarantined"], acc["duplicates"]) == (
+        len(files),
+        len(files),
+        0,
+        0,
+    )
+    assert acc["frames_read"] == acc["frames_written"] == frames == d["samples"]
+    assert sum(s["samples"] for s in d["shards"]) == frames
+    assert manifest["tokenizer_set"]["path"] == f"tokenizers/{manifest['tokenizer_set']['sha256']}"
+    assert (bundled / d["embodiment_spec"]).read_text() == (
+        REPO / "schemas/embodiments/mobile_aloha.yaml"
+    ).read_text()
+    assert (bundled / d["quarantine"]).read_text() == ""
+
+
+PLAIN_READER = textwrap.dedent(
+    """
+    import json, sys
+    import webdataset as wds
+    manifest = json.load(open(sys.argv[1] + "/manifest.json"))
+    urls = [sys.argv[1] + "/" + s["path"] for d in manifest["datasets"].values() for s in d["shards"]]
+    n, keys, shapes = 0, set(), set()
+    for sample in wds.WebDataset(urls, shardshuffle=False).decode("rgb8"):
+        n += 1
+        keys.add(sample["__key__"])
+        shapes.add((sample["actions.npy"].shape, sample["state.npy"].shape, sample["base_0.jpg"].shape,
+                    sample["action_is_pad.npy"].dtype.name, sample["prompt.txt"].startswith("Task: ")))
+        meta = sample["meta.json"]
+        assert meta["key"] == sample["__key__"], meta
+    assert not any(m == "vlamix" or m.startswith("vlamix.") for m in sys.modules), "vlamix was imported"
+    print(json.dumps({"n": n, "unique": len(keys), "shapes": sorted(map(str, shapes))}))
+    """
+)
+
+
+def test_plain_webdataset_reads_every_sample_without_vlamix(bundled, tmp_path):
+    script = tmp_path / "read.py"
+    script.write_text(PLAIN_READER)
+    done = subprocess.run(
+        [sys.executable, str(script), str(bundled)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout)
+    samples = json.loads((bundled / "manifest.json").read_text())["datasets"]["mobile_aloha_sim"]["samples"]
+    assert got["n"] == got["unique"] == samples
+    assert got["shapes"] == [str(((50, 32), (32,), (224, 224, 3), "bool", True))]
+
+
+def test_index_byte_ranges_address_each_sample(bundled):
+    index = pq.read_table(bundled / "index" / "mobile_aloha_sim.parquet").to_pylist()
+    assert (
+        len(index)
+        == json.loads((bundled / "manifest.json").read_text())["datasets"]["mobile_aloha_sim"]["samples"]
+    )
+    for row in index[:: len(index) // 5]:
+        with (bundled / row["shard"]).open("rb") as f:
+            f.seek(row["offset"])
+            chunk = f.read(row["length"])
+        with tarfile.open(fileobj=io.BytesIO(chunk)) as tar:
+            names = tar.getnames()
+            meta = json.loads(tar.extractfile(f"{row['key']}.meta.json").read())
+        assert all(n.startswith(row["key"] + ".") for n in names)
+        assert (meta["episode"], meta["frame"], meta["split"]) == (row["episode"], row["frame"], row["split"])
+
+
+def test_shards_mix_episodes(bundled):
+    index = pq.read_table(
+        bundled / "index" / "mobile_aloha_sim.parquet", columns=["shard", "episode", "frame"]
+    ).to_pylist()
+    first = [r for r in index if r["shard"].endswith("000000.tar")][:50]
+    assert len({r["episode"] for r in first}) > 1
+    assert [r["frame"] for r in first] != sorted(r["frame"] for r in first)
+
+
+def test_one_worker_gives_the_same_bytes(bundled, tmp_path):
+    out = tmp_path / "out1"
+    _ingest_cli(out, workers=1)
+    a, b = (
+        json.loads((bundled / "manifest.json").read_text()),
+        json.loads((out / "manifest.json").read_text()),
+    )
+    assert a == b
+    for s in a["datasets"]["mobile_aloha_sim"]["shards"]:
+        assert (bundled / s["path"]).read_bytes() == (out / s["path"]).read_bytes()
+
+
+def test_bad_episodes_are_quarantined_and_accounted(tmp_path, write_sources, make_aloha_episode):
+    eps = tmp_path / "eps"
+    make_aloha_episode(eps / "episode_0.hdf5", frames=20)
+    make_aloha_episode(eps / "episode_1.hdf5", frames=20, seed=8, mutate=nan_at("observations/qpos", 5, 2))
+    shutil.copyfile(eps / "episode_0.hdf5", eps / "episode_2.hdf5")  # an exact duplicate
+    (eps / "episode_3.hdf5").write_bytes(b"\x89HDF truncated")
+    make_aloha_episode(eps / "episode_4.hdf5", frames=30, seed=9)
+    sources = write_sources(
+        tmp_path,
+        """
+        datasets:
+          - name: mm_dirty
+            kind: MM
+            format: aloha_hdf5
+            path: eps
+            embodiment: mobile_aloha
+            task: tidy up
+            stride: 4
+        """,
+    )
+    out = tmp_path / "out"
+    manifest = run_ingest(IngestOptions(sources, out, workers=1, samples_per_shard=8))
+    acc = manifest["datasets"]["mm_dirty"]["accounting"]
+    assert {k: acc[k] for k in ("read", "written", "quarantined", "duplicates")} == {
+        "read": 5,
+        "written": 2,
+        "quarantined": 2,
+        "duplicates": 1,
+    }
+    assert acc["frames_read"] == 20 + 20 + 20 + 0 + 30
+    assert acc["frames_written"] == 5 + 8 and acc["frames_filtered"] == 15 + 22
+    assert acc["frames_quarantined"] == 20 and acc["frames_duplicates"] == 20
+    lines = [json.loads(x) for x in (out / "quarantine" / "mm_dirty.jsonl").read_text().splitlines()]
+    assert [(q["source_file"], q.get("frame"), q.get("field")) for q in lines] == [
+        ("eps/episode_1.hdf5", 5, "state"),
+        ("eps/episode_3.hdf5", None, None),
+    ]
+    assert "non-finite" in lines[0]["reason"] and "cannot open as HDF5" in lines[1]["reason"]
+    assert len(manifest["datasets"]["mm_dirty"]["shards"]) == 2
+    checker = REPO.parent / "shared" / "tools" / "check-layout"
+    if checker.exists():
+        done = subprocess.run([sys.executable, str(checker), str(out)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout

@@ -1,0 +1,121 @@
+"""Each transform beside its inverse: round trips, and the whole chain back to native values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vlamix.schemas.embodiment import load_embodiment
+from vlamix.transforms.chain import apply, build_chain, stats_chain
+from vlamix.transforms.chunk import ChunkActions
+from vlamix.transforms.gripper import GripperToClosed
+from vlamix.transforms.image import ResizeWithPad
+from vlamix.transforms.normalize import QuantileNormalize
+from vlamix.transforms.pad import PadDims, PadSteps
+from vlamix.transforms.prompt import StatePrompt, state_bins
+from vlamix.transforms.stats import compute_stats
+
+rng = np.random.default_rng(0)
+
+
+def test_gripper_sense_round_trip_and_direction():
+    t = GripperToClosed("state", (1,), open=1.0, closed=0.0)
+    x = np.array([[0.3, 1.0], [0.3, 0.0], [0.3, 0.25]], dtype=np.float32)
+    y = t({"state": x})["state"]
+    np.testing.assert_allclose(y[:, 1], [0.0, 1.0, 0.75])
+    np.testing.assert_array_equal(y[:, 0], x[:, 0])
+    np.testing.assert_allclose(t.inverse()({"state": y})["state"], x, atol=1e-7)
+    assert x[2, 1] == np.float32(0.25)  # the input is never edited in place
+
+
+def test_normalize_round_trip_and_quantile_mapping():
+    x = rng.normal(size=(1000, 5)) * [1, 10, 0.1, 3, 1] + [0, 5, -2, 1, 0]
+    st = compute_stats(x)
+    t = QuantileNormalize("a", tuple(st.percentiles["q01"]), tuple(st.percentiles["q99"]))
+    y = t({"a": x})["a"]
+    np.testing.assert_allclose(np.percentile(y, [1, 99], axis=0), [[-1] * 5, [1] * 5], atol=1e-3)
+    np.testing.assert_allclose(t.inverse()({"a": y})["a"], x, rtol=1e-5, atol=1e-5)
+
+
+def test_chunk_repeats_last_and_masks():
+    ep = np.arange(12, dtype=np.float32).reshape(6, 2)
+    s = ChunkActions(4)({"episode_actions": ep, "frame": 4})
+    np.testing.assert_array_equal(s["actions"], ep[[4, 5, 5, 5]])
+    np.testing.assert_array_equal(s["action_is_pad"], [False, False, True, True])
+    np.testing.assert_array_equal(ChunkActions(4).inverse()(s)["action"], ep[4])
+
+
+def test_pad_round_trips():
+    x = rng.normal(size=(10, 7)).astype(np.float32)
+    s = PadSteps(50)({"actions": x, "action_is_pad": np.zeros(10, bool)})
+    assert (
+        s["actions"].shape == (50, 7) and s["action_is_pad"][10:].all() and not s["action_is_pad"][:10].any()
+    )
+    s = PadDims("actions", "action_dim_mask", 32)(s)
+    assert (
+        s["actions"].shape == (50, 32) and s["action_dim_mask"].sum() == 7 and not s["actions"][:, 7:].any()
+    )
+    back = PadSteps(50).inverse(10)(PadDims("actions", "action_dim_mask", 32).inverse(7)(s))
+    np.testing.assert_array_equal(back["actions"], x)
+
+
+def test_resize_with_pad_keeps_content_and_unpads():
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[40:80, 60:100] = 200
+    t = ResizeWithPad(224)
+    out = t(img)
+    assert out.shape == (224, 224, 3) and out[:20].max() == 0 and out[-20:].max() == 0
+    back = t.unpad(out, 120, 160)
+    assert np.abs(back.astype(int) - img).mean() < 3
+
+
+def test_state_bins_match_openpi_definition():
+    s = np.array([-1.0, -0.999, 0.0, 0.999, 1.0, 3.0, -7.0])
+    np.testing.assert_array_equal(state_bins(s), [0, 0, 128, 255, 255, 255, 0])
+    p = StatePrompt("joint")({"state": np.array([0.0, 1.0]), "task": "  pick_up the\ncup "})
+    assert p["prompt"] == "Task: pick up the cup, Control: joint, State: 128 255;\nAction: "
+
+
+def test_stats_are_exact():
+    x = rng.normal(size=(777, 3))
+    st = compute_stats(x)
+    np.testing.assert_allclose(st.percentiles["q02"], np.percentile(x, 2, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(st.std, x.std(axis=0), rtol=1e-6)
+    assert st.count == 777 and sum(st.histograms[0]["counts"]) == 777
+    with pytest.raises(ValueError, match="non-empty"):
+        compute_stats(np.zeros((0, 3)))
+
+
+def test_whole_chain_inverts_to_native_values():
+    emb = load_embodiment("mobile_aloha")
+    t = 300
+    actions = rng.uniform(-1, 1, size=(t, emb.action_dim)).astype(np.float32)
+    actions[:, [6, 13]] = rng.uniform(0, 1, size=(t, 2))
+    state = actions[:, :14] + 0.01
+    pre = apply(stats_chain(emb), {"state": state, "episode_actions": actions})
+    ss, sa = compute_stats(pre["state"]), compute_stats(pre["episode_actions"])
+    chain = build_chain(emb, ss, sa)
+    frame = t - 20  # near the end: the chunk runs past it
+    out = apply(chain, {"state": state[frame], "episode_actions": actions, "frame": frame, "task": "x"})
+    assert out["actions"].shape == (50, 32) and out["state"].shape == (32,)
+    assert out["action_is_pad"].sum() == 30 and out["action_dim_mask"].sum() == 16
+    # Inverse, in reverse order: unpad dims and steps -> unnormalize -> native gripper sense.
+    by_type = {}
+    for c in chain:
+        by_type.setdefault(type(c).__name__, []).append(c)
+    pad_state, pad_actions = by_type["PadDims"]
+    norm_state, norm_actions = by_type["QuantileNormalize"]
+    grip_state, grip_actions = by_type["GripperToClosed"]
+    inv = [
+        pad_actions.inverse(emb.action_dim),
+        pad_state.inverse(emb.state_dim),
+        by_type["PadSteps"][0].inverse(emb.chunk_horizon),
+        norm_actions.inverse(),
+        norm_state.inverse(),
+        grip_state.inverse(),
+    ]
+    back = apply(inv, out)
+    native_chunk = actions[np.minimum(np.arange(frame, frame + 50), t - 1)]
+    native_back = grip_actions.inverse()({"episode_actions": back["actions"]})["episode_actions"]
+    np.testing.assert_allclose(native_back, native_chunk, atol=1e-5)
+    np.testing.assert_allclose(back["state"], state[frame], atol=1e-5)
