@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make ingest` and `make test` (both create .venv when missing).
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -13,7 +13,7 @@ env: $(STAMP)
 # pip, not uv: the CPU build of torch==2.13.0 lies in pip's configured wheel folder (see STACK.md).
 # constraints.txt locks every transitive version; pyproject.toml pins torch and apache-beam exactly.
 $(STAMP): pyproject.toml constraints.txt
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: vlamix needs Python 3.11 (set PYTHON=...)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "vlamix needs Python 3.11; set PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
