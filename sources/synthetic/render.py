@@ -57,7 +57,8 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -
 class Polygon:
     points: np.ndarray  # (N, 3) world
     color: tuple[int, int, int]
-    layer: int = 1  # 0 is drawn before everything else (floor), then by depth
+    layer: int = 1  # lower layers are drawn first; within a layer, far to near
+    tag: str = ""  # lets a camera leave out the parts it is mounted on
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Segment:
     radius: float
     color: tuple[int, int, int]
     layer: int = 1
+    tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Disc:
     radius: float
     color: tuple[int, int, int]
     layer: int = 1
+    tag: str = ""
 
 
 def _shade(color: tuple[int, int, int], normal: np.ndarray) -> tuple[int, int, int]:
@@ -82,7 +85,9 @@ def _shade(color: tuple[int, int, int], normal: np.ndarray) -> tuple[int, int, i
     return (int(color[0] * k), int(color[1] * k), int(color[2] * k))
 
 
-def box_faces(center: np.ndarray, size: np.ndarray, yaw: float, color: tuple[int, int, int]) -> list[Polygon]:
+def box_faces(
+    center: np.ndarray, size: np.ndarray, yaw: float, color: tuple[int, int, int], layer: int = 1
+) -> list[Polygon]:
     """The six faces of a box turned by `yaw`, each shaded by its normal (back faces get culled later)."""
     c, s = np.cos(yaw), np.sin(yaw)
     rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
@@ -95,7 +100,7 @@ def box_faces(center: np.ndarray, size: np.ndarray, yaw: float, color: tuple[int
             u, v = np.eye(3)[(axis + 1) % 3], np.eye(3)[(axis + 2) % 3]
             corners = [n * half + (a * u + b * v) * half for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
             pts = np.asarray(corners) @ rot.T + center
-            faces.append(Polygon(pts, _shade(color, rot @ n)))
+            faces.append(Polygon(pts, _shade(color, rot @ n), layer))
     return faces
 
 

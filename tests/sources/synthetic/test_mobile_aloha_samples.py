@@ -87,28 +87,43 @@ def test_realism_floor(path):
     assert 1e-4 < lag < 0.05
 
 
-def test_images_follow_the_state():
-    with h5py.File(EPISODES[0], "r") as f:
-        action = f["action"][()]
-        base = f["base_action"][()]
-        imgs = {cam: f[f"observations/images/{cam}"] for cam in ("cam_high", "cam_left_wrist")}
+def _ranks(a: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(a))
 
-        def diff(cam, i, j):
-            a = decode_jpeg(imgs[cam][i].tobytes()).astype(np.float32)
-            b = decode_jpeg(imgs[cam][j].tobytes()).astype(np.float32)
-            return float(np.abs(a - b).mean())
 
-        joints = [0, 1, 2, 4, 5, 7, 8, 9, 11, 12]  # both arms, without the slow forearm-roll drift
-        speed = np.abs(np.diff(action[:, joints], axis=0)).max(axis=1) * FPS + np.abs(base[1:]).max(axis=1)
-        still = [i for i in range(len(speed) - 5) if speed[i : i + 5].max() < 0.01]
-        moving = int(np.argmax(np.convolve(np.abs(np.diff(action[:, 0])), np.ones(5), "valid")))
-        assert still, "the episode never rests"
-        s = still[len(still) // 2]
-        for cam in imgs:
-            assert diff(cam, s, s + 4) < 1.0, f"{cam} changes while nothing moves"
-            assert diff(cam, moving, moving + 4) > 3 * max(diff(cam, s, s + 4), 0.5), (
-                f"{cam} ignores the arm's motion"
+@pytest.mark.parametrize("path", EPISODES, ids=lambda p: p.name)
+def test_images_follow_the_state(path):
+    """Each camera's picture changes when, and as much as, what carries it moves: image change over
+    4 steps is rank-correlated with joint + base motion, and the most moving fifth of the episode
+    changes the picture several times more than the stillest fifth."""
+    with h5py.File(path, "r") as f:
+        qpos, base = f["observations/qpos"][()], f["base_action"][()]
+        steps = np.arange(0, len(qpos) - 4, 5)
+        for cam, joints in (
+            ("cam_high", list(range(14))),
+            ("cam_left_wrist", list(range(6))),
+            ("cam_right_wrist", list(range(7, 13))),
+        ):
+            ds = f[f"observations/images/{cam}"]
+            change = np.array(
+                [
+                    np.abs(
+                        decode_jpeg(ds[t].tobytes()).astype(np.float32) - decode_jpeg(ds[t + 4].tobytes())
+                    ).mean()
+                    for t in steps
+                ]
             )
+            motion = np.array(
+                [
+                    np.abs(qpos[t + 4, joints] - qpos[t, joints]).sum() + 0.08 * np.abs(base[t : t + 4]).sum()
+                    for t in steps
+                ]
+            )
+            rho = np.corrcoef(_ranks(change), _ranks(motion))[0, 1]
+            lo, hi = np.quantile(motion, [0.2, 0.8])
+            still, moving = np.median(change[motion <= lo]), np.median(change[motion >= hi])
+            assert rho > 0.5, f"{cam}: image change barely follows motion (rank correlation {rho:.2f})"
+            assert moving > 4 * still, f"{cam}: moving {moving:.2f} vs still {still:.2f}"
 
 
 def test_inverse_kinematics_round_trips():
