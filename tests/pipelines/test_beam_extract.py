@@ -39,3 +39,33 @@ def test_dead_letter_output_gets_the_bad_episode(tmp_path, write_sources, make_a
         assert_that(bad, equal_to([("eps/episode_1.hdf5", 1, 2, "action")]), label="CheckBad")
     assert (tmp_path / "out" / "work/frames/mm/000000.parquet").is_file()
     assert not (tmp_path / "out" / "work/frames/mm/000001.parquet").exists()
+
+
+def test_counters_match_the_outcome_files(tmp_path, write_sources, make_aloha_episode):
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from vlamix.pipelines.beam_jobs import beam_options, run_extract
+
+    make_aloha_episode(tmp_path / "eps" / "episode_0.hdf5", frames=5)
+    make_aloha_episode(tmp_path / "eps" / "episode_1.hdf5", frames=7, seed=3)
+    (tmp_path / "eps" / "episode_2.hdf5").write_bytes(b"garbage")
+    sources = load_sources(
+        write_sources(
+            tmp_path,
+            "datasets:\n  - {name: mm, kind: MM, format: aloha_hdf5, path: eps, embodiment: mobile_aloha}\n",
+        )
+    )
+    src = sources.datasets[0]
+    out = str(tmp_path / "out")
+    tasks = [ExtractTask(ref, src, sources.embodiment(src), out) for ref in list_episodes(sources, src)]
+    result = run_extract(tasks, out, beam_options(1, []))
+    counters = {
+        m.key.metric.name: m.committed
+        for m in result.metrics().query(MetricsFilter().with_namespace("vlamix"))["counters"]
+    }
+    extracted = (tmp_path / "out/work/extracted/mm.jsonl").read_text().splitlines()
+    quarantined = (tmp_path / "out/work/quarantined/mm.jsonl").read_text().splitlines()
+    assert counters["episodes_read"] == 3 == len(extracted) + len(quarantined)
+    assert counters["episodes_extracted"] == len(extracted) == 2
+    assert counters["episodes_quarantined"] == len(quarantined) == 1
+    assert counters["frames_read"] == 12

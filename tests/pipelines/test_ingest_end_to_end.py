@@ -194,3 +194,31 @@ def test_bad_episodes_are_quarantined_and_accounted(tmp_path, write_sources, mak
     if checker.exists():
         done = subprocess.run([sys.executable, str(checker), str(out)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout
+
+
+def test_steps_rerun_alone_from_work_folder(bundled, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(bundled, out)
+    before = (out / "manifest.json").read_text()
+    shutil.rmtree(out / "shards")
+    (out / "manifest.json").unlink()
+    for step in ("build", "index"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vlamix.cli",
+                "ingest",
+                "--out",
+                str(out),
+                "--only",
+                step,
+                "--workers",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "manifest.json").read_text() == before
