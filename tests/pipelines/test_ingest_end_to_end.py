@@ -222,3 +222,45 @@ def test_steps_rerun_alone_from_work_folder(bundled, tmp_path):
         )
         assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "manifest.json").read_text() == before
+
+
+def test_shard_actions_invert_to_the_raw_file(bundled):
+    """Sample in a shard + stats/<dataset>.json -> unnormalize -> native gripper sense = the HDF5's own
+    numbers: what the trainer reads is the robot's data."""
+    import numpy as np
+
+    from vlamix.schemas.embodiment import load_embodiment
+    from vlamix.transforms.chain import stats_chain
+    from vlamix.transforms.normalize import QuantileUnnormalize
+
+    stats = json.loads((bundled / "stats" / "mobile_aloha_sim.json").read_text())
+    emb = load_embodiment("mobile_aloha")
+    grip_state, grip_actions = stats_chain(emb)
+    index = pq.read_table(bundled / "index" / "mobile_aloha_sim.parquet").to_pylist()
+    files = sorted((SAMPLES / "mobile_aloha").glob("*.hdf5"))
+    for row in index[:: len(index) // 7]:
+        with (bundled / row["shard"]).open("rb") as f:
+            f.seek(row["offset"])
+            raw = f.read(row["length"])
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            member = {m.name.split(".", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers()}
+        actions, is_pad, state = (
+            np.load(io.BytesIO(member[n])) for n in ("actions.npy", "action_is_pad.npy", "state.npy")
+        )
+        a = QuantileUnnormalize("a", tuple(stats["actions"]["q01"]), tuple(stats["actions"]["q99"]))(
+            {"a": actions[:, :16]}
+        )["a"]
+        s = QuantileUnnormalize("s", tuple(stats["state"]["q01"]), tuple(stats["state"]["q99"]))(
+            {"s": state[:14]}
+        )["s"]
+        a = grip_actions.inverse()({"episode_actions": a})["episode_actions"]
+        s = grip_state.inverse()({"state": s})["state"]
+        with h5py.File(files[row["episode"]]) as f:
+            native = np.concatenate([f["action"][()], f["base_action"][()]], axis=1).astype(np.float32)
+            qpos = f["observations/qpos"][row["frame"]].astype(np.float32)
+        t = row["frame"]
+        want = native[np.minimum(np.arange(t, t + 50), len(native) - 1)]
+        np.testing.assert_allclose(a, want, atol=2e-5)
+        np.testing.assert_allclose(s, qpos, atol=2e-5)
+        np.testing.assert_array_equal(is_pad, np.arange(t, t + 50) >= len(native))
+        assert not actions[:, 16:].any() and not state[14:].any()
