@@ -37,7 +37,8 @@ class Dim:
     kind: DimKind
     unit: str
     frame: str = "native"
-    delta: bool = False  # action dims only: chunks become a[t+h] - s[t] (needs a state dim of the same name)
+    representation: Literal["absolute", "delta"] = "absolute"  # how the source expresses the value
+    delta: bool = False  # action dims only: train as a[t+h] - s[t] (needs a state dim of the same name)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Embodiment:
     control_mode: Literal["joint", "ee"]
     state: list[Dim]
     action: list[Dim]
-    cameras: dict[str, str]  # native camera name -> slot
+    cameras: dict[str, str | None]  # native camera name -> slot; null drops a camera on purpose
     gripper: Gripper | None = None
     horizon: int | None = None  # action chunk length; default one second at the control rate
     rotation: Literal["euler", "none"] = "none"
@@ -88,8 +89,10 @@ class Embodiment:
         for d in self.action:
             if d.delta and d.name not in state_names:
                 raise ValueError(f"action dim {d.name!r} is delta but no state dim has that name")
+            if d.delta and d.representation == "delta":
+                raise ValueError(f"action dim {d.name!r} is already a delta in the source; `delta: true` would difference it twice")
         for native, slot in self.cameras.items():
-            if slot not in CAMERA_SLOTS:
+            if slot is not None and slot not in CAMERA_SLOTS:
                 raise ValueError(f"camera {native!r} maps to unknown slot {slot!r}; slots are {CAMERA_SLOTS}")
         if self.chunk_horizon > MODEL_HORIZON:
             raise ValueError(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
-from vlamix.schemas.embodiment import Embodiment
+from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.schemas.frame import frame_key, image_column
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
@@ -149,7 +149,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
                 "episode_hash": episode_hash,
                 "source_file": ref.source_file,
             }
-            for slot_col in (image_column(s) for s in ("base_0", "base_1", "left_wrist", "right_wrist")):
+            for slot_col in (image_column(s) for s in CAMERA_SLOTS):
                 row[slot_col] = None
             for slot, raw in cameras:
                 image = _decode(ep, raw[i], i, compressed, slot)
@@ -158,30 +158,29 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
 
 
 def _cameras(ep: _Episode, source: RobotSource, emb: Embodiment, n: int) -> list[tuple[str, h5py.Dataset]]:
-    """(slot, dataset) per mapped camera, in slot order. Cameras no spec maps are left out."""
+    """(slot, dataset) per mapped camera, in slot order. A camera the spec maps to null is dropped on
+    purpose; one it does not know at all is an error (silently losing a view is worse)."""
     group = ep.f.get(IMAGES_GROUP)
     mapping = {**emb.cameras, **source.keys.cameras}
-    found: dict[str, tuple[str, h5py.Dataset]] = {}
+    found: dict[str, h5py.Dataset] = {}
     for native in sorted(group.keys()) if group is not None else []:
-        slot = mapping.get(native)
+        if native not in mapping:
+            raise ep.bad(
+                f"unknown camera {native!r}: map it to a slot (or to null to drop it) in the embodiment spec "
+                f"{emb.name} or in the sources file's `keys: {{cameras: ...}}`",
+                f"{IMAGES_GROUP}/{native}",
+                frames=n,
+            )
+        slot = mapping[native]
         if slot is None or slot in found:
             continue
         ds = group[native]
         if ds.shape[0] != n:
-            raise ep.bad(
-                f"camera {native} has {ds.shape[0]} frames, the episode has {n}",
-                f"{IMAGES_GROUP}/{native}",
-                frames=n,
-            )
-        found[slot] = (native, ds)
+            raise ep.bad(f"camera {native} has {ds.shape[0]} frames, the episode has {n}", f"{IMAGES_GROUP}/{native}", frames=n)
+        found[slot] = ds
     if not found:
-        raise ep.bad(
-            f"no camera under {IMAGES_GROUP} maps to a slot (spec {emb.name} knows {sorted(mapping)})",
-            IMAGES_GROUP,
-            frames=n,
-        )
-    order = ("base_0", "base_1", "left_wrist", "right_wrist")
-    return [(slot, found[slot][1]) for slot in order if slot in found]
+        raise ep.bad(f"no camera under {IMAGES_GROUP} maps to a slot (spec {emb.name} knows {sorted(mapping)})", IMAGES_GROUP, frames=n)
+    return [(slot, found[slot]) for slot in CAMERA_SLOTS if slot in found]
 
 
 def _decode(ep: _Episode, raw: np.ndarray, i: int, compressed: bool, slot: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from vlamix.schemas.embodiment import SHIPPED_DIR, Embodiment, load_embodiment
 __all__ = ["RobotKeys", "RobotSource", "SourcesFile", "load_sources", "resolve_files"]
 
 _NAME = re.compile(r"^[a-z0-9_]+$")
-ROBOT_FORMATS = ("aloha_hdf5",)
+ROBOT_FORMATS = ("aloha_hdf5", "rlds")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class RobotKeys:
     state: str | list[str] | None = None
     action: str | list[str] | None = None
     instruction: str | None = None
-    cameras: dict[str, str] = field(default_factory=dict)  # native camera name -> slot
+    cameras: dict[str, str | None] = field(default_factory=dict)  # native camera name -> slot (null drops it)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def resolve_files(root: Path, spec: str, suffixes: tuple[str, ...]) -> list[Path
     if base.is_file():
         return [base]
     if base.is_dir():
-        files = [p for p in base.iterdir() if p.is_file() and p.suffix in suffixes]
+        files = [p for p in base.iterdir() if p.is_file() and (not suffixes or p.suffix in suffixes)]
     else:
         files = [Path(p) for p in glob.glob(str(base)) if Path(p).is_file()]
     if not files:

@@ -14,3 +14,7 @@ class EpisodeRef:
     path: str  # absolute path of the raw file
     source_file: str  # the path as reported in errors and quarantine (relative to the sources file)
     frames: int = 0  # frames it holds, when known at listing time
+    record: int = 0  # for files holding many episodes: the record's index ...
+    offset: int = 0  # ... and its byte offset
+    split: str | None = None  # the source's own split, when its layout says
+    error: str | None = None  # a listing-time problem (a broken file): the episode is quarantined with it

@@ -1,0 +1,86 @@
+"""`tf.train.Example` without TensorFlow: the message classes are built from a descriptor at import (the
+same wire format as tensorflow/core/example/{example,feature}.proto), in a private descriptor pool."""
+
+from __future__ import annotations
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+__all__ = ["Example", "decode_example", "encode_example"]
+
+_F = descriptor_pb2.FieldDescriptorProto
+
+
+def _build_classes():
+    fdp = descriptor_pb2.FileDescriptorProto(name="vlamix/tf_example.proto", package="vlamix.tf", syntax="proto3")
+
+    def message(name: str, fields: list[tuple[str, int, int, int, str | None]]) -> descriptor_pb2.DescriptorProto:
+        msg = fdp.message_type.add(name=name)
+        for fname, number, ftype, label, type_name in fields:
+            f = msg.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                f.type_name = type_name
+        return msg
+
+    rep, opt = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
+    message("BytesList", [("value", 1, _F.TYPE_BYTES, rep, None)])
+    message("FloatList", [("value", 1, _F.TYPE_FLOAT, rep, None)])
+    message("Int64List", [("value", 1, _F.TYPE_INT64, rep, None)])
+    feature = message(
+        "Feature",
+        [
+            ("bytes_list", 1, _F.TYPE_MESSAGE, opt, ".vlamix.tf.BytesList"),
+            ("float_list", 2, _F.TYPE_MESSAGE, opt, ".vlamix.tf.FloatList"),
+            ("int64_list", 3, _F.TYPE_MESSAGE, opt, ".vlamix.tf.Int64List"),
+        ],
+    )
+    feature.oneof_decl.add(name="kind")
+    for f in feature.field:
+        f.oneof_index = 0
+    features = message("Features", [("feature", 1, _F.TYPE_MESSAGE, rep, ".vlamix.tf.Features.FeatureEntry")])
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.field.add(name="key", number=1, type=_F.TYPE_STRING, label=opt)
+    entry.field.add(name="value", number=2, type=_F.TYPE_MESSAGE, label=opt, type_name=".vlamix.tf.Feature")
+    entry.options.map_entry = True
+    message("Example", [("features", 1, _F.TYPE_MESSAGE, opt, ".vlamix.tf.Features")])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("vlamix.tf.Example"))
+
+
+Example = _build_classes()
+
+
+def decode_example(data: bytes) -> dict[str, list[bytes] | np.ndarray]:
+    """Serialized Example -> {feature name: list of bytes | float32 array | int64 array}."""
+    ex = Example()
+    ex.ParseFromString(data)
+    out: dict[str, list[bytes] | np.ndarray] = {}
+    for name, feat in ex.features.feature.items():
+        kind = feat.WhichOneof("kind")
+        if kind == "bytes_list":
+            out[name] = list(feat.bytes_list.value)
+        elif kind == "float_list":
+            out[name] = np.asarray(feat.float_list.value, dtype=np.float32)
+        elif kind == "int64_list":
+            out[name] = np.asarray(feat.int64_list.value, dtype=np.int64)
+        else:
+            out[name] = []
+    return out
+
+
+def encode_example(features: dict[str, list[bytes] | np.ndarray]) -> bytes:
+    """{name: list of bytes | float array | int array} -> serialized Example (keys written sorted)."""
+    ex = Example()
+    for name in sorted(features):
+        value = features[name]
+        feat = ex.features.feature[name]
+        if isinstance(value, list | tuple) and (not value or isinstance(value[0], bytes)):
+            feat.bytes_list.value.extend(value)
+        else:
+            arr = np.asarray(value)
+            if arr.dtype.kind == "f":
+                feat.float_list.value.extend(arr.astype(np.float32).ravel().tolist())
+            else:
+                feat.int64_list.value.extend(arr.astype(np.int64).ravel().tolist())
+    return ex.SerializeToString(deterministic=True)
