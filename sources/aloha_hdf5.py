@@ -176,10 +176,18 @@ def _cameras(ep: _Episode, source: RobotSource, emb: Embodiment, n: int) -> list
             continue
         ds = group[native]
         if ds.shape[0] != n:
-            raise ep.bad(f"camera {native} has {ds.shape[0]} frames, the episode has {n}", f"{IMAGES_GROUP}/{native}", frames=n)
+            raise ep.bad(
+                f"camera {native} has {ds.shape[0]} frames, the episode has {n}",
+                f"{IMAGES_GROUP}/{native}",
+                frames=n,
+            )
         found[slot] = ds
     if not found:
-        raise ep.bad(f"no camera under {IMAGES_GROUP} maps to a slot (spec {emb.name} knows {sorted(mapping)})", IMAGES_GROUP, frames=n)
+        raise ep.bad(
+            f"no camera under {IMAGES_GROUP} maps to a slot (spec {emb.name} knows {sorted(mapping)})",
+            IMAGES_GROUP,
+            frames=n,
+        )
     return [(slot, found[slot]) for slot in CAMERA_SLOTS if slot in found]
 
 

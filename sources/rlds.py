@@ -65,7 +65,9 @@ def _walk(node: dict, path: list[str], out: dict[str, Feature]) -> None:
 def read_features(folder: Path) -> dict[str, Feature]:
     path = folder / FEATURES_FILE
     if not path.is_file():
-        raise ConfigError(f"{folder}: no {FEATURES_FILE} (the TFDS metadata that names the features); point `path` at the dataset folder")
+        raise ConfigError(
+            f"{folder}: no {FEATURES_FILE} (the TFDS metadata that names the features); point `path` at the dataset folder"
+        )
     features: dict[str, Feature] = {}
     _walk(json.loads(path.read_text()), [], features)
     return features
@@ -73,7 +75,11 @@ def read_features(folder: Path) -> dict[str, Feature]:
 
 def _split_of(file: Path, folder: Path) -> str | None:
     info = folder / INFO_FILE
-    names = [s["name"] for s in json.loads(info.read_text()).get("splits", [])] if info.is_file() else ["train", "val", "test", "validation"]
+    names = (
+        [s["name"] for s in json.loads(info.read_text()).get("splits", [])]
+        if info.is_file()
+        else ["train", "val", "test", "validation"]
+    )
     for name in names:
         if re.search(rf"-{re.escape(name)}\.tfrecord", file.name):
             return {"validation": "val"}.get(name, name)
@@ -97,9 +103,17 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
         split = _split_of(file, folder)
         try:
             for record, offset, _ in scan_records(file):
-                refs.append(EpisodeRef(source.name, len(refs), str(file), rel, record=record, offset=offset, split=split))
+                refs.append(
+                    EpisodeRef(
+                        source.name, len(refs), str(file), rel, record=record, offset=offset, split=split
+                    )
+                )
         except TFRecordError as e:  # a broken tail: the records before it are still episodes
-            refs.append(EpisodeRef(source.name, len(refs), str(file), rel, record=-1, offset=-1, split=split, error=str(e)))
+            refs.append(
+                EpisodeRef(
+                    source.name, len(refs), str(file), rel, record=-1, offset=-1, split=split, error=str(e)
+                )
+            )
     return refs
 
 
@@ -109,20 +123,28 @@ class _Episode:
 
     def bad(self, reason: str, field: str | None = None, frame: int | None = None) -> BadRecord:
         r = self.ref
-        return BadRecord(QuarantineRecord(r.dataset, r.source_file, reason, r.index, None, frame, field, self.n))
+        return BadRecord(
+            QuarantineRecord(r.dataset, r.source_file, reason, r.index, None, frame, field, self.n)
+        )
 
     def tensor(self, keys: list[str], width: int, what: str) -> np.ndarray:
         parts = []
         for key in keys:
             if key not in self.data:
-                raise self.bad(f"no feature {key}: the {what} is missing (set `keys: {{{what}: ...}}` in the sources file)", key)
+                raise self.bad(
+                    f"no feature {key}: the {what} is missing (set `keys: {{{what}: ...}}` in the sources file)",
+                    key,
+                )
             values = np.asarray(self.data[key], dtype=np.float32)
             if self.n == 0 or values.size % self.n:
                 raise self.bad(f"{key} has {values.size} values, not a multiple of the {self.n} steps", key)
             parts.append(values.reshape(self.n, -1))
         out = np.concatenate(parts, axis=1)
         if out.shape[1] != width:
-            raise self.bad(f"{what} has {out.shape[1]} columns ({' + '.join(keys)}), the embodiment spec says {width}", what)
+            raise self.bad(
+                f"{what} has {out.shape[1]} columns ({' + '.join(keys)}), the embodiment spec says {width}",
+                what,
+            )
         bad_rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
         if len(bad_rows):
             raise self.bad(f"non-finite value (NaN or inf) in {what}", what, int(bad_rows[0]))
@@ -159,7 +181,11 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     except (TFRecordError, OSError) as e:
         raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, str(e), ref.index)) from e
     except DecodeError as e:
-        raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, f"record {ref.record} is not a tf.train.Example: {e}", ref.index)) from e
+        raise BadRecord(
+            QuarantineRecord(
+                ref.dataset, ref.source_file, f"record {ref.record} is not a tf.train.Example: {e}", ref.index
+            )
+        ) from e
     action_keys = _as_list(source.keys.action, ACTION_KEY)
     n = _steps(data) or len(np.asarray(data.get(action_keys[0], []))) // emb.action_dim
     ep = _Episode(ref, data, n)
@@ -213,13 +239,19 @@ def _flag(data: dict, key: str) -> bool:
     return bool(len(flag) and flag[0]) if flag is not None else False
 
 
-def _cameras(ep: _Episode, source: RobotSource, emb: Embodiment, features: dict[str, Feature]) -> dict[str, tuple[str, list[bytes]]]:
+def _cameras(
+    ep: _Episode, source: RobotSource, emb: Embodiment, features: dict[str, Feature]
+) -> dict[str, tuple[str, list[bytes]]]:
     """slot -> (feature name, encoded frames) for every Image feature under steps/observation/."""
     mapping = {**emb.cameras, **source.keys.cameras}
     found: dict[str, tuple[str, list[bytes]]] = {}
-    for key in sorted(k for k, f in features.items() if f.kind == "Image" and k.startswith(OBSERVATION_PREFIX)):
+    for key in sorted(
+        k for k, f in features.items() if f.kind == "Image" and k.startswith(OBSERVATION_PREFIX)
+    ):
         if key not in ep.data:
-            raise ep.bad(f"image feature {key} (declared in {FEATURES_FILE}) is missing from the episode", key)
+            raise ep.bad(
+                f"image feature {key} (declared in {FEATURES_FILE}) is missing from the episode", key
+            )
         native = key[len(OBSERVATION_PREFIX) :]
         if native not in mapping:
             raise ep.bad(
@@ -234,5 +266,7 @@ def _cameras(ep: _Episode, source: RobotSource, emb: Embodiment, features: dict[
             raise ep.bad(f"camera {native} has {len(ep.data[key])} frames, the episode has {ep.n}", key)
         found[slot] = (key, ep.data[key])
     if not found:
-        raise ep.bad(f"no camera maps to a slot (spec {emb.name} knows {sorted(mapping)})", OBSERVATION_PREFIX)
+        raise ep.bad(
+            f"no camera maps to a slot (spec {emb.name} knows {sorted(mapping)})", OBSERVATION_PREFIX
+        )
     return found

@@ -12,9 +12,13 @@ _F = descriptor_pb2.FieldDescriptorProto
 
 
 def _build_classes():
-    fdp = descriptor_pb2.FileDescriptorProto(name="vlamix/tf_example.proto", package="vlamix.tf", syntax="proto3")
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="vlamix/tf_example.proto", package="vlamix.tf", syntax="proto3"
+    )
 
-    def message(name: str, fields: list[tuple[str, int, int, int, str | None]]) -> descriptor_pb2.DescriptorProto:
+    def message(
+        name: str, fields: list[tuple[str, int, int, int, str | None]]
+    ) -> descriptor_pb2.DescriptorProto:
         msg = fdp.message_type.add(name=name)
         for fname, number, ftype, label, type_name in fields:
             f = msg.field.add(name=fname, number=number, type=ftype, label=label)

@@ -28,10 +28,14 @@ def _read_header(f, path: Path, index: int, offset: int) -> int | None:
     if not header:
         return None
     if len(header) < 12:
-        raise TFRecordError(f"{path}: record {index} at byte {offset}: truncated header ({len(header)} of 12 bytes)")
+        raise TFRecordError(
+            f"{path}: record {index} at byte {offset}: truncated header ({len(header)} of 12 bytes)"
+        )
     length, crc = struct.unpack("<QI", header)
     if masked_crc(header[:8]) != crc:
-        raise TFRecordError(f"{path}: record {index} at byte {offset}: length checksum mismatch (corrupted file?)")
+        raise TFRecordError(
+            f"{path}: record {index} at byte {offset}: length checksum mismatch (corrupted file?)"
+        )
     return length
 
 
@@ -45,7 +49,9 @@ def scan_records(path: str | Path) -> Iterator[tuple[int, int, int]]:
         while (length := _read_header(f, path, index, offset)) is not None:
             end = offset + 12 + length + 4
             if end > size:
-                raise TFRecordError(f"{path}: record {index} at byte {offset}: truncated data ({size - offset - 12} of {length + 4} bytes)")
+                raise TFRecordError(
+                    f"{path}: record {index} at byte {offset}: truncated data ({size - offset - 12} of {length + 4} bytes)"
+                )
             yield index, offset, length
             f.seek(end)
             index, offset = index + 1, end
@@ -64,7 +70,9 @@ def read_record_at(path: str | Path, offset: int, index: int = 0) -> bytes:
         if len(data) < length or len(tail) < 4:
             raise TFRecordError(f"{path}: record {index} at byte {offset}: truncated data")
         if masked_crc(data) != struct.unpack("<I", tail)[0]:
-            raise TFRecordError(f"{path}: record {index} at byte {offset}: data checksum mismatch (corrupted file?)")
+            raise TFRecordError(
+                f"{path}: record {index} at byte {offset}: data checksum mismatch (corrupted file?)"
+            )
         return data
 
 
@@ -74,6 +82,8 @@ def write_records(path: str | Path, records: Iterable[bytes]) -> int:
     with Path(path).open("wb") as f:
         for data in records:
             header = struct.pack("<Q", len(data))
-            f.write(header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data)))
+            f.write(
+                header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data))
+            )
             n += 1
     return n
