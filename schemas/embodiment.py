@@ -90,7 +90,9 @@ class Embodiment:
             if d.delta and d.name not in state_names:
                 raise ValueError(f"action dim {d.name!r} is delta but no state dim has that name")
             if d.delta and d.representation == "delta":
-                raise ValueError(f"action dim {d.name!r} is already a delta in the source; `delta: true` would difference it twice")
+                raise ValueError(
+                    f"action dim {d.name!r} is already a delta in the source; `delta: true` would difference it twice"
+                )
         for native, slot in self.cameras.items():
             if slot is not None and slot not in CAMERA_SLOTS:
                 raise ValueError(f"camera {native!r} maps to unknown slot {slot!r}; slots are {CAMERA_SLOTS}")

@@ -36,7 +36,9 @@ def build_chain(emb: Embodiment, state_stats: DimStats, action_stats: DimStats) 
     """The whole chain for one dataset. Input sample: `state` [Ds], `episode_actions` [T, Da], `frame`,
     `task`; output: padded `state`, `actions`, masks and `prompt`."""
     if any(d.delta for d in emb.action):
-        raise ValueError(f"embodiment {emb.name}: `delta: true` action dims are not supported by this version yet")
+        raise ValueError(
+            f"embodiment {emb.name}: `delta: true` action dims are not supported by this version yet"
+        )
     return [
         *stats_chain(emb),
         ChunkActions(emb.chunk_horizon),

@@ -105,22 +105,24 @@ def ingest(
 
 @samples_app.command("generate")
 def samples_generate(
-    out: Annotated[Path, typer.Option(help="Folder that receives mobile_aloha/episode_<i>.hdf5.")] = Path(
-        "samples"
-    ),
-    episodes: Annotated[int, typer.Option(help="Number of Mobile-ALOHA episodes.")] = 3,
-    seed: Annotated[int, typer.Option(help="Base seed; episode i uses its own seed derived from it.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder that receives the sample datasets.")] = Path("samples"),
+    episodes: Annotated[int, typer.Option(help="Number of Mobile-ALOHA (MM) episodes.")] = 3,
+    seed: Annotated[int, typer.Option(help="Base seed; every episode derives its own seed from it.")] = 0,
 ) -> None:
-    """Write the synthetic Mobile-ALOHA episodes (kinematic two-arm robot on a moving base, rendered cameras)."""
+    """Write the synthetic samples: Mobile-ALOHA HDF5 episodes (MM: a kinematic two-arm robot on a moving
+    base, rendered cameras) and two RLDS datasets of single arms logged differently (CE)."""
     from tqdm import tqdm
 
+    from vlamix.sources.synthetic.ce_samples import generate_ce
     from vlamix.sources.synthetic.mobile_aloha import SampleSpec, generate
 
     spec = SampleSpec(episodes=episodes, seed=seed)
     for path in tqdm(
-        generate(out / "mobile_aloha", spec), total=episodes, desc="mobile_aloha episodes", file=sys.stderr
+        generate(out / "mobile_aloha", spec), total=episodes, desc="MM mobile_aloha episodes", file=sys.stderr
     ):
         tqdm.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    for path in generate_ce(out, seed):
+        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", err=True)
 
 
 @schemas_app.command("doc")

@@ -8,12 +8,12 @@ and its gripper stalls on the cube while the command says closed, as on the real
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-from vlamix.sources.synthetic.kinematics import ArmGeometry, forward, inverse_pointing_down, min_jerk
+from vlamix.sources.synthetic.kinematics import ArmGeometry, forward, inverse_pointing_down
+from vlamix.sources.synthetic.motion import interpolate, pick_place_keys, servo
 
 __all__ = ["ARM_MOUNTS", "CUBE", "TABLE_TOP", "EpisodeState", "simulate"]
 
@@ -21,8 +21,6 @@ TABLE_TOP = 0.72  # metres above the floor
 CUBE = 0.04  # cube edge, metres
 ARM_MOUNTS = (np.array([0.10, 0.25, 0.76]), np.array([0.10, -0.25, 0.76]))  # left, right; base frame
 FINGER_SPAN = 0.08  # finger opening at gripper position 1.0
-_HOME = np.array([0.22, 0.0, 0.16])
-_SERVO_TAU = 0.04  # seconds: follower lag behind the leader
 
 
 @dataclass(frozen=True)
@@ -39,14 +37,6 @@ class EpisodeState:
     cube_colors: tuple[tuple[int, int, int], ...]
     bowl: np.ndarray  # (3,) world position of the bowl's centre on the table
     task: str
-
-
-@dataclass(frozen=True)
-class _Key:
-    time: float
-    tip: np.ndarray  # arm frame
-    yaw: float
-    grip: float  # 1 open, 0 closed
 
 
 def _base_profile(rng: np.random.Generator, fps: int, approach: float, depart: float, total: float):
@@ -73,45 +63,6 @@ def _base_profile(rng: np.random.Generator, fps: int, approach: float, depart: f
     rel = pose - [x0, y0, 0]
     pose = np.stack([c * rel[:, 0] - s * rel[:, 1], s * rel[:, 0] + c * rel[:, 1], pose[:, 2] - h0], axis=1)
     return np.stack([v, w], axis=1), pose
-
-
-def _pick_place_keys(t0: float, cube_tip: np.ndarray, cube_yaw: float, bowl_tip: np.ndarray) -> list[_Key]:
-    above = np.array([0, 0, 0.10])
-    keys = [_Key(t0, _HOME, 0.0, 1.0)]
-    for dt, tip, yaw, grip in (
-        (1.4, cube_tip + above, cube_yaw, 1.0),  # reach over the cube
-        (0.8, cube_tip, cube_yaw, 1.0),  # descend around it
-        (0.5, cube_tip, cube_yaw, 0.0),  # close
-        (0.8, cube_tip + above * 1.4, cube_yaw, 0.0),  # lift
-        (1.3, bowl_tip + above * 0.8, 0.0, 0.0),  # carry over the bowl
-        (0.5, bowl_tip + above * 0.3, 0.0, 0.0),  # lower
-        (0.4, bowl_tip + above * 0.3, 0.0, 1.0),  # open: the cube drops
-        (1.2, _HOME, 0.0, 1.0),  # home
-    ):
-        keys.append(_Key(keys[-1].time + dt, tip, yaw, grip))
-    return keys
-
-
-def _interpolate(keys: list[_Key], t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    tips, yaws, grips = np.tile(keys[0].tip, (len(t), 1)), np.full(len(t), keys[0].yaw), np.ones(len(t))
-    grips[:] = keys[0].grip
-    for a, b in itertools.pairwise(keys):
-        s = min_jerk((t - a.time) / (b.time - a.time))[:, None]
-        m = t >= a.time
-        tips[m] = (a.tip + s * (b.tip - a.tip))[m]
-        yaws[m] = (a.yaw + s[:, 0] * (b.yaw - a.yaw))[m]
-        grips[m] = (a.grip + s[:, 0] * (b.grip - a.grip))[m]
-    return tips, yaws, grips
-
-
-def _servo(target: np.ndarray, fps: int) -> np.ndarray:
-    """First-order lag of each column: what a position servo does to a leader command."""
-    alpha = 1.0 - np.exp(-1.0 / (fps * _SERVO_TAU))
-    out = np.empty_like(target)
-    out[0] = target[0]
-    for i in range(1, len(target)):
-        out[i] = out[i - 1] + alpha * (target[i] - out[i - 1])
-    return out
 
 
 def simulate(seed: int, fps: int = 50) -> EpisodeState:
@@ -141,10 +92,10 @@ def simulate(seed: int, fps: int = 50) -> EpisodeState:
     for arm, t0 in ((0, start_left), (1, start_right)):
         mount = ARM_MOUNTS[arm]
         cube_tip = np.array([*cube_xy[arm], TABLE_TOP + CUBE / 2]) - mount
-        keys = _pick_place_keys(
+        keys = pick_place_keys(
             t0, cube_tip, float(cube_yaw[arm]), bowl + np.array([0.0, 0.0, CUBE / 2]) - mount
         )
-        tips, yaws, grips = _interpolate(keys, t)
+        tips, yaws, grips = interpolate(keys, t)
         roll = 0.03 * np.sin(
             2 * np.pi * t / rng.uniform(3, 6) + rng.uniform(0, 6)
         )  # a real arm never holds it at 0
@@ -155,7 +106,7 @@ def simulate(seed: int, fps: int = 50) -> EpisodeState:
         action[:, 7 * arm + 6] = grips
         grasp_windows.append((keys[3].time, keys[6].time + 0.2))  # closed on the cube .. fingers part
 
-    qpos = _servo(action, fps)
+    qpos = servo(action, fps)
     stall = 1.0 - (FINGER_SPAN - CUBE) / FINGER_SPAN  # the fingers touch the cube at this position
     cubes = np.zeros((len(t), 2, 4))
     for arm in range(2):
