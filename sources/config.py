@@ -14,7 +14,7 @@ from vlamix.schemas.embodiment import SHIPPED_DIR, Embodiment, load_embodiment
 __all__ = ["RobotKeys", "RobotSource", "SourcesFile", "load_sources", "resolve_files"]
 
 _NAME = re.compile(r"^[a-z0-9_]+$")
-ROBOT_FORMATS = ("aloha_hdf5", "rlds")
+ROBOT_FORMATS = ("aloha_hdf5", "lerobot", "rlds")
 
 
 @dataclass(frozen=True)

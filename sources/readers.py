@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from vlamix.sources import aloha_hdf5, rlds
+from vlamix.sources import aloha_hdf5, lerobot, rlds
 
 __all__ = ["READERS", "Reader", "reader_for"]
 
@@ -18,6 +18,7 @@ class Reader(NamedTuple):
 READERS: dict[str, Reader] = {
     "aloha_hdf5": Reader(aloha_hdf5.list_episodes, aloha_hdf5.read_episode),
     "rlds": Reader(rlds.list_episodes, rlds.read_episode),
+    "lerobot": Reader(lerobot.list_episodes, lerobot.read_episode),
 }
 
 

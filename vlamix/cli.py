@@ -110,10 +110,12 @@ def samples_generate(
     seed: Annotated[int, typer.Option(help="Base seed; every episode derives its own seed from it.")] = 0,
 ) -> None:
     """Write the synthetic samples: Mobile-ALOHA HDF5 episodes (MM: a kinematic two-arm robot on a moving
-    base, rendered cameras) and two RLDS datasets of single arms logged differently (CE)."""
+    base, rendered cameras), two RLDS datasets of single arms logged differently (CE), and LeRobot v2.1 and
+    v3.0 datasets of a static arm in different rooms (ME)."""
     from tqdm import tqdm
 
     from vlamix.sources.synthetic.ce_samples import generate_ce
+    from vlamix.sources.synthetic.me_samples import generate_me
     from vlamix.sources.synthetic.mobile_aloha import SampleSpec, generate
 
     spec = SampleSpec(episodes=episodes, seed=seed)
@@ -123,6 +125,8 @@ def samples_generate(
         tqdm.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     for path in generate_ce(out, seed):
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", err=True)
+    for path in generate_me(out, seed):
+        typer.echo(f"wrote {path}/ (LeRobot {'v2.1' if 'v21' in path.name else 'v3.0'})", err=True)
 
 
 @schemas_app.command("doc")

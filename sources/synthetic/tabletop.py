@@ -46,9 +46,13 @@ class TabletopEpisode:
     target_color: tuple[int, int, int]
     table_color: tuple[int, int, int]
     instruction: str
+    floor_color: tuple[int, int, int] = (95, 95, 105)
+    background: tuple[int, int, int] = (200, 196, 184)  # the wall behind the table
 
 
-def simulate_tabletop(seed: int) -> TabletopEpisode:
+def simulate_tabletop(seed: int, environment: dict | None = None) -> TabletopEpisode:
+    """One episode fully determined by `seed`; `environment` may set table_color, floor_color and
+    background (the room the arm stands in)."""
     rng = np.random.default_rng(seed)
     cube_name = str(rng.choice(list(_COLORS)))
     target_name = str(rng.choice(list(_TARGETS)))

@@ -1,0 +1,306 @@
+"""Reader for LeRobot datasets, v2.0, v2.1 and v3.0, told apart by `meta/info.json`'s `codebase_version`.
+
+v2.x: `data/chunk-XXX/episode_XXXXXX.parquet` and `videos/chunk-XXX/<video_key>/episode_XXXXXX.mp4` per
+episode, episodes in `meta/episodes.jsonl`, tasks in `meta/tasks.jsonl`. v3.0: many episodes per
+`data/chunk-XXX/file-XXX.parquet` and per `videos/<video_key>/chunk-XXX/file-XXX.mp4`, each episode's
+files and `from_timestamp`/`to_timestamp` in `meta/episodes/`, tasks in `meta/tasks.parquet`. Videos
+(AV1, h264, ...) are decoded with PyAV and each parquet row is matched to the frame whose time is
+within a tolerance of its `timestamp`. Image features stored in the parquet (`dtype: image`) work too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vlamix.config import ConfigError
+from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
+from vlamix.schemas.frame import frame_key, image_column
+from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
+from vlamix.sources.config import RobotSource, SourcesFile
+from vlamix.sources.episode import EpisodeRef
+from vlamix.sources.split import content_split
+from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
+
+__all__ = ["VERSIONS", "list_episodes", "read_episode"]
+
+INFO_PATH = "meta/info.json"
+VERSIONS = ("v2.0", "v2.1", "v3.0")
+IMAGE_PREFIX = "observation.images."
+
+
+@cache
+def _info(root: str) -> dict:
+    path = Path(root) / INFO_PATH
+    if not path.is_file():
+        raise ConfigError(f"{root}: no {INFO_PATH}; point `path` at a LeRobot dataset's root folder")
+    info = json.loads(path.read_text())
+    version = info.get("codebase_version")
+    if version not in VERSIONS:
+        raise ConfigError(
+            f"{path}: codebase_version {version!r} is not one this reader knows ({', '.join(VERSIONS)})"
+        )
+    return info
+
+
+def _root(sources: SourcesFile, source: RobotSource) -> Path:
+    p = Path(source.path)
+    return p if p.is_absolute() else sources.root / p
+
+
+def _episodes_meta(root: Path, info: dict) -> list[dict]:
+    if info["codebase_version"] == "v3.0":
+        files = sorted((root / "meta/episodes").glob("*/*.parquet"))
+        rows = [r for f in files for r in pq.read_table(f).to_pylist()]
+    else:
+        rows = [
+            json.loads(line)
+            for line in (root / "meta/episodes.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+    return sorted(rows, key=lambda r: r["episode_index"])
+
+
+def _split_ranges(info: dict) -> list[tuple[str, int, int]]:
+    out = []
+    for name, spec in (info.get("splits") or {}).items():
+        lo, _, hi = str(spec).partition(":")
+        out.append(({"validation": "val"}.get(name, name), int(lo), int(hi)))
+    return out
+
+
+def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]:
+    root = _root(sources, source)
+    info = _info(str(root))
+    splits = _split_ranges(info)
+    refs = []
+    rel = str(root.relative_to(sources.root)) if root.is_relative_to(sources.root) else str(root)
+    for i, ep in enumerate(_episodes_meta(root, info)):
+        e = int(ep["episode_index"])
+        split = next(
+            (name for name, lo, hi in splits if lo <= e < hi and name in ("train", "val", "test")), None
+        )
+        refs.append(
+            EpisodeRef(
+                source.name, i, str(root), f"{rel}#episode_{e:06d}", int(ep["length"]), record=e, split=split
+            )
+        )
+    return refs
+
+
+class _Episode:
+    def __init__(self, ref: EpisodeRef):
+        self.ref = ref
+
+    def bad(self, reason: str, field: str | None = None, frame: int | None = None) -> BadRecord:
+        r = self.ref
+        return BadRecord(
+            QuarantineRecord(r.dataset, r.source_file, reason, r.index, None, frame, field, r.frames)
+        )
+
+
+def _tasks(root: Path, info: dict) -> dict[int, str]:
+    if info["codebase_version"] == "v3.0":
+        t = pq.read_table(root / "meta/tasks.parquet")
+        names = [c for c in t.column_names if c != "task_index"]
+        return dict(zip(t.column("task_index").to_pylist(), t.column(names[0]).to_pylist(), strict=True))
+    lines = (root / "meta/tasks.jsonl").read_text().splitlines()
+    return {d["task_index"]: d["task"] for d in map(json.loads, filter(None, lines))}
+
+
+def _episode_rows(root: Path, info: dict, ep: _Episode, meta: dict):
+    e = ep.ref.record
+    if info["codebase_version"] == "v3.0":
+        path = root / info["data_path"].format(
+            chunk_index=meta["data/chunk_index"], file_index=meta["data/file_index"]
+        )
+        table = pq.read_table(path)
+        table = table.filter(pc.equal(table.column("episode_index"), e))
+    else:
+        chunk = e // info.get("chunks_size", 1000)
+        path = root / info["data_path"].format(episode_chunk=chunk, episode_index=e)
+        table = pq.read_table(path)
+    if table.num_rows == 0:
+        raise ep.bad(f"{path.relative_to(root)} holds no rows for episode {e}", "episode_index")
+    return table.sort_by("frame_index"), path
+
+
+def _decode_video(
+    path: Path, start: float, end: float, ep: _Episode, key: str
+) -> list[tuple[float, np.ndarray]]:
+    """(time, frame) for every frame of `path` in [start, end)."""
+    out = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if start > 0:
+                container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                t = float(frame.pts * stream.time_base)
+                if t >= end:
+                    break
+                if t >= start - 1e-6:
+                    out.append((t - start, frame.to_ndarray(format="rgb24")))
+    except (av.error.FFmpegError, OSError) as e:
+        raise ep.bad(f"video {path.name} does not decode: {e}", key) from e
+    return out
+
+
+def _match(
+    frames: list[tuple[float, np.ndarray]], stamps: np.ndarray, tol: float, ep: _Episode, key: str
+) -> list[np.ndarray]:
+    times = np.asarray([t for t, _ in frames])
+    out = []
+    for i, ts in enumerate(stamps):
+        j = int(np.argmin(np.abs(times - ts))) if len(times) else -1
+        if j < 0 or abs(times[j] - ts) > tol:
+            have = f"the video ends at {times[-1]:.3f} s" if len(times) else "the video has no frames"
+            raise ep.bad(
+                f"no video frame within {tol * 1000:.0f} ms of timestamp {ts:.3f} s ({have}): video shorter than its parquet?",
+                key,
+                i,
+            )
+        out.append(frames[j][1])
+    return out
+
+
+def _cameras(
+    root: Path, info: dict, ep: _Episode, meta: dict, table, source: RobotSource, emb: Embodiment
+) -> dict[str, list[np.ndarray]]:
+    mapping = {**emb.cameras, **source.keys.cameras}
+    stamps = np.asarray(table.column("timestamp").to_pylist(), np.float64)
+    tol = 1.0 / (4.0 * float(info["fps"]))
+    out: dict[str, list[np.ndarray]] = {}
+    for key, feat in sorted(info["features"].items()):
+        if feat.get("dtype") not in ("video", "image"):
+            continue
+        native = key.removeprefix(IMAGE_PREFIX)
+        if native not in mapping:
+            raise ep.bad(
+                f"unknown camera {native!r}: map it to a slot (or to null to drop it) in the embodiment spec {emb.name} or the sources file's `keys: {{cameras: ...}}`",
+                key,
+            )
+        slot = mapping[native]
+        if slot is None or slot in out:
+            continue
+        if feat["dtype"] == "image":
+            images = []
+            for i, cell in enumerate(table.column(key).to_pylist()):
+                try:
+                    images.append(decode_jpeg(cell["bytes"]))
+                except (OSError, TypeError) as e:
+                    raise ep.bad(f"image does not decode: {e}", key, i) from e
+            out[slot] = images
+            continue
+        if info["codebase_version"] == "v3.0":
+            path = root / info["video_path"].format(
+                video_key=key,
+                chunk_index=meta[f"videos/{key}/chunk_index"],
+                file_index=meta[f"videos/{key}/file_index"],
+            )
+            start, end = (
+                float(meta[f"videos/{key}/from_timestamp"]),
+                float(meta[f"videos/{key}/to_timestamp"]),
+            )
+        else:
+            chunk = ep.ref.record // info.get("chunks_size", 1000)
+            path = root / info["video_path"].format(
+                episode_chunk=chunk, video_key=key, episode_index=ep.ref.record
+            )
+            start, end = 0.0, float("inf")
+        if not path.is_file():
+            raise ep.bad(f"video file {path.relative_to(root)} is missing", key)
+        out[slot] = _match(_decode_video(path, start, end + tol, ep, key), stamps, tol, ep, key)
+    if not out:
+        raise ep.bad(
+            f"no camera maps to a slot (spec {emb.name} knows {sorted(mapping)})", "observation.images"
+        )
+    return out
+
+
+def _column(
+    table, keys: str | list[str] | None, default: str, width: int, what: str, ep: _Episode
+) -> np.ndarray:
+    names = [keys] if isinstance(keys, str) else (keys or [default])
+    parts = []
+    for name in names:
+        if name not in table.column_names:
+            raise ep.bad(
+                f"no column {name!r}: the {what} is missing (set `keys: {{{what}: ...}}` in the sources file)",
+                name,
+            )
+        parts.append(np.asarray(table.column(name).to_pylist(), dtype=np.float32).reshape(table.num_rows, -1))
+    out = np.concatenate(parts, axis=1)
+    if out.shape[1] != width:
+        raise ep.bad(
+            f"{what} has {out.shape[1]} columns ({' + '.join(names)}), the embodiment spec says {width}", what
+        )
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+    if len(bad):
+        raise ep.bad(f"non-finite value (NaN or inf) in {what}", what, int(bad[0]))
+    return out
+
+
+def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
+    root = Path(ref.path)
+    info = _info(str(root))
+    ep = _Episode(ref)
+    meta = next(m for m in _episodes_meta(root, info) if int(m["episode_index"]) == ref.record)
+    table, _ = _episode_rows(root, info, ep, meta)
+    if table.num_rows != ref.frames:
+        raise ep.bad(
+            f"the parquet holds {table.num_rows} rows, meta says the episode has {ref.frames}", "length"
+        )
+    state = _column(table, source.keys.state, "observation.state", emb.state_dim, "state", ep)
+    action = _column(table, source.keys.action, "action", emb.action_dim, "action", ep)
+    tasks = _tasks(root, info)
+    task_ids = (
+        table.column("task_index").to_pylist()
+        if "task_index" in table.column_names
+        else [None] * table.num_rows
+    )
+    cameras = _cameras(root, info, ep, meta, table, source, emb)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(state.tobytes())
+    digest.update(action.tobytes())
+    for slot in sorted(cameras):
+        for image in cameras[slot][
+            :: max(1, len(cameras[slot]) // 16)
+        ]:  # a spread of frames: enough to tell episodes apart
+            digest.update(image.tobytes())
+    episode_hash = digest.hexdigest()
+    split = ref.split or source.split or content_split(episode_hash, source.val_fraction)
+    stamps = table.column("timestamp").to_pylist()
+    resize = ResizeWithPad()
+    for i in range(table.num_rows):
+        task = tasks.get(task_ids[i]) if task_ids[i] is not None else None
+        row = {
+            "key": frame_key(ref.dataset, ref.index, i),
+            "dataset": ref.dataset,
+            "kind": source.kind,
+            "embodiment": emb.name,
+            "episode": ref.index,
+            "frame": i,
+            "timestamp": float(stamps[i]),
+            "state": state[i].tolist(),
+            "action": action[i].tolist(),
+            "task": task or source.task,
+            "subtask": None,
+            "verbal_instruction": None,
+            "split": split,
+            "success": source.success,
+            "length": table.num_rows,
+            "episode_hash": episode_hash,
+            "source_file": ref.source_file,
+        }
+        for slot in CAMERA_SLOTS:
+            row[image_column(slot)] = encode_jpeg(resize(cameras[slot][i])) if slot in cameras else None
+        yield row
