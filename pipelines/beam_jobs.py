@@ -111,8 +111,9 @@ def _write_group(out: str, keyed) -> str:
 
 
 def _samples(task: BuildTask) -> Iterator:
+    dataset = task.annotation.dataset if task.annotation else task.extracted.dataset  # HL / VI get their own shards
     for shard, position, entry, index_row in build_episode(task):
-        yield (task.extracted.dataset, shard), (position, entry, index_row)
+        yield (dataset, shard), (position, entry, index_row)
 
 
 def run_build(

@@ -19,7 +19,9 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from vlamix.pipelines.steps import INDEX_SCHEMA, BuildTask, Extracted, ExtractTask
+from vlamix.pipelines.annotations import annotation_accounting, annotation_spans, extract_annotations
+from vlamix.pipelines.outcomes import robot_outcomes
+from vlamix.pipelines.steps import INDEX_SCHEMA, AnnotationJob, BuildTask, Extracted, ExtractTask
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.assign import shard_count
 from vlamix.shards.layout import (
@@ -33,6 +35,7 @@ from vlamix.shards.layout import (
     WORK_DIR,
 )
 from vlamix.shards.manifest import Accounting, build_manifest, file_ref, write_json_atomic
+from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
 from vlamix.sources.readers import reader_for
 from vlamix.tokenizers.vocab import VocabLayout, write_tokenizer_set
@@ -64,14 +67,6 @@ class IngestOptions:
             raise ValueError("--shard-samples must be at least 1")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: run the earlier steps first (`vlamix ingest` without --only)"
-        )
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
     from vlamix.pipelines.beam_jobs import beam_options, run_extract
 
@@ -83,24 +78,13 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
         shutil.rmtree(opts.out / WORK_DIR / "frames" / src.name, ignore_errors=True)
     log.info("extract: %d episodes from %d datasets", len(tasks), len(sources.datasets))
     run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+    extract_annotations(opts.out, sources)
 
 
 def _outcomes(
     opts: IngestOptions, src: RobotSource
 ) -> tuple[list[Extracted], list[QuarantineRecord], list[Extracted]]:
-    """(kept, quarantined, duplicates): exact duplicates by content hash keep the lowest episode index."""
-    work = opts.out / WORK_DIR
-    extracted = sorted(
-        (Extracted(**d) for d in _read_jsonl(work / "extracted" / f"{src.name}.jsonl")),
-        key=lambda e: e.episode,
-    )
-    quarantined = [QuarantineRecord(**d) for d in _read_jsonl(work / "quarantined" / f"{src.name}.jsonl")]
-    seen: set[str] = set()
-    kept, dups = [], []
-    for e in extracted:
-        (dups if e.episode_hash in seen else kept).append(e)
-        seen.add(e.episode_hash)
-    return kept, quarantined, dups
+    return robot_outcomes(opts.out, src.name)
 
 
 def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
@@ -156,18 +140,28 @@ def _samples_of(e: Extracted, stride: int) -> int:
     return math.ceil(e.frames / stride)
 
 
+def _clean_build_outputs(opts: IngestOptions, name: str) -> None:
+    for folder in (
+        opts.out / "shards" / name,
+        opts.out / WORK_DIR / "shards" / name,
+        opts.out / WORK_DIR / "index" / name,
+    ):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _span_samples(span: Span, stride: int) -> int:
+    return len(range(span.start, span.end, stride))
+
+
 def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
     from vlamix.pipelines.beam_jobs import beam_options, run_build
 
     tasks = []
+    kept_by_robot: dict[str, dict[int, Extracted]] = {}
     for src in sources.datasets:
         kept, _, _ = _outcomes(opts, src)
-        for folder in (
-            opts.out / "shards" / src.name,
-            opts.out / WORK_DIR / "shards" / src.name,
-            opts.out / WORK_DIR / "index" / src.name,
-        ):
-            shutil.rmtree(folder, ignore_errors=True)
+        kept_by_robot[src.name] = {e.episode: e for e in kept}
+        _clean_build_outputs(opts, src.name)
         if not kept:
             continue
         state_stats, action_stats = _load_stats(opts, src.name)
@@ -176,7 +170,33 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         tasks += [
             BuildTask(e, src, emb, state_stats, action_stats, str(opts.out), opts.seed, n) for e in kept
         ]
-    log.info("build: %d episodes", len(tasks))
+    for a in sources.annotations:
+        _clean_build_outputs(opts, a.name)
+        spans = annotation_spans(opts.out, a.name)
+        if not spans:
+            continue
+        robot = sources.robot(a.dataset)
+        emb = sources.embodiment(robot)
+        state_stats, action_stats = _load_stats(opts, robot.name)  # normalized like the robot's own samples
+        n = shard_count(
+            sum(_span_samples(s, a.stride) for group in spans.values() for s in group), opts.samples_per_shard
+        )
+        for episode, group in spans.items():
+            job = AnnotationJob(a.name, a.kind, group, a.stride)
+            tasks.append(
+                BuildTask(
+                    kept_by_robot[robot.name][episode],
+                    robot,
+                    emb,
+                    state_stats,
+                    action_stats,
+                    str(opts.out),
+                    opts.seed,
+                    n,
+                    job,
+                )
+            )
+    log.info("build: %d episode tasks", len(tasks))
     if tasks:
         run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
 
@@ -194,24 +214,65 @@ def _merge_index(opts: IngestOptions, name: str) -> str:
     return rel
 
 
+def _shard_docs(opts: IngestOptions, name: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((opts.out / WORK_DIR / "shards" / name).glob("*.json"))]
+
+
+def _write_quarantine(opts: IngestOptions, name: str, records: list[QuarantineRecord]) -> str:
+    rel = QUARANTINE_PATH.format(dataset=name)
+    (opts.out / rel).parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(records, key=lambda q: (q.episode if q.episode is not None else -1, q.source_file))
+    (opts.out / rel).write_text("".join(q.to_json() + "\n" for q in ordered))
+    return rel
+
+
+def _entry(
+    opts: IngestOptions,
+    name: str,
+    kind: str,
+    emb_name: str,
+    license: str | None,
+    citation: str | None,
+    stride: int,
+    acc: Accounting,
+    quarantine: str,
+    stats_of: str | None,
+) -> dict:
+    acc.check(name)
+    shards = _shard_docs(opts, name)
+    written = sum(s["samples"] for s in shards)
+    if written != acc.frames_written:
+        raise RuntimeError(
+            f"{name}: shards hold {written} samples, {acc.frames_written} were built: re-run `--only build`"
+        )
+    entry = {
+        "kind": kind,
+        "embodiment": emb_name,
+        "embodiment_spec": EMBODIMENT_PATH.format(name=emb_name),
+        "license": license,
+        "citation": citation,
+        "stride": stride,
+        "samples": written,
+        "accounting": acc.__dict__,
+        "quarantine": quarantine,
+        "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards],
+    }
+    if stats_of is not None:
+        entry["stats"] = file_ref(opts.out, STATS_PATH.format(dataset=stats_of))
+        if stats_of != name:
+            entry["normalized_with"] = stats_of  # HL / VI samples use their robot dataset's statistics
+    if shards:
+        entry["index"] = file_ref(opts.out, _merge_index(opts, name))
+    return entry
+
+
 def _step_index(opts: IngestOptions, sources: SourcesFile) -> dict:
     tok = json.loads((opts.out / WORK_DIR / "tokenizer_set.json").read_text())
     datasets = {}
     for src in sources.datasets:
         kept, quarantined, dups = _outcomes(opts, src)
         emb = sources.embodiment(src)
-        qpath = opts.out / QUARANTINE_PATH.format(dataset=src.name)
-        qpath.parent.mkdir(parents=True, exist_ok=True)
-        qpath.write_text(
-            "".join(
-                q.to_json() + "\n" for q in sorted(quarantined, key=lambda q: (q.episode or 0, q.source_file))
-            )
-        )
-        shard_docs = [
-            json.loads(p.read_text())
-            for p in sorted((opts.out / WORK_DIR / "shards" / src.name).glob("*.json"))
-        ]
-        written_samples = sum(s["samples"] for s in shard_docs)
+        written = sum(_samples_of(e, src.stride) for e in kept)
         frames_kept = sum(e.frames for e in kept)
         acc = Accounting(
             unit="episode",
@@ -220,36 +281,48 @@ def _step_index(opts: IngestOptions, sources: SourcesFile) -> dict:
             quarantined=len(quarantined),
             duplicates=len(dups),
             frames_read=frames_kept + sum(q.frames for q in quarantined) + sum(e.frames for e in dups),
-            frames_written=written_samples,
-            frames_filtered=frames_kept - written_samples,
+            frames_written=written,
+            frames_filtered=frames_kept - written,
             frames_quarantined=sum(q.frames for q in quarantined),
             frames_duplicates=sum(e.frames for e in dups),
         )
-        acc.check(src.name)
-        expected = sum(_samples_of(e, src.stride) for e in kept)
-        if written_samples != expected:
-            raise RuntimeError(
-                f"{src.name}: shards hold {written_samples} samples, {expected} were built: re-run `--only build`"
-            )
         emb_rel = EMBODIMENT_PATH.format(name=emb.name)
         (opts.out / emb_rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(sources.embodiment_path(src), opts.out / emb_rel)
-        entry = {
-            "kind": src.kind,
-            "embodiment": emb.name,
-            "embodiment_spec": emb_rel,
-            "license": src.license,
-            "citation": src.citation,
-            "stride": src.stride,
-            "samples": written_samples,
-            "accounting": acc.__dict__,
-            "quarantine": QUARANTINE_PATH.format(dataset=src.name),
-            "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shard_docs],
-        }
-        if kept:
-            entry["stats"] = file_ref(opts.out, STATS_PATH.format(dataset=src.name))
-            entry["index"] = file_ref(opts.out, _merge_index(opts, src.name))
-        datasets[src.name] = entry
+        qrel = _write_quarantine(opts, src.name, quarantined)
+        datasets[src.name] = _entry(
+            opts,
+            src.name,
+            src.kind,
+            emb.name,
+            src.license,
+            src.citation,
+            src.stride,
+            acc,
+            qrel,
+            src.name if kept else None,
+        )
+    for a in sources.annotations:
+        robot = sources.robot(a.dataset)
+        built = sum(
+            _span_samples(s, a.stride) for group in annotation_spans(opts.out, a.name).values() for s in group
+        )
+        acc, bad = annotation_accounting(opts.out, a, built)
+        qrel = _write_quarantine(opts, a.name, bad)
+        has_stats = (opts.out / STATS_PATH.format(dataset=robot.name)).is_file()
+        entry = _entry(
+            opts,
+            a.name,
+            a.kind,
+            sources.embodiment(robot).name,
+            a.license,
+            a.citation,
+            a.stride,
+            acc,
+            qrel,
+            robot.name if has_stats else None,
+        )
+        datasets[a.name] = {**entry, "annotates": robot.name}
     manifest = build_manifest(tok["path"], tok["sha256"], datasets)
     write_json_atomic(opts.out / MANIFEST, manifest)
     return manifest

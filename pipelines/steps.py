@@ -14,13 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
-from vlamix.schemas.frame import FRAME, image_column
+from vlamix.schemas.frame import FRAME, frame_key, image_column
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.schemas.sample import SAMPLE
 from vlamix.shards.assign import place
 from vlamix.shards.layout import FRAMES_DIR, WORK_DIR, shard_path
 from vlamix.shards.members import to_members
 from vlamix.shards.writer import ShardResult, write_shard
+from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
@@ -29,6 +30,7 @@ from vlamix.transforms.image import black_jpeg
 from vlamix.transforms.stats import DimStats
 
 __all__ = [
+    "AnnotationJob",
     "BuildTask",
     "ExtractTask",
     "Extracted",
@@ -108,13 +110,53 @@ class BuildTask:
     out: str
     seed: int
     shards: int  # shard count of the dataset
+    annotation: AnnotationJob | None = None  # set for an HL / VI dataset built over this episode
 
 
-def _sample_record(s: dict, row: dict, emb: Embodiment, duration: float) -> dict:
+@dataclass(frozen=True)
+class AnnotationJob:
+    """The samples an HL or VI dataset takes from one robot episode: its spans, at its own stride."""
+
+    dataset: str
+    kind: str  # HL or VI
+    spans: tuple[Span, ...]
+    stride: int
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """One sample to build: a frame, the dataset and kind it goes to, its prompt task and target text."""
+
+    frame: int
+    dataset: str
+    kind: str
+    task: str | None
+    target: str | None
+
+
+def _picks(task: BuildTask, rows: list[dict]) -> list[_Pick]:
+    job = task.annotation
+    if job is None:
+        return [
+            _Pick(r["frame"], r["dataset"], r["kind"], r["task"], None) for r in rows[:: task.source.stride]
+        ]
+    picks = []
+    for span in job.spans:
+        for f in range(span.start, span.end, job.stride):
+            if (
+                job.kind == "HL"
+            ):  # pi(l_hat | o, l) then pi(a | o, l_hat) in one sequence: task in, subtask out
+                picks.append(_Pick(f, job.dataset, "HL", rows[f]["task"], span.text))
+            else:  # the verbal instruction in force is the prompt, actions the target
+                picks.append(_Pick(f, job.dataset, "VI", span.text, None))
+    return picks
+
+
+def _sample_record(s: dict, row: dict, pick: _Pick, emb: Embodiment, duration: float) -> dict:
     rec = {
-        "key": row["key"],
-        "dataset": row["dataset"],
-        "kind": row["kind"],
+        "key": frame_key(pick.dataset, row["episode"], row["frame"]),
+        "dataset": pick.dataset,
+        "kind": pick.kind,
         "embodiment": emb.name,
         "control_mode": emb.control_mode,
         "episode": row["episode"],
@@ -132,7 +174,7 @@ def _sample_record(s: dict, row: dict, emb: Embodiment, duration: float) -> dict
         "action_is_pad": s["action_is_pad"],
         "fast_ids": None,
         "prompt": s["prompt"],
-        "target": None,
+        "target": pick.target,
         "input_ids": None,
         "loss_mask": None,
     }
@@ -155,17 +197,15 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
     duration = len(rows) / emb.control_rate_hz
     records = []
-    for row in rows[:: task.source.stride]:
-        s = apply(
-            chain,
-            {
-                "state": np.asarray(row["state"], np.float32),
-                "episode_actions": episode_actions,
-                "frame": row["frame"],
-                "task": row["task"],
-            },
-        )
-        records.append(_sample_record(s, row, emb, duration))
+    for pick in _picks(task, rows):
+        row = rows[pick.frame]
+        sample = {
+            "state": np.asarray(row["state"], np.float32),
+            "episode_actions": episode_actions,
+            "frame": pick.frame,
+            "task": pick.task,
+        }
+        records.append(_sample_record(apply(chain, sample), row, pick, emb, duration))
     SAMPLE.table([_plain(r) for r in records], ext.frames_path)  # validate before anything is written
     for rec in records:
         shard, position = place(rec["key"], task.seed, task.shards)

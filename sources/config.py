@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import glob
 import re
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Literal
 from vlamix.config import ConfigError, from_mapping, load_yaml
 from vlamix.schemas.embodiment import SHIPPED_DIR, Embodiment, load_embodiment
 
-__all__ = ["RobotKeys", "RobotSource", "SourcesFile", "load_sources", "resolve_files"]
+__all__ = ["AnnotationSource", "RobotKeys", "RobotSource", "SourcesFile", "load_sources", "resolve_files"]
 
 _NAME = re.compile(r"^[a-z0-9_]+$")
 ROBOT_FORMATS = ("aloha_hdf5", "lerobot", "rlds")
@@ -57,9 +58,33 @@ class RobotSource:
 
 
 @dataclass(frozen=True)
+class AnnotationSource:
+    """HL (subtask spans) or VI (verbal instructions) over the episodes of a robot dataset (DESIGN.md §7)."""
+
+    name: str
+    kind: Literal["HL", "VI"]
+    format: Literal["annotations_jsonl"]
+    path: str
+    dataset: str  # the robot dataset (a `name` in this file) the annotations point into
+    stride: int = 1
+    license: str | None = None
+    citation: str | None = None
+
+    def check(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"dataset name {self.name!r} must match [a-z0-9_]+")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+
+
+@dataclass(frozen=True)
 class SourcesFile:
     path: Path
     datasets: list[RobotSource]
+    annotations: list[AnnotationSource] = field(default_factory=list)
+
+    def robot(self, name: str) -> RobotSource:
+        return next(s for s in self.datasets if s.name == name)
 
     @property
     def root(self) -> Path:
@@ -91,18 +116,33 @@ def load_sources(path: str | Path) -> SourcesFile:
     if extra:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(extra)}; only `datasets:` is allowed")
     sources: list[RobotSource] = []
+    annotations: list[AnnotationSource] = []
+    names: set[str] = set()
     for i, entry in enumerate(data["datasets"]):
         where = f"{path}: datasets[{i}]"
         kind = entry.get("kind") if isinstance(entry, dict) else None
-        if kind not in ("MM", "ME", "CE"):
-            raise ConfigError(
-                f"{where}: kind {kind!r} is not supported by this version of vlamix (MM, ME, CE are)"
-            )
-        src = from_mapping(RobotSource, entry, f"{where} ({entry.get('name', '?')})")
-        if any(s.name == src.name for s in sources):
+        label = f"{where} ({entry.get('name', '?') if isinstance(entry, dict) else '?'})"
+        src: RobotSource | AnnotationSource
+        if kind in ("MM", "ME", "CE"):
+            src = from_mapping(RobotSource, entry, label)
+            sources.append(src)
+        elif kind in ("HL", "VI"):
+            src = from_mapping(AnnotationSource, entry, label)
+            annotations.append(src)
+        else:
+            raise ConfigError(f"{where}: kind {kind!r} is not supported by this version of vlamix (MM, ME, CE, HL, VI are)")
+        if src.name in names:
             raise ConfigError(f"{where}: dataset name {src.name!r} appears twice")
-        sources.append(src)
-    out = SourcesFile(path, sources)
+        names.add(src.name)
+    robots = sorted(s.name for s in sources)
+    for a in annotations:
+        if a.dataset not in robots:
+            hint = difflib.get_close_matches(a.dataset, robots, n=1)
+            raise ConfigError(
+                f"{path}: {a.kind} dataset {a.name!r} points into {a.dataset!r}, which is not a robot dataset of this file"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+    out = SourcesFile(path, sources, annotations)
     for src in sources:  # fail before any job starts, not in a worker
         try:
             out.embodiment(src)

@@ -88,6 +88,7 @@ def ingest(
         name: {
             "samples": d["samples"],
             "shards": len(d["shards"]),
+            "unit": d["accounting"]["unit"],
             **{k: d["accounting"][k] for k in ("read", "written", "quarantined", "duplicates")},
         }
         for name, d in manifest["datasets"].items()
@@ -98,7 +99,7 @@ def ingest(
     typer.echo(f"wrote {out}/manifest.json")
     for name, s in summary.items():
         typer.echo(
-            f"  {name}: {s['samples']} samples in {s['shards']} shards; episodes read {s['read']}, written {s['written']}, "
+            f"  {name}: {s['samples']} samples in {s['shards']} shards; {s['unit']}s read {s['read']}, written {s['written']}, "
             f"quarantined {s['quarantined']}, duplicates {s['duplicates']}"
         )
 
@@ -111,9 +112,11 @@ def samples_generate(
 ) -> None:
     """Write the synthetic samples: Mobile-ALOHA HDF5 episodes (MM: a kinematic two-arm robot on a moving
     base, rendered cameras), two RLDS datasets of single arms logged differently (CE), and LeRobot v2.1 and
-    v3.0 datasets of a static arm in different rooms (ME)."""
+    v3.0 datasets of a static arm in different rooms (ME), and HL subtask / VI verbal-instruction
+    annotations over those episodes."""
     from tqdm import tqdm
 
+    from vlamix.sources.synthetic.annotation_samples import generate_annotations
     from vlamix.sources.synthetic.ce_samples import generate_ce
     from vlamix.sources.synthetic.me_samples import generate_me
     from vlamix.sources.synthetic.mobile_aloha import SampleSpec, generate
@@ -127,6 +130,8 @@ def samples_generate(
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", err=True)
     for path in generate_me(out, seed):
         typer.echo(f"wrote {path}/ (LeRobot {'v2.1' if 'v21' in path.name else 'v3.0'})", err=True)
+    for path in generate_annotations(out):  # derived from the episodes written above
+        typer.echo(f"wrote {path}", err=True)
 
 
 @schemas_app.command("doc")

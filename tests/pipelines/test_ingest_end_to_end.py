@@ -267,3 +267,43 @@ def test_shard_actions_invert_to_the_raw_file(bundled):
         np.testing.assert_allclose(s, qpos, atol=2e-5)
         np.testing.assert_array_equal(is_pad, np.arange(t, t + 50) >= len(native))
         assert not actions[:, 16:].any() and not state[14:].any()
+
+
+def _first_sample(layout: Path, dataset: str) -> dict:
+    manifest = json.loads((layout / "manifest.json").read_text())
+    shard = layout / manifest["datasets"][dataset]["shards"][0]["path"]
+    with tarfile.open(shard) as tar:
+        members = {}
+        for m in tar.getmembers():
+            key, ext = m.name.split(".", 1)
+            if members and key != members["__key__"]:
+                break
+            members["__key__"] = key
+            members[ext] = tar.extractfile(m).read()
+    return members
+
+
+def test_annotation_datasets_get_their_own_samples(bundled):
+    manifest = json.loads((bundled / "manifest.json").read_text())
+    hl, vi = manifest["datasets"]["mm_subtasks"], manifest["datasets"]["mm_verbal"]
+    assert (hl["kind"], vi["kind"]) == ("HL", "VI") and hl["annotates"] == vi[
+        "annotates"
+    ] == "mobile_aloha_sim"
+    assert hl["accounting"]["unit"] == "annotation" and hl["accounting"]["quarantined"] == 0
+    assert hl["stats"]["path"] == "stats/mobile_aloha_sim.json"
+    sample = _first_sample(bundled, "mm_subtasks")
+    assert json.loads(sample["meta.json"])["kind"] == "HL" and sample["__key__"].startswith("mm_subtasks/")
+    assert sample["prompt.txt"].decode().startswith("Task: put the ")
+    target = sample["target.txt"].decode()
+    assert target.startswith(("pick up the ", "drop the ", "back away")), target
+    v = _first_sample(bundled, "mm_verbal")
+    assert "target.txt" not in v and not v["prompt.txt"].decode().startswith("Task: put the ")
+    # The robot frames carry the text in force (DESIGN.md §1).
+    frames = pq.read_table(
+        bundled / "work/frames/mobile_aloha_sim/000000.parquet", columns=["subtask", "verbal_instruction"]
+    ).to_pylist()
+    assert (
+        frames[0]["subtask"].startswith("pick up the ")
+        and frames[0]["verbal_instruction"] == "drive up to the table"
+    )
+    assert all(f["verbal_instruction"] for f in frames)

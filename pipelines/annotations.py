@@ -1,0 +1,104 @@
+"""HL and VI datasets in the ingest (driver side): validate spans against the robot episodes that were
+written, join them onto those episodes' frames (`subtask`, `verbal_instruction`), plan their build tasks
+and account for every annotation line."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vlamix.pipelines.outcomes import read_jsonl, robot_outcomes, write_jsonl
+from vlamix.schemas.frame import FRAME
+from vlamix.schemas.quarantine import QuarantineRecord
+from vlamix.shards.layout import WORK_DIR
+from vlamix.shards.manifest import Accounting
+from vlamix.sources.annotations_jsonl import EpisodeInfo, Span, read_spans
+from vlamix.sources.config import AnnotationSource, SourcesFile
+
+__all__ = ["annotation_accounting", "annotation_spans", "extract_annotations"]
+
+COLUMN = {"HL": "subtask", "VI": "verbal_instruction"}
+
+
+def _episode_infos(out: Path, sources: SourcesFile, a: AnnotationSource) -> dict[int, EpisodeInfo]:
+    robot = sources.robot(a.dataset)
+    fps = sources.embodiment(robot).control_rate_hz
+    kept, quarantined, dups = robot_outcomes(out, robot.name)
+    infos = {
+        q.episode: EpisodeInfo(q.frames, fps, f"quarantined: {q.reason}")
+        for q in quarantined
+        if q.episode is not None
+    }
+    infos |= {d.episode: EpisodeInfo(d.frames, fps, "an exact duplicate of an earlier episode") for d in dups}
+    infos |= {e.episode: EpisodeInfo(e.frames, fps, "written") for e in kept}
+    return infos
+
+
+def annotation_spans(out: Path, name: str) -> dict[int, tuple[Span, ...]]:
+    by_episode: dict[int, list[Span]] = defaultdict(list)
+    for d in read_jsonl(out / WORK_DIR / "annotations" / f"{name}.jsonl"):
+        by_episode[d["episode"]].append(Span(**d))
+    return {e: tuple(v) for e, v in sorted(by_episode.items())}
+
+
+def _join(out: Path, sources: SourcesFile) -> None:
+    """Write each annotation dataset's text into the robot frames it covers (the frame record's
+    `subtask` / `verbal_instruction` in force at that time)."""
+    per_episode: dict[tuple[str, int], dict[str, list[Span]]] = defaultdict(lambda: defaultdict(list))
+    for a in sources.annotations:
+        for episode, spans in annotation_spans(out, a.name).items():
+            per_episode[(a.dataset, episode)][COLUMN[a.kind]] += spans
+    extracted = {}
+    for dataset in {d for d, _ in per_episode}:
+        extracted |= {(dataset, e.episode): e for e in robot_outcomes(out, dataset)[0]}
+    for key, columns in sorted(per_episode.items()):
+        path = out / extracted[key].frames_path
+        table = pq.read_table(path)
+        for column, spans in columns.items():
+            values = table.column(column).to_pylist()
+            for span in spans:
+                values[span.start : span.end] = [span.text] * (span.end - span.start)
+            table = table.set_column(
+                table.schema.get_field_index(column), FRAME.arrow.field(column), pa.array(values, pa.string())
+            )
+        FRAME.validate(table, str(path))
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(path)
+
+
+def extract_annotations(out: Path, sources: SourcesFile) -> None:
+    """Spans, quarantined lines and line counts of every HL/VI dataset into work/, then the join."""
+    for a in sources.annotations:
+        spans, bad, read = read_spans(sources, a, _episode_infos(out, sources, a))
+        write_jsonl(out / WORK_DIR / "annotations" / f"{a.name}.jsonl", [s.to_json() for s in spans])
+        write_jsonl(out / WORK_DIR / "quarantined" / f"{a.name}.jsonl", [q.to_json() for q in bad])
+        (out / WORK_DIR / "annotations" / f"{a.name}.lines.json").write_text(json.dumps({"read": read}))
+    _join(out, sources)
+
+
+def annotation_accounting(
+    out: Path, a: AnnotationSource, written_samples: int
+) -> tuple[Accounting, list[QuarantineRecord]]:
+    spans = [s for group in annotation_spans(out, a.name).values() for s in group]
+    bad = [QuarantineRecord(**d) for d in read_jsonl(out / WORK_DIR / "quarantined" / f"{a.name}.jsonl")]
+    read = json.loads((out / WORK_DIR / "annotations" / f"{a.name}.lines.json").read_text())["read"]
+    frames = sum(s.end - s.start for s in spans)
+    acc = Accounting(
+        unit="annotation",
+        read=read,
+        written=len(spans),
+        quarantined=len(bad),
+        duplicates=0,
+        frames_read=frames,
+        frames_written=written_samples,
+        frames_filtered=frames - written_samples,
+        frames_quarantined=0,
+        frames_duplicates=0,
+    )
+    return acc, bad

@@ -1,0 +1,46 @@
+"""What each step left under `work/`, read back by the next step (engine-agnostic, driver side)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vlamix.pipelines.steps import Extracted
+from vlamix.schemas.quarantine import QuarantineRecord
+from vlamix.shards.layout import WORK_DIR
+
+__all__ = ["read_jsonl", "robot_outcomes", "write_jsonl"]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: run the earlier steps first (`vlamix ingest` without --only)"
+        )
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.replace(path)
+
+
+def robot_outcomes(
+    out: Path, dataset: str
+) -> tuple[list[Extracted], list[QuarantineRecord], list[Extracted]]:
+    """(kept, quarantined, duplicates) of a robot dataset: exact duplicates by content hash keep the
+    lowest episode index."""
+    work = out / WORK_DIR
+    extracted = sorted(
+        (Extracted(**d) for d in read_jsonl(work / "extracted" / f"{dataset}.jsonl")), key=lambda e: e.episode
+    )
+    quarantined = [QuarantineRecord(**d) for d in read_jsonl(work / "quarantined" / f"{dataset}.jsonl")]
+    seen: dict[str, int] = {}
+    kept, dups = [], []
+    for e in extracted:
+        (dups if e.episode_hash in seen else kept).append(e)
+        seen.setdefault(e.episode_hash, e.episode)
+    return kept, quarantined, dups
