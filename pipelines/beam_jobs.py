@@ -11,8 +11,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vlamix.pipelines.steps import BuildTask, ExtractTask, build_episode, extract_episode, write_shard_group
+from vlamix.pipelines.web_steps import ItemBuildTask, build_items, extract_items
 from vlamix.schemas.quarantine import BadRecord
 from vlamix.shards.layout import WORK_DIR
+from vlamix.sources.web import ItemBatch
 
 __all__ = ["beam_options", "run_build", "run_extract"]
 
@@ -42,7 +44,15 @@ class ExtractEpisode(beam.DoFn):
         self.quarantined = Metrics.counter(NAMESPACE, "episodes_quarantined")
         self.frames = Metrics.counter(NAMESPACE, "frames_read")
 
-    def process(self, task: ExtractTask) -> Iterator:
+    def process(self, task: ExtractTask | ItemBatch) -> Iterator:
+        if isinstance(task, ItemBatch):  # web items: a batch at a time, each bad item quarantined alone
+            good, bad = extract_items(task)
+            Metrics.counter(NAMESPACE, "items_read").inc(len(task.items))
+            Metrics.counter(NAMESPACE, "items_quarantined").inc(len(bad))
+            yield from good
+            for record in bad:
+                yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, record)
+            return
         self.read.inc()
         try:
             result = extract_episode(task)
@@ -77,7 +87,7 @@ def run_extract(
         | "ListEpisodes" >> beam.Create(tasks, reshuffle=True)
         | "ExtractEpisodes" >> beam.ParDo(ExtractEpisode()).with_outputs(QUARANTINE_TAG, main="extracted")
     )
-    datasets = sorted({t.ref.dataset for t in tasks})
+    datasets = sorted({t.dataset if isinstance(t, ItemBatch) else t.ref.dataset for t in tasks})
     for tag, coll in (("extracted", results.extracted), ("quarantined", results[QUARANTINE_TAG])):
         # Every dataset gets a file, also when it has no record of this kind.
         empty = p | f"Datasets{tag.title()}" >> beam.Create([(d, None) for d in datasets])
@@ -110,9 +120,15 @@ def _write_group(out: str, keyed) -> str:
     return result.path
 
 
-def _samples(task: BuildTask) -> Iterator:
-    dataset = task.annotation.dataset if task.annotation else task.extracted.dataset  # HL / VI get their own shards
-    for shard, position, entry, index_row in build_episode(task):
+def _samples(task: BuildTask | ItemBuildTask) -> Iterator:
+    if isinstance(task, ItemBuildTask):
+        dataset, samples = task.dataset, build_items(task)
+    else:  # HL / VI datasets get their own shards
+        dataset, samples = (
+            (task.annotation.dataset if task.annotation else task.extracted.dataset),
+            build_episode(task),
+        )
+    for shard, position, entry, index_row in samples:
         yield (dataset, shard), (position, entry, index_row)
 
 

@@ -20,8 +20,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from vlamix.pipelines.annotations import annotation_accounting, annotation_spans, extract_annotations
-from vlamix.pipelines.outcomes import robot_outcomes
+from vlamix.pipelines.outcomes import read_jsonl, robot_outcomes, write_jsonl
 from vlamix.pipelines.steps import INDEX_SCHEMA, AnnotationJob, BuildTask, Extracted, ExtractTask
+from vlamix.pipelines.web_steps import ItemBuildTask, ItemExtracted
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.assign import shard_count
 from vlamix.shards.layout import (
@@ -38,6 +39,7 @@ from vlamix.shards.manifest import Accounting, build_manifest, file_ref, write_j
 from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
 from vlamix.sources.readers import reader_for
+from vlamix.sources.web import list_items
 from vlamix.tokenizers.vocab import VocabLayout, write_tokenizer_set
 from vlamix.transforms.chain import apply, stats_chain
 from vlamix.transforms.stats import STATS_VERSION, DimStats, compute_stats
@@ -76,8 +78,19 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
         for ref in reader_for(src.format).list_episodes(sources, src):
             tasks.append(ExtractTask(ref, src, emb, str(opts.out)))
         shutil.rmtree(opts.out / WORK_DIR / "frames" / src.name, ignore_errors=True)
-    log.info("extract: %d episodes from %d datasets", len(tasks), len(sources.datasets))
+    for w in sources.web:
+        shutil.rmtree(opts.out / WORK_DIR / "items" / w.name, ignore_errors=True)
+        tasks += list_items(sources, w, str(opts.out))
+    log.info("extract: %d tasks from %d datasets", len(tasks), len(sources.datasets) + len(sources.web))
     run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+    for name in [s.name for s in sources.datasets] + [w.name for w in sources.web]:
+        for kind in (
+            "extracted",
+            "quarantined",
+        ):  # a dataset with nothing to read still gets its (empty) files
+            path = opts.out / WORK_DIR / kind / f"{name}.jsonl"
+            if not path.exists():
+                write_jsonl(path, [])
     extract_annotations(opts.out, sources)
 
 
@@ -85,6 +98,24 @@ def _outcomes(
     opts: IngestOptions, src: RobotSource
 ) -> tuple[list[Extracted], list[QuarantineRecord], list[Extracted]]:
     return robot_outcomes(opts.out, src.name)
+
+
+def _web_outcomes(
+    opts: IngestOptions, name: str
+) -> tuple[list[ItemExtracted], list[QuarantineRecord], list[ItemExtracted]]:
+    """(kept, quarantined, duplicates) of a web dataset; duplicates are items whose image bytes an
+    earlier item already has."""
+    work = opts.out / WORK_DIR
+    items = sorted(
+        (ItemExtracted(**d) for d in read_jsonl(work / "extracted" / f"{name}.jsonl")), key=lambda i: i.item
+    )
+    quarantined = [QuarantineRecord(**d) for d in read_jsonl(work / "quarantined" / f"{name}.jsonl")]
+    seen: set[str] = set()
+    kept, dups = [], []
+    for it in items:
+        (dups if it.content_hash in seen else kept).append(it)
+        seen.add(it.content_hash)
+    return kept, quarantined, dups
 
 
 def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
@@ -196,7 +227,20 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
                     job,
                 )
             )
-    log.info("build: %d episode tasks", len(tasks))
+    for w in sources.web:
+        _clean_build_outputs(opts, w.name)
+        kept, _, _ = _web_outcomes(opts, w.name)
+        if not kept:
+            continue
+        n = shard_count(len(kept), opts.samples_per_shard)
+        by_file: dict[str, set[int]] = {}
+        for it in kept:
+            by_file.setdefault(it.items_path, set()).add(it.item)
+        tasks += [
+            ItemBuildTask(w.name, path, frozenset(items), str(opts.out), opts.seed, n)
+            for path, items in sorted(by_file.items())
+        ]
+    log.info("build: %d tasks", len(tasks))
     if tasks:
         run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
 
@@ -323,6 +367,34 @@ def _step_index(opts: IngestOptions, sources: SourcesFile) -> dict:
             robot.name if has_stats else None,
         )
         datasets[a.name] = {**entry, "annotates": robot.name}
+    for w in sources.web:
+        kept, quarantined, dups = _web_outcomes(opts, w.name)
+        acc = {
+            "unit": "item",
+            "read": len(kept) + len(quarantined) + len(dups),
+            "written": len(kept),
+            "quarantined": len(quarantined),
+            "duplicates": len(dups),
+            "turns_read": sum(i.turns for i in kept + dups),
+            "turns_written": sum(i.turns for i in kept),
+        }
+        shards = _shard_docs(opts, w.name)
+        if sum(s["samples"] for s in shards) != len(kept):
+            raise RuntimeError(
+                f"{w.name}: shards hold {sum(s['samples'] for s in shards)} samples, {len(kept)} items were kept: re-run `--only build`"
+            )
+        entry = {
+            "kind": "WD",
+            "license": w.license,
+            "citation": w.citation,
+            "samples": len(kept),
+            "accounting": acc,
+            "quarantine": _write_quarantine(opts, w.name, quarantined),
+            "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards],
+        }
+        if shards:
+            entry["index"] = file_ref(opts.out, _merge_index(opts, w.name))
+        datasets[w.name] = entry
     manifest = build_manifest(tok["path"], tok["sha256"], datasets)
     write_json_atomic(opts.out / MANIFEST, manifest)
     return manifest

@@ -59,6 +59,8 @@ def to_members(sample: dict) -> dict[str, bytes | str]:
     for name in TEXT_MEMBERS:
         if sample.get(name) is not None:
             out[f"{name}.txt"] = sample[name].encode()
+    if sample.get("turns") is not None:
+        out["turns.json"] = json.dumps(sample["turns"], sort_keys=True).encode()
     meta = {k: sample.get(k) for k in META_FIELDS}
     out["meta.json"] = json.dumps(meta, sort_keys=True).encode()
     return out

@@ -41,16 +41,29 @@ class EpisodeInfo:
     status: str  # "written", or why it is not (quarantined, duplicate of episode N)
 
 
-def _bad(src: AnnotationSource, rel: str, line: int, reason: str, episode: int | None = None, field: str | None = None) -> QuarantineRecord:
+def _bad(
+    src: AnnotationSource,
+    rel: str,
+    line: int,
+    reason: str,
+    episode: int | None = None,
+    field: str | None = None,
+) -> QuarantineRecord:
     return QuarantineRecord(src.name, f"{rel}:{line}", reason, episode, None, None, field)
 
 
-def read_spans(sources: SourcesFile, src: AnnotationSource, episodes: dict[int, EpisodeInfo]) -> tuple[list[Span], list[QuarantineRecord], int]:
+def read_spans(
+    sources: SourcesFile, src: AnnotationSource, episodes: dict[int, EpisodeInfo]
+) -> tuple[list[Span], list[QuarantineRecord], int]:
     """(valid spans, quarantined lines, lines read) of one annotation file against its robot dataset."""
     path = Path(src.path) if Path(src.path).is_absolute() else sources.root / src.path
     rel = src.path
     text_key = "subtask" if src.kind == "HL" else "instruction"
-    need = ("dataset", "episode", "start", "end", "subtask") if src.kind == "HL" else ("dataset", "episode", "time", "instruction")
+    need = (
+        ("dataset", "episode", "start", "end", "subtask")
+        if src.kind == "HL"
+        else ("dataset", "episode", "time", "instruction")
+    )
     raw: list[tuple[int, dict]] = []
     bad: list[QuarantineRecord] = []
     lines = path.read_bytes().splitlines()
@@ -70,14 +83,33 @@ def read_spans(sources: SourcesFile, src: AnnotationSource, episodes: dict[int, 
             bad.append(_bad(src, rel, n, f"missing {missing} (a {src.kind} line has {list(need)})"))
             continue
         if obj["dataset"] != src.dataset:
-            bad.append(_bad(src, rel, n, f"points into dataset {obj['dataset']!r}, this file annotates {src.dataset!r}", field="dataset"))
+            bad.append(
+                _bad(
+                    src,
+                    rel,
+                    n,
+                    f"points into dataset {obj['dataset']!r}, this file annotates {src.dataset!r}",
+                    field="dataset",
+                )
+            )
             continue
         if not isinstance(obj["episode"], int) or obj["episode"] not in episodes:
-            bad.append(_bad(src, rel, n, f"unknown episode {obj['episode']!r} of {src.dataset}", field="episode"))
+            bad.append(
+                _bad(src, rel, n, f"unknown episode {obj['episode']!r} of {src.dataset}", field="episode")
+            )
             continue
         info = episodes[obj["episode"]]
         if info.status != "written":
-            bad.append(_bad(src, rel, n, f"episode {obj['episode']} of {src.dataset} was not written ({info.status})", obj["episode"], "episode"))
+            bad.append(
+                _bad(
+                    src,
+                    rel,
+                    n,
+                    f"episode {obj['episode']} of {src.dataset} was not written ({info.status})",
+                    obj["episode"],
+                    "episode",
+                )
+            )
             continue
         if not isinstance(obj[text_key], str) or not obj[text_key].strip():
             bad.append(_bad(src, rel, n, f"empty {text_key}", obj["episode"], text_key))
@@ -90,21 +122,63 @@ def read_spans(sources: SourcesFile, src: AnnotationSource, episodes: dict[int, 
     for episode in sorted(by_episode):
         info = episodes[episode]
         duration = info.frames / info.fps
-        items = sorted(by_episode[episode], key=lambda it: (it[1]["start" if src.kind == "HL" else "time"], it[0]))
+        items = sorted(
+            by_episode[episode], key=lambda it: (it[1]["start" if src.kind == "HL" else "time"], it[0])
+        )
         if src.kind == "VI":
-            items = [(n, {**o, "start": o["time"], "end": items[k + 1][1]["time"] if k + 1 < len(items) else duration}) for k, (n, o) in enumerate(items)]
+            items = [
+                (
+                    n,
+                    {
+                        **o,
+                        "start": o["time"],
+                        "end": items[k + 1][1]["time"] if k + 1 < len(items) else duration,
+                    },
+                )
+                for k, (n, o) in enumerate(items)
+            ]
         last_end, last_line = -math.inf, 0
         for n, obj in items:
             start, end = float(obj["start"]), float(obj["end"])
             if not (0.0 <= start < end <= duration + 1e-9):
-                bad.append(_bad(src, rel, n, f"span [{start}, {end}] s is outside episode {episode} (0 to {duration:.3f} s)", episode, "start"))
+                bad.append(
+                    _bad(
+                        src,
+                        rel,
+                        n,
+                        f"span [{start}, {end}] s is outside episode {episode} (0 to {duration:.3f} s)",
+                        episode,
+                        "start",
+                    )
+                )
                 continue
             if start < last_end - 1e-9:
-                bad.append(_bad(src, rel, n, f"overlaps the span of line {last_line} (ends at {last_end} s)", episode, "start"))
+                bad.append(
+                    _bad(
+                        src,
+                        rel,
+                        n,
+                        f"overlaps the span of line {last_line} (ends at {last_end} s)",
+                        episode,
+                        "start",
+                    )
+                )
                 continue
-            first, stop = math.ceil(start * info.fps - 1e-6), min(info.frames, math.ceil(end * info.fps - 1e-6))
+            first, stop = (
+                math.ceil(start * info.fps - 1e-6),
+                min(info.frames, math.ceil(end * info.fps - 1e-6)),
+            )
             if stop <= first:
-                bad.append(_bad(src, rel, n, f"span [{start}, {end}] s holds no frame at {info.fps} Hz", episode, "start"))
+                bad.append(
+                    _bad(
+                        src,
+                        rel,
+                        n,
+                        f"span [{start}, {end}] s holds no frame at {info.fps} Hz",
+                        episode,
+                        "start",
+                    )
+                )
                 continue
             spans.append(Span(episode, first, stop, " ".join(obj[text_key].split()), n))
             last_end, last_line = end, n

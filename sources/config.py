@@ -12,7 +12,16 @@ from typing import Literal
 from vlamix.config import ConfigError, from_mapping, load_yaml
 from vlamix.schemas.embodiment import SHIPPED_DIR, Embodiment, load_embodiment
 
-__all__ = ["AnnotationSource", "RobotKeys", "RobotSource", "SourcesFile", "load_sources", "resolve_files"]
+__all__ = [
+    "AnnotationSource",
+    "RobotKeys",
+    "RobotSource",
+    "SourcesFile",
+    "WebAnnotations",
+    "WebSource",
+    "load_sources",
+    "resolve_files",
+]
 
 _NAME = re.compile(r"^[a-z0-9_]+$")
 ROBOT_FORMATS = ("aloha_hdf5", "lerobot", "rlds")
@@ -78,10 +87,57 @@ class AnnotationSource:
 
 
 @dataclass(frozen=True)
+class WebAnnotations:
+    """One annotation file set over a web dataset's images: COCO captions or boxes, or VQAv2."""
+
+    format: Literal["coco_captions", "coco_detection", "vqav2"]
+    path: str | None = None  # coco_*: the COCO JSON
+    questions: str | None = None  # vqav2
+    answers: str | None = None  # vqav2
+
+    def check(self) -> None:
+        if self.format == "vqav2" and not (self.questions and self.answers):
+            raise ValueError("vqav2 needs `questions:` and `answers:` files")
+        if self.format != "vqav2" and not self.path:
+            raise ValueError(f"{self.format} needs `path:` (the COCO JSON)")
+
+
+@dataclass(frozen=True)
+class WebSource:
+    """Web data (DESIGN.md §9): COCO-style images + annotation files merged by image id, or a Hugging
+    Face parquet with an image column and text columns."""
+
+    name: str
+    kind: Literal["WD"]
+    images: str | None = None
+    annotations: list[WebAnnotations] = field(default_factory=list)
+    format: Literal["coco", "hf_parquet"] = "coco"
+    path: str | None = None  # hf_parquet: a file, folder or glob of parquet files
+    columns: dict[str, str] = field(default_factory=dict)  # hf_parquet: image, caption | question + answer
+    split: Literal["train", "val", "test"] = "train"
+    license: str | None = None
+    citation: str | None = None
+
+    def check(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"dataset name {self.name!r} must match [a-z0-9_]+")
+        if self.format == "coco" and not (self.images and self.annotations):
+            raise ValueError("a COCO-style web dataset needs `images:` and `annotations:`")
+        if self.format == "hf_parquet" and not self.path:
+            raise ValueError("format hf_parquet needs `path:`")
+        unknown = set(self.columns) - {"image", "caption", "question", "answer"}
+        if unknown:
+            raise ValueError(
+                f"unknown `columns:` keys {sorted(unknown)}; known: image, caption, question, answer"
+            )
+
+
+@dataclass(frozen=True)
 class SourcesFile:
     path: Path
     datasets: list[RobotSource]
     annotations: list[AnnotationSource] = field(default_factory=list)
+    web: list[WebSource] = field(default_factory=list)
 
     def robot(self, name: str) -> RobotSource:
         return next(s for s in self.datasets if s.name == name)
@@ -117,20 +173,26 @@ def load_sources(path: str | Path) -> SourcesFile:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(extra)}; only `datasets:` is allowed")
     sources: list[RobotSource] = []
     annotations: list[AnnotationSource] = []
+    web: list[WebSource] = []
     names: set[str] = set()
     for i, entry in enumerate(data["datasets"]):
         where = f"{path}: datasets[{i}]"
         kind = entry.get("kind") if isinstance(entry, dict) else None
         label = f"{where} ({entry.get('name', '?') if isinstance(entry, dict) else '?'})"
-        src: RobotSource | AnnotationSource
+        src: RobotSource | AnnotationSource | WebSource
         if kind in ("MM", "ME", "CE"):
             src = from_mapping(RobotSource, entry, label)
             sources.append(src)
         elif kind in ("HL", "VI"):
             src = from_mapping(AnnotationSource, entry, label)
             annotations.append(src)
+        elif kind == "WD":
+            src = from_mapping(WebSource, entry, label)
+            web.append(src)
         else:
-            raise ConfigError(f"{where}: kind {kind!r} is not supported by this version of vlamix (MM, ME, CE, HL, VI are)")
+            raise ConfigError(
+                f"{where}: kind {kind!r} is not supported by this version of vlamix (MM, ME, CE, HL, VI, WD are)"
+            )
         if src.name in names:
             raise ConfigError(f"{where}: dataset name {src.name!r} appears twice")
         names.add(src.name)
@@ -142,7 +204,7 @@ def load_sources(path: str | Path) -> SourcesFile:
                 f"{path}: {a.kind} dataset {a.name!r} points into {a.dataset!r}, which is not a robot dataset of this file"
                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
             )
-    out = SourcesFile(path, sources, annotations)
+    out = SourcesFile(path, sources, annotations, web)
     for src in sources:  # fail before any job starts, not in a worker
         try:
             out.embodiment(src)

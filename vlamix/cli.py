@@ -113,13 +113,14 @@ def samples_generate(
     """Write the synthetic samples: Mobile-ALOHA HDF5 episodes (MM: a kinematic two-arm robot on a moving
     base, rendered cameras), two RLDS datasets of single arms logged differently (CE), and LeRobot v2.1 and
     v3.0 datasets of a static arm in different rooms (ME), and HL subtask / VI verbal-instruction
-    annotations over those episodes."""
+    annotations over those episodes, and web data (WD) over real photographs from scikit-image's wheel."""
     from tqdm import tqdm
 
     from vlamix.sources.synthetic.annotation_samples import generate_annotations
     from vlamix.sources.synthetic.ce_samples import generate_ce
     from vlamix.sources.synthetic.me_samples import generate_me
     from vlamix.sources.synthetic.mobile_aloha import SampleSpec, generate
+    from vlamix.sources.synthetic.wd_samples import generate_wd
 
     spec = SampleSpec(episodes=episodes, seed=seed)
     for path in tqdm(
@@ -132,6 +133,8 @@ def samples_generate(
         typer.echo(f"wrote {path}/ (LeRobot {'v2.1' if 'v21' in path.name else 'v3.0'})", err=True)
     for path in generate_annotations(out):  # derived from the episodes written above
         typer.echo(f"wrote {path}", err=True)
+    for path in generate_wd(out):
+        typer.echo(f"wrote {path}/ (web data)", err=True)
 
 
 @schemas_app.command("doc")

@@ -25,7 +25,9 @@ def _events(grip: np.ndarray, fps: float) -> list[tuple[float, str]]:
 
 def _mm(folder: Path) -> tuple[list[dict], list[dict]]:
     hl, vi = [], []
-    for episode, path in enumerate(sorted(folder.glob("episode_*.hdf5"), key=lambda p: int(re.search(r"(\d+)\.hdf5$", p.name).group(1)))):
+    for episode, path in enumerate(
+        sorted(folder.glob("episode_*.hdf5"), key=lambda p: int(re.search(r"(\d+)\.hdf5$", p.name).group(1)))
+    ):
         with h5py.File(path, "r") as f:
             action, base = f["action"][()], f["base_action"][()]
             task = f.attrs["task"]
@@ -34,12 +36,18 @@ def _mm(folder: Path) -> tuple[list[dict], list[dict]]:
         events = []
         for arm, side in ((0, "left"), (1, "right")):
             for t, what in _events(action[:, 7 * arm + 6], fps):
-                text = f"pick up the {colors[arm]} cube with the {side} arm" if what == "close" else f"drop the {colors[arm]} cube in the bowl"
+                text = (
+                    f"pick up the {colors[arm]} cube with the {side} arm"
+                    if what == "close"
+                    else f"drop the {colors[arm]} cube in the bowl"
+                )
                 events.append((t, text))
         events.sort()
         start = 0.0
         for t, text in [*events, (round(n / fps, 3), "back away from the table")]:
-            hl.append({"dataset": "mobile_aloha_sim", "episode": episode, "start": start, "end": t, "subtask": text})
+            hl.append(
+                {"dataset": "mobile_aloha_sim", "episode": episode, "start": start, "end": t, "subtask": text}
+            )
             start = t
         arrived = round(int(np.argmax(base[:, 0])) / fps + 1.0, 3)
         first_drop = next(t for t, text in events if text.startswith("drop"))
@@ -56,7 +64,10 @@ def _mm(folder: Path) -> tuple[list[dict], list[dict]]:
 
 def _me(folder: Path) -> list[dict]:
     info = json.loads((folder / "meta/info.json").read_text())
-    tasks = {d["task_index"]: d["task"] for d in map(json.loads, (folder / "meta/tasks.jsonl").read_text().splitlines())}
+    tasks = {
+        d["task_index"]: d["task"]
+        for d in map(json.loads, (folder / "meta/tasks.jsonl").read_text().splitlines())
+    }
     hl = []
     for path in sorted((folder / "data").rglob("episode_*.parquet")):
         t = pq.read_table(path)
@@ -66,8 +77,20 @@ def _me(folder: Path) -> list[dict]:
         action = np.asarray(t.column("action").to_pylist())
         (close, _), (open_, _) = _events(action[:, 6], info["fps"])[:2]
         end = round(t.num_rows / info["fps"], 3)
-        for start, stop, text in ((0.0, close, f"pick up the {block} block"), (close, open_, f"place it on the {target}"), (open_, end, "move the arm back")):
-            hl.append({"dataset": "lerobot_v21_sim", "episode": episode, "start": start, "end": stop, "subtask": text})
+        for start, stop, text in (
+            (0.0, close, f"pick up the {block} block"),
+            (close, open_, f"place it on the {target}"),
+            (open_, end, "move the arm back"),
+        ):
+            hl.append(
+                {
+                    "dataset": "lerobot_v21_sim",
+                    "episode": episode,
+                    "start": start,
+                    "end": stop,
+                    "subtask": text,
+                }
+            )
     return hl
 
 
@@ -76,7 +99,11 @@ def generate_annotations(samples: Path) -> list[Path]:
     out = samples / "annotations"
     out.mkdir(parents=True, exist_ok=True)
     hl, vi = _mm(samples / "mobile_aloha")
-    files = {"mm_subtasks.jsonl": hl, "mm_verbal.jsonl": vi, "me_subtasks.jsonl": _me(samples / "lerobot_v21")}
+    files = {
+        "mm_subtasks.jsonl": hl,
+        "mm_verbal.jsonl": vi,
+        "me_subtasks.jsonl": _me(samples / "lerobot_v21"),
+    }
     for name, lines in files.items():
         (out / name).write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
     return [out / name for name in files]

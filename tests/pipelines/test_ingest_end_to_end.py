@@ -86,16 +86,20 @@ PLAIN_READER = textwrap.dedent(
     import webdataset as wds
     manifest = json.load(open(sys.argv[1] + "/manifest.json"))
     urls = [sys.argv[1] + "/" + s["path"] for d in manifest["datasets"].values() for s in d["shards"]]
-    n, keys, shapes = 0, set(), set()
+    n, keys, shapes, web = 0, set(), set(), 0
     for sample in wds.WebDataset(urls, shardshuffle=False).decode("rgb8"):
         n += 1
         keys.add(sample["__key__"])
-        shapes.add((sample["actions.npy"].shape, sample["state.npy"].shape, sample["base_0.jpg"].shape,
-                    sample["action_is_pad.npy"].dtype.name, sample["prompt.txt"].startswith("Task: ")))
         meta = sample["meta.json"]
         assert meta["key"] == sample["__key__"], meta
+        if meta["kind"] == "WD":
+            web += 1
+            assert sample["turns.json"] and sample["base_0.jpg"].shape == (224, 224, 3) and "actions.npy" not in sample
+            continue
+        shapes.add((sample["actions.npy"].shape, sample["state.npy"].shape, sample["base_0.jpg"].shape,
+                    sample["action_is_pad.npy"].dtype.name, sample["prompt.txt"].startswith("Task: ")))
     assert not any(m == "vlamix" or m.startswith("vlamix.") for m in sys.modules), "vlamix was imported"
-    print(json.dumps({"n": n, "unique": len(keys), "shapes": sorted(map(str, shapes))}))
+    print(json.dumps({"n": n, "unique": len(keys), "web": web, "shapes": sorted(map(str, shapes))}))
     """
 )
 
@@ -112,6 +116,15 @@ def test_plain_webdataset_reads_every_sample_without_vlamix(bundled, tmp_path):
         d["samples"] for d in json.loads((bundled / "manifest.json").read_text())["datasets"].values()
     )
     assert got["n"] == got["unique"] == samples
+    assert (
+        got["web"]
+        == sum(
+            d["samples"]
+            for d in json.loads((bundled / "manifest.json").read_text())["datasets"].values()
+            if d["kind"] == "WD"
+        )
+        > 0
+    )
     assert got["shapes"] == [str(((50, 32), (32,), (224, 224, 3), "bool", True))]
 
 
@@ -307,3 +320,15 @@ def test_annotation_datasets_get_their_own_samples(bundled):
         and frames[0]["verbal_instruction"] == "drive up to the table"
     )
     assert all(f["verbal_instruction"] for f in frames)
+
+
+def test_every_kind_is_in_the_layout(bundled):
+    manifest = json.loads((bundled / "manifest.json").read_text())
+    kinds = {d["kind"] for d in manifest["datasets"].values()}
+    assert kinds == {"MM", "ME", "CE", "HL", "VI", "WD"}
+    web = manifest["datasets"]["web_coco"]
+    assert (
+        web["accounting"]["unit"] == "item"
+        and web["accounting"]["turns_written"] == web["accounting"]["turns_read"] > web["samples"]
+    )
+    assert "stats" not in web and "embodiment" not in web

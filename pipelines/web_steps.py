@@ -1,0 +1,107 @@
+"""Web (WD) items through the steps: extract a batch of items to item Parquet, build one sample per item."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from vlamix.schemas.embodiment import CAMERA_SLOTS
+from vlamix.schemas.frame import image_column
+from vlamix.schemas.item import ITEM
+from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
+from vlamix.schemas.sample import SAMPLE
+from vlamix.shards.assign import place
+from vlamix.shards.layout import WORK_DIR
+from vlamix.shards.members import to_members
+from vlamix.sources.web import ItemBatch, read_items
+from vlamix.transforms.image import black_jpeg
+
+__all__ = ["ItemBuildTask", "ItemExtracted", "build_items", "extract_items"]
+
+
+@dataclass(frozen=True)
+class ItemExtracted:
+    dataset: str
+    item: int
+    turns: int
+    content_hash: str
+    items_path: str  # relative to the layout root
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def extract_items(batch: ItemBatch) -> tuple[list[ItemExtracted], list[QuarantineRecord]]:
+    good, bad = [], []
+    for rec in read_items(batch):
+        (bad.append(rec.record) if isinstance(rec, BadRecord) else good.append(rec))
+    rel = f"{WORK_DIR}/items/{batch.dataset}/{batch.batch:06d}.parquet"
+    if good:
+        path = Path(batch.out) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        pq.write_table(ITEM.table(good, f"{batch.dataset} batch {batch.batch}"), tmp, compression="zstd")
+        tmp.replace(path)
+    return [
+        ItemExtracted(batch.dataset, r["item"], len(r["turns"]), r["content_hash"], rel) for r in good
+    ], bad
+
+
+@dataclass(frozen=True)
+class ItemBuildTask:
+    dataset: str
+    items_path: str
+    keep: frozenset[int]  # items of this file that are written (not duplicates)
+    out: str
+    seed: int
+    shards: int
+
+
+def _choose(key: str, seed: int, n: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"turn\0{seed}\0{key}".encode(), digest_size=8).digest(), "big") % n
+
+
+def build_items(task: ItemBuildTask) -> Iterator[tuple[int, int, dict, dict]]:
+    table = pq.read_table(Path(task.out) / task.items_path)
+    ITEM.validate(table, task.items_path)
+    records = []
+    for row in table.to_pylist():
+        if row["item"] not in task.keep:
+            continue
+        turns = [{k: t[k] for k in ("kind", "prompt", "target")} for t in row["turns"]]
+        chosen = turns[_choose(row["key"], task.seed, len(turns))]
+        rec = {f.name: None for f in SAMPLE.fields}
+        rec |= {
+            "key": row["key"],
+            "dataset": task.dataset,
+            "kind": "WD",
+            "item": row["item"],
+            "split": row["split"],
+            "image_mask": [slot == "base_0" for slot in CAMERA_SLOTS],
+            "prompt": chosen["prompt"],
+            "target": chosen["target"],
+            "turns": turns,
+        }
+        for slot in CAMERA_SLOTS:
+            rec[image_column(slot)] = row["image"] if slot == "base_0" else black_jpeg()
+        records.append(rec)
+    SAMPLE.table(records, task.items_path)
+    for rec in records:
+        shard, position = place(rec["key"], task.seed, task.shards)
+        index_row = {
+            "key": rec["key"],
+            "episode": None,
+            "frame": None,
+            "kind": "WD",
+            "split": rec["split"],
+            "success": None,
+            "duration": None,
+            "prompt_chars": len(rec["prompt"]),
+        }
+        yield shard, position, to_members(rec), index_row
