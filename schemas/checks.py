@@ -19,7 +19,9 @@ def _first_bad(table: pa.Table, ok: pa.ChunkedArray) -> str:
 def one_of(column: str, allowed: tuple[str, ...]) -> Callable[[pa.Table], str | None]:
     def check(table: pa.Table) -> str | None:
         col = table.column(column)
-        ok = pc.or_(pc.is_null(col), pc.is_in(col, value_set=pa.array(allowed)))  # nulls are the nullability check's business
+        ok = pc.or_(
+            pc.is_null(col), pc.is_in(col, value_set=pa.array(allowed))
+        )  # nulls are the nullability check's business
         if not pc.all(ok).as_py():
             return f"{column} of {_first_bad(table, ok)} is not one of {list(allowed)}"
         return None

@@ -20,25 +20,54 @@ __all__ = ["PHOTOS", "generate_wd"]
 MAX_SIDE = 320
 # file in skimage/data, COCO id, captions, (question, answer) pairs, boxes [label, x, y, w, h] in the original pixels
 PHOTOS = (
-    ("astronaut.png", 101, ["a smiling astronaut in an orange flight suit in front of an american flag",
-                            "portrait of an astronaut beside a model of the space shuttle"],
-     [("what color is the flight suit?", "orange"), ("what is in the top right corner?", "space shuttle model")],
-     [["person", 20, 15, 345, 497], ["helmet", 275, 345, 237, 167], ["space shuttle", 355, 0, 115, 285]]),
-    ("chelsea.png", 102, ["close up of a tabby cat's face with green eyes",
-                          "a brown striped cat looking at the camera"],
-     [("what animal is this?", "cat"), ("what color are its eyes?", "green")],
-     [["cat", 0, 0, 451, 300], ["eye", 135, 83, 70, 65], ["eye", 295, 108, 50, 57]]),
-    ("coffee.png", 103, ["a cup of espresso on a red saucer with a spoon on a wooden table"],
-     [("what is in the cup?", "coffee"), ("what is the table made of?", "wood")],
-     [["cup", 170, 15, 245, 290], ["spoon", 322, 65, 103, 260], ["saucer", 75, 70, 405, 320]]),
-    ("rocket.jpg", 104, ["a rocket standing on its launch pad between two towers at dusk"],
-     [("is it day or night?", "dusk")],
-     [["rocket", 305, 125, 33, 285], ["tower", 0, 0, 90, 427], ["tower", 555, 0, 85, 427]]),
-    ("motorcycle_left.png", 105, ["a red motorcycle parked in a garage full of shelves"],
-     [("what color is the motorcycle?", "red")],
-     [["motorcycle", 95, 95, 590, 355]]),
-    ("hubble_deep_field.jpg", 106, ["many distant galaxies in a deep space telescope image"],
-     [("what is shown?", "galaxies")], []),
+    (
+        "astronaut.png",
+        101,
+        [
+            "a smiling astronaut in an orange flight suit in front of an american flag",
+            "portrait of an astronaut beside a model of the space shuttle",
+        ],
+        [
+            ("what color is the flight suit?", "orange"),
+            ("what is in the top right corner?", "space shuttle model"),
+        ],
+        [["person", 20, 15, 345, 497], ["helmet", 275, 345, 237, 167], ["space shuttle", 355, 0, 115, 285]],
+    ),
+    (
+        "chelsea.png",
+        102,
+        ["close up of a tabby cat's face with green eyes", "a brown striped cat looking at the camera"],
+        [("what animal is this?", "cat"), ("what color are its eyes?", "green")],
+        [["cat", 0, 0, 451, 300], ["eye", 135, 83, 70, 65], ["eye", 295, 108, 50, 57]],
+    ),
+    (
+        "coffee.png",
+        103,
+        ["a cup of espresso on a red saucer with a spoon on a wooden table"],
+        [("what is in the cup?", "coffee"), ("what is the table made of?", "wood")],
+        [["cup", 170, 15, 245, 290], ["spoon", 322, 65, 103, 260], ["saucer", 75, 70, 405, 320]],
+    ),
+    (
+        "rocket.jpg",
+        104,
+        ["a rocket standing on its launch pad between two towers at dusk"],
+        [("is it day or night?", "dusk")],
+        [["rocket", 305, 125, 33, 285], ["tower", 0, 0, 90, 427], ["tower", 555, 0, 85, 427]],
+    ),
+    (
+        "motorcycle_left.png",
+        105,
+        ["a red motorcycle parked in a garage full of shelves"],
+        [("what color is the motorcycle?", "red")],
+        [["motorcycle", 95, 95, 590, 355]],
+    ),
+    (
+        "hubble_deep_field.jpg",
+        106,
+        ["many distant galaxies in a deep space telescope image"],
+        [("what is shown?", "galaxies")],
+        [],
+    ),
 )
 PARQUET_CAPTIONS = (  # a second, Hugging Face-style web set: two rows on one image merge into one item
     ("coffee.png", "an espresso cup seen from above"),
@@ -73,18 +102,37 @@ def generate_wd(out: Path) -> list[Path]:
         file_name = f"{image_id:012d}.jpg"
         (root / "images" / file_name).write_bytes(_jpeg(small))
         images.append({"id": image_id, "file_name": file_name, "width": small.width, "height": small.height})
-        captions += [{"id": image_id * 10 + k, "image_id": image_id, "caption": c} for k, c in enumerate(caps)]
+        captions += [
+            {"id": image_id * 10 + k, "image_id": image_id, "caption": c} for k, c in enumerate(caps)
+        ]
         for k, (label, x, y, w, h) in enumerate(bbs):
             cat = categories.setdefault(label, len(categories) + 1)
             bbox = [round(v * scale, 2) for v in (x, y, w, h)]
-            boxes.append({"id": image_id * 10 + k, "image_id": image_id, "category_id": cat, "bbox": bbox, "area": round(bbox[2] * bbox[3], 2), "iscrowd": 0})
+            boxes.append(
+                {
+                    "id": image_id * 10 + k,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": bbox,
+                    "area": round(bbox[2] * bbox[3], 2),
+                    "iscrowd": 0,
+                }
+            )
         for k, (q, a) in enumerate(qas):
             qid = image_id * 10 + k
             questions.append({"image_id": image_id, "question": q, "question_id": qid})
-            answers.append({
-                "question_id": qid, "image_id": image_id, "multiple_choice_answer": a, "answer_type": "other", "question_type": "what",
-                "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i in range(10)],
-            })
+            answers.append(
+                {
+                    "question_id": qid,
+                    "image_id": image_id,
+                    "multiple_choice_answer": a,
+                    "answer_type": "other",
+                    "question_type": "what",
+                    "answers": [
+                        {"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i in range(10)
+                    ],
+                }
+            )
     cats = [{"id": i, "name": n, "supercategory": "object"} for n, i in categories.items()]
     files = {
         "captions.json": {"images": images, "annotations": captions},
@@ -98,10 +146,21 @@ def generate_wd(out: Path) -> list[Path]:
     for name, caption in PARQUET_CAPTIONS:
         im = _photo(name)
         scale = min(1.0, 256 / max(im.size))
-        rows.append({"image": {"bytes": _jpeg(im.resize((round(im.width * scale), round(im.height * scale)))), "path": name}, "text": caption})
+        rows.append(
+            {
+                "image": {
+                    "bytes": _jpeg(im.resize((round(im.width * scale), round(im.height * scale)))),
+                    "path": name,
+                },
+                "text": caption,
+            }
+        )
     (out / "web_parquet").mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows, schema=pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("text", pa.string())]))
+    table = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("text", pa.string())]
+        ),
+    )
     pq.write_table(table, out / "web_parquet" / "train-00000-of-00001.parquet")
     return [root, out / "web_parquet"]
-
-
