@@ -175,6 +175,7 @@ def _sample_record(s: dict, row: dict, pick: _Pick, emb: Embodiment, duration: f
         "fast_ids": None,
         "prompt": s["prompt"],
         "target": pick.target,
+        "turns": None,
         "input_ids": None,
         "loss_mask": None,
     }

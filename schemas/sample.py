@@ -99,6 +99,21 @@ SAMPLE = RecordSchema(
             nullable=True,
         ),
         doc_field(
+            "turns",
+            pa.list_(
+                pa.struct(
+                    [
+                        pa.field("kind", pa.string()),
+                        pa.field("prompt", pa.string()),
+                        pa.field("target", pa.string()),
+                    ]
+                )
+            ),
+            "Web items: every turn about the image (caption, vqa, detection); prompt and target hold one of them, "
+            "chosen by a seeded hash of the key. Null for robot data.",
+            nullable=True,
+        ),
+        doc_field(
             "input_ids",
             pa.list_(pa.int32()),
             "Token ids of prompt + target + FAST tokens; null until a tokenizer set is applied.",

@@ -57,8 +57,10 @@ class RobotSource:
         if not _NAME.match(self.name):
             raise ValueError(f"dataset name {self.name!r} must match [a-z0-9_]+")
         if self.format not in ROBOT_FORMATS:
+            close = difflib.get_close_matches(self.format, ROBOT_FORMATS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
-                f"unknown format {self.format!r} for a {self.kind} dataset; known: {list(ROBOT_FORMATS)}"
+                f"unknown format {self.format!r} for a {self.kind} dataset{hint}; known: {list(ROBOT_FORMATS)}"
             )
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")

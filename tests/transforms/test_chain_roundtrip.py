@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlamix.schemas.embodiment import load_embodiment
+from vlamix.schemas.embodiment import load_embodiment, shipped_embodiments
 from vlamix.transforms.chain import apply, build_chain, stats_chain
 from vlamix.transforms.chunk import ChunkActions
 from vlamix.transforms.gripper import GripperToClosed
@@ -86,19 +86,24 @@ def test_stats_are_exact():
         compute_stats(np.zeros((0, 3)))
 
 
-def test_whole_chain_inverts_to_native_values():
-    emb = load_embodiment("mobile_aloha")
+@pytest.mark.parametrize("name", shipped_embodiments())
+def test_whole_chain_inverts_to_native_values(name):
+    emb = load_embodiment(name)
     t = 300
     actions = rng.uniform(-1, 1, size=(t, emb.action_dim)).astype(np.float32)
-    actions[:, [6, 13]] = rng.uniform(0, 1, size=(t, 2))
-    state = actions[:, :14] + 0.01
+    grip_a = [i for i, d in enumerate(emb.action) if d.kind == "gripper"]
+    actions[:, grip_a] = rng.uniform(0, 1, size=(t, len(grip_a)))
+    state = rng.uniform(-1, 1, size=(t, emb.state_dim)).astype(np.float32)
+    grip_s = [i for i, d in enumerate(emb.state) if d.kind == "gripper"]
+    state[:, grip_s] = rng.uniform(0, 1, size=(t, len(grip_s)))
     pre = apply(stats_chain(emb), {"state": state, "episode_actions": actions})
     ss, sa = compute_stats(pre["state"]), compute_stats(pre["episode_actions"])
     chain = build_chain(emb, ss, sa)
     frame = t - 20  # near the end: the chunk runs past it
     out = apply(chain, {"state": state[frame], "episode_actions": actions, "frame": frame, "task": "x"})
     assert out["actions"].shape == (50, 32) and out["state"].shape == (32,)
-    assert out["action_is_pad"].sum() == 30 and out["action_dim_mask"].sum() == 16
+    h = emb.chunk_horizon
+    assert out["action_is_pad"].sum() == 50 - min(h, 20) and out["action_dim_mask"].sum() == emb.action_dim
     # Inverse, in reverse order: unpad dims and steps -> unnormalize -> native gripper sense.
     by_type = {}
     for c in chain:
@@ -115,7 +120,7 @@ def test_whole_chain_inverts_to_native_values():
         grip_state.inverse(),
     ]
     back = apply(inv, out)
-    native_chunk = actions[np.minimum(np.arange(frame, frame + 50), t - 1)]
+    native_chunk = actions[np.minimum(np.arange(frame, frame + h), t - 1)]
     native_back = grip_actions.inverse()({"episode_actions": back["actions"]})["episode_actions"]
     np.testing.assert_allclose(native_back, native_chunk, atol=1e-5)
     np.testing.assert_allclose(back["state"], state[frame], atol=1e-5)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from vlamix.config import ConfigError
+from vlamix.sources.config import load_sources
+
+
+def _write(tmp_path, write_sources, entry: str):
+    (tmp_path / "eps").mkdir(exist_ok=True)
+    return write_sources(tmp_path, f"datasets:\n  - {entry}\n")
+
+
+@pytest.mark.parametrize(
+    "entry, match",
+    [
+        (
+            "{name: a, kind: MM, format: aloha_hfd5, path: eps, embodiment: aloha}",
+            "unknown format 'aloha_hfd5'.*did you mean 'aloha_hdf5'",
+        ),
+        (
+            "{name: a, kind: MM, format: aloha_hdf5, path: eps, embodiment: aloha, strid: 2}",
+            "unknown key 'strid'.*did you mean 'stride'",
+        ),
+        (
+            "{name: A-1, kind: MM, format: aloha_hdf5, path: eps, embodiment: aloha}",
+            r"must match \[a-z0-9_\]\+",
+        ),
+        (
+            "{name: a, kind: XX, format: aloha_hdf5, path: eps, embodiment: aloha}",
+            "kind 'XX' is not supported",
+        ),
+        (
+            "{name: a, kind: MM, format: aloha_hdf5, path: eps, embodiment: alooha}",
+            "unknown embodiment 'alooha'",
+        ),
+        ("{name: w, kind: WD, images: eps}", "needs `images:` and `annotations:`"),
+        (
+            "{name: w, kind: WD, format: hf_parquet, path: x, columns: {picture: img}}",
+            "unknown `columns:` keys",
+        ),
+    ],
+)
+def test_bad_entries_are_named_with_a_suggestion(tmp_path, write_sources, entry, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        load_sources(_write(tmp_path, write_sources, entry))
+    assert "sources.yaml" in str(info.value)
+
+
+def test_every_kind_loads_from_the_bundled_file():
+    from conftest import SAMPLES
+
+    sources = load_sources(SAMPLES / "sources.yaml")
+    assert {s.kind for s in sources.datasets} == {"MM", "ME", "CE"}
+    assert {a.kind for a in sources.annotations} == {"HL", "VI"}
+    assert {w.format for w in sources.web} == {"coco", "hf_parquet"}
