@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -168,7 +167,7 @@ def _load_stats(opts: IngestOptions, name: str) -> tuple[DimStats, DimStats]:
 
 
 def _samples_of(e: Extracted, stride: int) -> int:
-    return math.ceil(e.frames / stride)
+    return e.samples  # counted at extract time, after the idle filter and the stride
 
 
 def _clean_build_outputs(opts: IngestOptions, name: str) -> None:

@@ -26,6 +26,7 @@ from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
 from vlamix.transforms.chain import apply, build_chain
+from vlamix.transforms.filters import select_frames
 from vlamix.transforms.image import black_jpeg
 from vlamix.transforms.stats import DimStats
 
@@ -59,6 +60,7 @@ class Extracted:
     split: str
     source_file: str
     frames_path: str  # relative to the layout root
+    samples: int = 0  # frames left after the idle filter and the stride
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -97,7 +99,14 @@ def extract_episode(task: ExtractTask) -> Extracted:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    return Extracted(ref.dataset, ref.index, n, first["episode_hash"], first["split"], ref.source_file, rel)
+    keep = select_frames(
+        np.asarray(pq.read_table(final, columns=["action"]).column("action").to_pylist()),
+        task.source.stride,
+        task.source.idle_filter,
+    )
+    return Extracted(
+        ref.dataset, ref.index, n, first["episode_hash"], first["split"], ref.source_file, rel, len(keep)
+    )
 
 
 @dataclass(frozen=True)
@@ -137,15 +146,14 @@ class _Pick:
 def _picks(task: BuildTask, rows: list[dict]) -> list[_Pick]:
     job = task.annotation
     if job is None:
-        return [
-            _Pick(r["frame"], r["dataset"], r["kind"], r["task"], None) for r in rows[:: task.source.stride]
-        ]
+        actions = np.asarray([r["action"] for r in rows])
+        keep = select_frames(actions, task.source.stride, task.source.idle_filter)
+        return [_Pick(int(f), rows[f]["dataset"], rows[f]["kind"], rows[f]["task"], None) for f in keep]
     picks = []
     for span in job.spans:
         for f in range(span.start, span.end, job.stride):
-            if (
-                job.kind == "HL"
-            ):  # pi(l_hat | o, l) then pi(a | o, l_hat) in one sequence: task in, subtask out
+            # HL: pi(l_hat | o, l) then pi(a | o, l_hat) in one sequence: task in, subtask out
+            if job.kind == "HL":
                 picks.append(_Pick(f, job.dataset, "HL", rows[f]["task"], span.text))
             else:  # the verbal instruction in force is the prompt, actions the target
                 picks.append(_Pick(f, job.dataset, "VI", span.text, None))

@@ -48,6 +48,7 @@ class RobotSource:
     split: Literal["train", "val", "test"] | None = None
     success: bool | None = None
     stride: int = 1
+    idle_filter: float | None = None  # drop frames whose action moves less than this (max over dims)
     val_fraction: float = 0.1  # for seeded splits, when the source has none of its own
     license: str | None = None
     citation: str | None = None
