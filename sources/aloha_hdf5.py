@@ -19,6 +19,7 @@ from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.split import content_split
+from vlamix.sources.success import success_value
 from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
 
 __all__ = ["list_episodes", "read_episode"]
@@ -127,6 +128,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         episode_hash = digest.hexdigest()
         task = _instruction(f, source)
         split = source.split or content_split(episode_hash, source.val_fraction)
+        success = success_value(source.success, lambda k: f.attrs[k] if k in f.attrs else (f[k][()] if k in f else None))
         resize = ResizeWithPad()
         compressed = bool(f.attrs.get("compress", False))
         for i in range(n):
@@ -144,7 +146,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
                 "subtask": None,
                 "verbal_instruction": None,
                 "split": split,
-                "success": source.success,
+                "success": success,
                 "length": n,
                 "episode_hash": episode_hash,
                 "source_file": ref.source_file,

@@ -46,7 +46,7 @@ class RobotSource:
     embodiment: str
     task: str | None = None
     split: Literal["train", "val", "test"] | None = None
-    success: bool | None = None
+    success: bool | str | None = None  # a constant, or the name of a per-episode field holding it
     stride: int = 1
     idle_filter: float | None = None  # drop frames whose action moves less than this (max over dims)
     val_fraction: float = 0.1  # for seeded splits, when the source has none of its own

@@ -28,6 +28,7 @@ from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.split import content_split
+from vlamix.sources.success import success_value
 from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
 
 __all__ = ["VERSIONS", "list_episodes", "read_episode"]
@@ -278,6 +279,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
             digest.update(image.tobytes())
     episode_hash = digest.hexdigest()
     split = ref.split or source.split or content_split(episode_hash, source.val_fraction)
+    success = success_value(source.success, lambda k: meta.get(k) if k in meta else (table.column(k)[0].as_py() if k in table.column_names else None))
     stamps = table.column("timestamp").to_pylist()
     resize = ResizeWithPad()
     for i in range(table.num_rows):
@@ -296,7 +298,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
             "subtask": None,
             "verbal_instruction": None,
             "split": split,
-            "success": source.success,
+            "success": success,
             "length": table.num_rows,
             "episode_hash": episode_hash,
             "source_file": ref.source_file,

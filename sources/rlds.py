@@ -25,6 +25,7 @@ from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.split import content_split
+from vlamix.sources.success import success_value
 from vlamix.sources.tf_example import decode_example
 from vlamix.sources.tfrecord import TFRecordError, read_record_at, scan_records
 from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
@@ -197,6 +198,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     cameras = _cameras(ep, source, emb, read_features(Path(ref.path).parent))
     episode_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
     split = ref.split or source.split or content_split(episode_hash, source.val_fraction)
+    success = success_value(source.success, data.get)  # e.g. "episode_metadata/success"
     resize = ResizeWithPad()
     decoded = {}
     for slot, (key, frames) in cameras.items():
@@ -223,7 +225,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
             "subtask": None,
             "verbal_instruction": None,
             "split": split,
-            "success": source.success,
+            "success": success,
             "length": n,
             "episode_hash": episode_hash,
             "source_file": ref.source_file,

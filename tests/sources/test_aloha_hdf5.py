@@ -136,3 +136,43 @@ def test_real_act_simulation_episode():
     assert img.shape == (224, 224, 3)
     assert img[:20].max() < 10 and img[100].mean() > 20  # letterbox bars above a real picture (4:3 -> square)
     assert rows[0]["image_left_wrist"] is None
+
+
+def test_truncated_file_unknown_camera_and_broken_jpeg(tmp_path, write_sources, make_aloha_episode):
+    path = make_aloha_episode(tmp_path / "eps" / "episode_0.hdf5")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadRecord, match="cannot open as HDF5"):
+        _read(tmp_path, write_sources)
+
+    def rename_camera(f):
+        f.move("observations/images/cam_high", "observations/images/cam_front")
+
+    make_aloha_episode(path, mutate=rename_camera)
+    with pytest.raises(BadRecord, match="unknown camera 'cam_front'") as info:
+        _read(tmp_path, write_sources)
+    assert info.value.record.field == "/observations/images/cam_front"
+    (rows,), _ = _read(tmp_path, write_sources, extra="    keys: {cameras: {cam_front: null}}\n")
+    assert rows[0]["image_base_0"] is None and rows[0]["image_left_wrist"] is not None
+
+    def break_jpeg(f):
+        data = f["observations/images/cam_left_wrist"][()]
+        data[3, 2:200] = 7
+        del f["observations/images/cam_left_wrist"]
+        f.create_dataset("observations/images/cam_left_wrist", data=data)
+
+    make_aloha_episode(path, mutate=break_jpeg)
+    with pytest.raises(BadRecord, match="JPEG does not decode") as info:
+        _read(tmp_path, write_sources)
+    assert (info.value.record.frame, info.value.record.field) == (3, "image_left_wrist")
+
+
+def test_success_from_a_field(tmp_path, write_sources, make_aloha_episode):
+    def mark(value):
+        return lambda f: f.attrs.__setitem__("succeeded", value)
+
+    make_aloha_episode(tmp_path / "eps" / "episode_0.hdf5", mutate=mark(True), frames=3)
+    make_aloha_episode(tmp_path / "eps" / "episode_1.hdf5", mutate=mark(False), frames=3)
+    make_aloha_episode(tmp_path / "eps" / "episode_2.hdf5", frames=3)
+    (a, b, c), _ = _read(tmp_path, write_sources, extra="    success: succeeded\n")
+    assert (a[0]["success"], b[0]["success"], c[0]["success"]) == (True, False, None)
