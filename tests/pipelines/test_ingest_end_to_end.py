@@ -332,3 +332,26 @@ def test_every_kind_is_in_the_layout(bundled):
         and web["accounting"]["turns_written"] == web["accounting"]["turns_read"] > web["samples"]
     )
     assert "stats" not in web and "embodiment" not in web
+
+
+def test_manifest_read_counts_match_every_input(bundled):
+    from vlamix.sources.tfrecord import scan_records
+
+    d = json.loads((bundled / "manifest.json").read_text())["datasets"]
+    want = {
+        "mobile_aloha_sim": len(list((SAMPLES / "mobile_aloha").glob("*.hdf5"))),
+        "lerobot_v21_sim": json.loads((SAMPLES / "lerobot_v21/meta/info.json").read_text())["total_episodes"],
+        "lerobot_v30_sim": json.loads((SAMPLES / "lerobot_v30/meta/info.json").read_text())["total_episodes"],
+        "widowx_sim": sum(len(list(scan_records(p))) for p in (SAMPLES / "widowx_sim").glob("*.tfrecord*")),
+        "arm6_sim": sum(len(list(scan_records(p))) for p in (SAMPLES / "arm6_sim").glob("*.tfrecord*")),
+        "mm_subtasks": len((SAMPLES / "annotations/mm_subtasks.jsonl").read_text().splitlines()),
+        "mm_verbal": len((SAMPLES / "annotations/mm_verbal.jsonl").read_text().splitlines()),
+        "me_subtasks": len((SAMPLES / "annotations/me_subtasks.jsonl").read_text().splitlines()),
+        "web_coco": len(list((SAMPLES / "web_coco/images").glob("*.jpg"))),
+        "web_parquet": 3,  # four rows, two of them on one image
+    }
+    assert {name: d[name]["accounting"]["read"] for name in want} == want
+    for name, entry in d.items():
+        acc = entry["accounting"]
+        assert acc["read"] == acc["written"] + acc["quarantined"] + acc["duplicates"], name
+        assert entry["samples"] == sum(s["samples"] for s in entry["shards"]), name
