@@ -14,13 +14,12 @@ import h5py
 import numpy as np
 
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
-from vlamix.schemas.frame import frame_key, image_column
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
-from vlamix.sources.split import content_split
+from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row
 from vlamix.sources.success import success_value
-from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
+from vlamix.transforms.image import decode_jpeg
 
 __all__ = ["list_episodes", "read_episode"]
 
@@ -125,38 +124,15 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         for _, raw in cameras:
             for start in range(0, n, _HASH_BLOCK):  # a block of frames at a time: raw video is large
                 digest.update(np.ascontiguousarray(raw[start : start + _HASH_BLOCK]).tobytes())
-        episode_hash = digest.hexdigest()
+        success = success_value(
+            source.success, lambda k: f.attrs[k] if k in f.attrs else (f[k][()] if k in f else None)
+        )
+        facts = EpisodeFacts(ref, source, emb, n, digest.hexdigest(), success)
         task = _instruction(f, source)
-        split = source.split or content_split(episode_hash, source.val_fraction)
-        success = success_value(source.success, lambda k: f.attrs[k] if k in f.attrs else (f[k][()] if k in f else None))
-        resize = ResizeWithPad()
         compressed = bool(f.attrs.get("compress", False))
         for i in range(n):
-            row = {
-                "key": frame_key(ref.dataset, ref.index, i),
-                "dataset": ref.dataset,
-                "kind": source.kind,
-                "embodiment": emb.name,
-                "episode": ref.index,
-                "frame": i,
-                "timestamp": i / emb.control_rate_hz,
-                "state": state[i].tolist(),
-                "action": action[i].tolist(),
-                "task": task,
-                "subtask": None,
-                "verbal_instruction": None,
-                "split": split,
-                "success": success,
-                "length": n,
-                "episode_hash": episode_hash,
-                "source_file": ref.source_file,
-            }
-            for slot_col in (image_column(s) for s in CAMERA_SLOTS):
-                row[slot_col] = None
-            for slot, raw in cameras:
-                image = _decode(ep, raw[i], i, compressed, slot)
-                row[image_column(slot)] = encode_jpeg(resize(image))
-            yield row
+            images = {slot: _decode(ep, raw[i], i, compressed, slot) for slot, raw in cameras}
+            yield frame_row(facts, i, state[i], action[i], i / emb.control_rate_hz, task, images)
 
 
 def _cameras(ep: _Episode, source: RobotSource, emb: Embodiment, n: int) -> list[tuple[str, h5py.Dataset]]:
@@ -166,14 +142,9 @@ def _cameras(ep: _Episode, source: RobotSource, emb: Embodiment, n: int) -> list
     mapping = {**emb.cameras, **source.keys.cameras}
     found: dict[str, h5py.Dataset] = {}
     for native in sorted(group.keys()) if group is not None else []:
-        if native not in mapping:
-            raise ep.bad(
-                f"unknown camera {native!r}: map it to a slot (or to null to drop it) in the embodiment spec "
-                f"{emb.name} or in the sources file's `keys: {{cameras: ...}}`",
-                f"{IMAGES_GROUP}/{native}",
-                frames=n,
-            )
-        slot = mapping[native]
+        slot, problem = camera_slot(native, source, emb)
+        if problem:
+            raise ep.bad(problem, f"{IMAGES_GROUP}/{native}", frames=n)
         if slot is None or slot in found:
             continue
         ds = group[native]

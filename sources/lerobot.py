@@ -22,14 +22,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vlamix.config import ConfigError
-from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
-from vlamix.schemas.frame import frame_key, image_column
+from vlamix.schemas.embodiment import Embodiment
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile
 from vlamix.sources.episode import EpisodeRef
-from vlamix.sources.split import content_split
+from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row
 from vlamix.sources.success import success_value
-from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
+from vlamix.transforms.image import decode_jpeg
 
 __all__ = ["VERSIONS", "list_episodes", "read_episode"]
 
@@ -184,12 +183,9 @@ def _cameras(
         if feat.get("dtype") not in ("video", "image"):
             continue
         native = key.removeprefix(IMAGE_PREFIX)
-        if native not in mapping:
-            raise ep.bad(
-                f"unknown camera {native!r}: map it to a slot (or to null to drop it) in the embodiment spec {emb.name} or the sources file's `keys: {{cameras: ...}}`",
-                key,
-            )
-        slot = mapping[native]
+        slot, problem = camera_slot(native, source, emb)
+        if problem:
+            raise ep.bad(problem, key)
         if slot is None or slot in out:
             continue
         if feat["dtype"] == "image":
@@ -272,37 +268,24 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     digest = hashlib.blake2b(digest_size=16)
     digest.update(state.tobytes())
     digest.update(action.tobytes())
-    for slot in sorted(cameras):
-        for image in cameras[slot][
-            :: max(1, len(cameras[slot]) // 16)
-        ]:  # a spread of frames: enough to tell episodes apart
+    for slot in sorted(cameras):  # a spread of 16 frames per camera is enough to tell episodes apart
+        for image in cameras[slot][:: max(1, len(cameras[slot]) // 16)]:
             digest.update(image.tobytes())
-    episode_hash = digest.hexdigest()
-    split = ref.split or source.split or content_split(episode_hash, source.val_fraction)
-    success = success_value(source.success, lambda k: meta.get(k) if k in meta else (table.column(k)[0].as_py() if k in table.column_names else None))
+    lookup = lambda k: (
+        meta.get(k) if k in meta else (table.column(k)[0].as_py() if k in table.column_names else None)
+    )  # noqa: E731
+    facts = EpisodeFacts(
+        ref, source, emb, table.num_rows, digest.hexdigest(), success_value(source.success, lookup)
+    )
     stamps = table.column("timestamp").to_pylist()
-    resize = ResizeWithPad()
     for i in range(table.num_rows):
         task = tasks.get(task_ids[i]) if task_ids[i] is not None else None
-        row = {
-            "key": frame_key(ref.dataset, ref.index, i),
-            "dataset": ref.dataset,
-            "kind": source.kind,
-            "embodiment": emb.name,
-            "episode": ref.index,
-            "frame": i,
-            "timestamp": float(stamps[i]),
-            "state": state[i].tolist(),
-            "action": action[i].tolist(),
-            "task": task or source.task,
-            "subtask": None,
-            "verbal_instruction": None,
-            "split": split,
-            "success": success,
-            "length": table.num_rows,
-            "episode_hash": episode_hash,
-            "source_file": ref.source_file,
-        }
-        for slot in CAMERA_SLOTS:
-            row[image_column(slot)] = encode_jpeg(resize(cameras[slot][i])) if slot in cameras else None
-        yield row
+        yield frame_row(
+            facts,
+            i,
+            state[i],
+            action[i],
+            stamps[i],
+            task,
+            {slot: frames[i] for slot, frames in cameras.items()},
+        )

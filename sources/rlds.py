@@ -19,16 +19,15 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from vlamix.config import ConfigError
-from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
-from vlamix.schemas.frame import frame_key, image_column
+from vlamix.schemas.embodiment import Embodiment
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
-from vlamix.sources.split import content_split
+from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row
 from vlamix.sources.success import success_value
 from vlamix.sources.tf_example import decode_example
 from vlamix.sources.tfrecord import TFRecordError, read_record_at, scan_records
-from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
+from vlamix.transforms.image import decode_jpeg
 
 __all__ = ["Feature", "list_episodes", "read_episode", "read_features"]
 
@@ -196,10 +195,14 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     action = ep.tensor(action_keys, emb.action_dim, "action")
     instructions = ep.text(source.keys.instruction or INSTRUCTION_KEY) or [None] * n
     cameras = _cameras(ep, source, emb, read_features(Path(ref.path).parent))
-    episode_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
-    split = ref.split or source.split or content_split(episode_hash, source.val_fraction)
-    success = success_value(source.success, data.get)  # e.g. "episode_metadata/success"
-    resize = ResizeWithPad()
+    facts = EpisodeFacts(
+        ref,
+        source,
+        emb,
+        n,
+        hashlib.blake2b(raw, digest_size=16).hexdigest(),
+        success_value(source.success, data.get),
+    )
     decoded = {}
     for slot, (key, frames) in cameras.items():
         images = []
@@ -211,28 +214,16 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         if max(int(im.max()) for im in images) > _BLACK or _flag(data, key):
             decoded[slot] = images  # all-black frames of a camera flagged absent are data: a masked slot
     for i in range(n):
-        row = {
-            "key": frame_key(ref.dataset, ref.index, i),
-            "dataset": ref.dataset,
-            "kind": source.kind,
-            "embodiment": emb.name,
-            "episode": ref.index,
-            "frame": i,
-            "timestamp": i / emb.control_rate_hz,
-            "state": state[i].tolist(),
-            "action": action[i].tolist(),
-            "task": instructions[i] if i < len(instructions) and instructions[i] else source.task,
-            "subtask": None,
-            "verbal_instruction": None,
-            "split": split,
-            "success": success,
-            "length": n,
-            "episode_hash": episode_hash,
-            "source_file": ref.source_file,
-        }
-        for slot in CAMERA_SLOTS:
-            row[image_column(slot)] = encode_jpeg(resize(decoded[slot][i])) if slot in decoded else None
-        yield row
+        task = instructions[i] if i < len(instructions) else None
+        yield frame_row(
+            facts,
+            i,
+            state[i],
+            action[i],
+            i / emb.control_rate_hz,
+            task,
+            {slot: v[i] for slot, v in decoded.items()},
+        )
 
 
 def _flag(data: dict, key: str) -> bool:
@@ -255,13 +246,9 @@ def _cameras(
                 f"image feature {key} (declared in {FEATURES_FILE}) is missing from the episode", key
             )
         native = key[len(OBSERVATION_PREFIX) :]
-        if native not in mapping:
-            raise ep.bad(
-                f"unknown camera {native!r}: map it to a slot (or to null to drop it) in the embodiment spec {emb.name} "
-                "or the sources file's `keys: {cameras: ...}`",
-                key,
-            )
-        slot = mapping[native]
+        slot, problem = camera_slot(native, source, emb)
+        if problem:
+            raise ep.bad(problem, key)
         if slot is None or slot in found:
             continue
         if len(ep.data[key]) != ep.n:
