@@ -271,9 +271,10 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     for slot in sorted(cameras):  # a spread of 16 frames per camera is enough to tell episodes apart
         for image in cameras[slot][:: max(1, len(cameras[slot]) // 16)]:
             digest.update(image.tobytes())
-    lookup = lambda k: (
-        meta.get(k) if k in meta else (table.column(k)[0].as_py() if k in table.column_names else None)
-    )  # noqa: E731
+
+    def lookup(k):
+        return meta.get(k) if k in meta else (table.column(k)[0].as_py() if k in table.column_names else None)
+
     facts = EpisodeFacts(
         ref, source, emb, table.num_rows, digest.hexdigest(), success_value(source.success, lookup)
     )
