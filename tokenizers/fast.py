@@ -1,0 +1,166 @@
+"""FAST action tokens (Pertsch et al., 2025): DCT over time per dim, scale and round, flatten
+frequency-major, shift by the fitted minimum, one symbol per integer, then BPE.
+
+Better than the public reference in four ways: the integer -> symbol mapping is total (code points that
+skip the UTF-16 surrogate block, so no integer breaks the BPE); coefficients outside the fitted range
+are detected at encode time (never clipped, never dropped by the BPE); a malformed token sequence
+decodes as invalid, with NaN actions and `valid=False` (never a silent zero chunk); horizon and dim are
+explicit arguments of `decode`, not hidden state of the last call. Encoding is vectorized over a batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy.fft import dct, idct
+
+from tokenizers import Tokenizer, decoders, models, trainers
+
+__all__ = ["FastRangeError", "FastTokenizer"]
+
+CONFIG_FILE = "fast.json"
+BPE_FILE = "fast_bpe.json"
+_BASE = 0x100  # first code point used for symbols (clear of ASCII and Latin-1 controls)
+_SURROGATES = (0xD800, 0xE000)
+
+
+class FastRangeError(ValueError):
+    """A chunk whose DCT coefficients fall outside the range the tokenizer was fitted on."""
+
+
+def _symbol(k: np.ndarray) -> np.ndarray:
+    """Shifted integer (>= 0) -> code point, skipping the surrogate block: a total, invertible mapping."""
+    cp = _BASE + k
+    return np.where(cp >= _SURROGATES[0], cp + (_SURROGATES[1] - _SURROGATES[0]), cp)
+
+
+def _unsymbol(cp: np.ndarray) -> np.ndarray:
+    k = np.where(cp >= _SURROGATES[1], cp - (_SURROGATES[1] - _SURROGATES[0]), cp) - _BASE
+    bad = (cp < _BASE) | ((cp >= _SURROGATES[0]) & (cp < _SURROGATES[1]))
+    return np.where(bad, -1, k)
+
+
+def _as_batch(chunks: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    batch = np.asarray(chunks, dtype=np.float64)
+    if batch.ndim == 2:
+        batch = batch[None]
+    if batch.ndim != 3:
+        raise ValueError(f"chunks must be [B, H, D] (or one [H, D]), got shape {batch.shape}")
+    return batch
+
+
+class FastTokenizer:
+    """Use `FastTokenizer.fit(...)` or `FastTokenizer.load(path)`."""
+
+    def __init__(self, scale: float, min_token: int, max_token: int, bpe: Tokenizer):
+        self.scale, self.min_token, self.max_token, self.bpe = (
+            float(scale),
+            int(min_token),
+            int(max_token),
+            bpe,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.bpe.get_vocab_size()
+
+    def quantize(self, chunks: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per chunk: round(dct(chunk, axis=0, norm="ortho") * scale), flattened frequency-major (all dims'
+        frequency 0, then frequency 1, ...), as int64, before the min shift."""
+        batch = _as_batch(chunks)
+        coeffs = np.around(dct(batch, axis=1, norm="ortho") * self.scale).astype(np.int64)
+        return list(coeffs.reshape(len(batch), -1))
+
+    @classmethod
+    def fit(
+        cls, chunks: np.ndarray | Sequence[np.ndarray], scale: float = 10.0, vocab_size: int = 1024
+    ) -> FastTokenizer:
+        """Fit the BPE on normalized chunks [B, H, D]; the whole integer range seen is the initial alphabet."""
+        tmp = cls(scale, 0, 0, Tokenizer(models.BPE()))
+        ints = tmp.quantize(chunks)
+        lo, hi = int(min(q.min() for q in ints)), int(max(q.max() for q in ints))
+        if hi - lo + 1 > vocab_size:
+            raise ValueError(
+                f"the fitted coefficients span {hi - lo + 1} integers, more than vocab_size {vocab_size}: raise vocab_size or lower scale"
+            )
+        alphabet = ["".join(map(chr, _symbol(np.arange(hi - lo + 1))))]
+        bpe = Tokenizer(models.BPE())
+        bpe.decoder = decoders.Fuse()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=2,
+            show_progress=False,
+            initial_alphabet=list(alphabet[0]),
+            special_tokens=[],
+        )
+        texts = ["".join(map(chr, _symbol(q - lo))) for q in ints]
+        bpe.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        return cls(scale, lo, hi, bpe)
+
+    def in_range(self, chunks: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Per chunk: are all its coefficients inside the fitted range (so `encode` can represent it)?"""
+        return np.array(
+            [(q.min() >= self.min_token) & (q.max() <= self.max_token) for q in self.quantize(chunks)],
+            dtype=bool,
+        )
+
+    def encode(self, chunks: np.ndarray | Sequence[np.ndarray]) -> list[list[int]]:
+        """Token ids per chunk. Raises FastRangeError naming the chunks whose coefficients fall outside the
+        fitted range (check `in_range` first to route them elsewhere)."""
+        ints = self.quantize(chunks)
+        bad = [i for i, q in enumerate(ints) if q.min() < self.min_token or q.max() > self.max_token]
+        if bad:
+            q = ints[bad[0]]
+            raise FastRangeError(
+                f"{len(bad)} chunk(s) (first: {bad[0]}) have DCT coefficients in [{q.min()}, {q.max()}], outside the "
+                f"fitted range [{self.min_token}, {self.max_token}]: refit the tokenizer on data that covers them"
+            )
+        texts = ["".join(map(chr, _symbol(q - self.min_token))) for q in ints]
+        return [e.ids for e in self.bpe.encode_batch(texts)]
+
+    def decode(
+        self, token_lists: Sequence[Sequence[int]], horizon: int, dim: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(actions [B, horizon, dim], valid [B]). A sequence that does not decode to exactly horizon*dim
+        in-range coefficients is invalid: its actions are NaN, never a silent zero chunk."""
+        out = np.full((len(token_lists), horizon, dim), np.nan)
+        valid = np.zeros(len(token_lists), dtype=bool)
+        n_vocab = self.vocab_size
+        for b, ids in enumerate(token_lists):
+            if any(not 0 <= int(i) < n_vocab for i in ids):
+                continue
+            text = self.bpe.decode([int(i) for i in ids])
+            k = _unsymbol(np.array([ord(c) for c in text], dtype=np.int64))
+            if len(k) != horizon * dim or (k < 0).any() or (k > self.max_token - self.min_token).any():
+                continue
+            coeffs = (k + self.min_token).reshape(horizon, dim) / self.scale
+            out[b] = idct(coeffs, axis=0, norm="ortho")
+            valid[b] = True
+        return out, valid
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "version": 1,
+            "scale": self.scale,
+            "min_token": self.min_token,
+            "max_token": self.max_token,
+            "symbol_base": _BASE,
+        }
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (folder / BPE_FILE).write_text(self.bpe.to_str(pretty=True) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FastTokenizer:
+        folder = Path(folder)
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        if config.get("version") != 1 or config.get("symbol_base") != _BASE:
+            raise ValueError(
+                f"{folder / CONFIG_FILE}: a FAST tokenizer of another format version ({config.get('version')})"
+            )
+        bpe = Tokenizer.from_str((folder / BPE_FILE).read_text())
+        return cls(config["scale"], config["min_token"], config["max_token"], bpe)
