@@ -117,6 +117,27 @@ def _web_outcomes(
     return kept, quarantined, dups
 
 
+TINY_SPAN = 1e-4  # a dim whose q01..q99 span is below this blows up under quantile normalization
+
+
+def _dataset_tensors(opts: IngestOptions, kept: list[Extracted]) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
+    """Per kept episode: native state, native actions and the frames whose chunks statistics see (all of
+    them, or above STATS_CAP_FRAMES frames a seeded subsample). Read from the frame Parquet with polars:
+    no video is ever decoded for statistics."""
+    total = sum(e.frames for e in kept)
+    keep_p = min(1.0, STATS_CAP_FRAMES / max(total, 1))
+    episodes = []
+    for e in kept:
+        df = pl.read_parquet(opts.out / e.frames_path, columns=["state", "action"])
+        state = np.asarray(df["state"].to_list(), dtype=np.float32)
+        action = np.asarray(df["action"].to_list(), dtype=np.float32)
+        frames = np.arange(len(state))
+        if keep_p < 1.0:  # seeded per episode: the same frames whatever the engine or order
+            frames = frames[np.random.default_rng([opts.seed, e.episode]).random(len(frames)) < keep_p]
+        episodes.append((state, action, frames))
+    return episodes, total
+
+
 def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
     for src in sources.datasets:
         kept, _, _ = _outcomes(opts, src)
@@ -124,32 +145,37 @@ def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
             log.warning("stats: %s has no episode left to compute statistics from", src.name)
             continue
         emb = sources.embodiment(src)
-        files = [str(opts.out / e.frames_path) for e in kept]
-        frames = pl.scan_parquet(files).select("state", "action")
-        total = sum(e.frames for e in kept)
-        if total > STATS_CAP_FRAMES:
-            frames = frames.collect().sample(n=STATS_CAP_FRAMES, seed=opts.seed).lazy()
-        df = frames.collect()
-        sample = {
-            "state": np.asarray(df["state"].to_list(), dtype=np.float32),
-            "episode_actions": np.asarray(df["action"].to_list(), dtype=np.float32),
-        }
-        sample = apply(stats_chain(emb), sample)
+        chain = stats_chain(emb)
+        episodes, total = _dataset_tensors(opts, kept)
+        state_rows, action_rows = [], []
+        for state, action, frames in episodes:
+            out = apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})
+            state_rows.append(out["state"])
+            action_rows.append(out["actions"].reshape(-1, emb.action_dim))  # every step of every chunk
+        state_stats = compute_stats(np.concatenate(state_rows))
+        action_stats = compute_stats(np.concatenate(action_rows))
+        warnings = []
+        for part, st, dims in (("state", state_stats, emb.state), ("actions", action_stats, emb.action)):
+            span = np.asarray(st.percentiles["q99"]) - np.asarray(st.percentiles["q01"])
+            for i in np.flatnonzero(span < TINY_SPAN):
+                msg = f"{part} dim {dims[i].name}: q01..q99 span {span[i]:.2e} is tiny; normalized values will blow up"
+                log.warning("stats: %s: %s", src.name, msg)
+                warnings.append(msg)
         doc = {
             "version": STATS_VERSION,
             "dataset": src.name,
             "embodiment": emb.name,
-            "normalization": "quantile",
+            "normalization": src.normalization,
             "frames": total,
             "subsampled": total > STATS_CAP_FRAMES,
-            "state": {"names": [d.name for d in emb.state], **compute_stats(sample["state"]).to_json()},
-            "actions": {
-                "names": [d.name for d in emb.action],
-                **compute_stats(sample["episode_actions"]).to_json(),
-            },
+            "horizon": emb.chunk_horizon,
+            "delta_dims": [d.name for d in emb.action if d.delta],
+            "warnings": warnings,
+            "state": {"names": [d.name for d in emb.state], **state_stats.to_json()},
+            "actions": {"names": [d.name for d in emb.action], **action_stats.to_json()},
         }
         write_json_atomic(opts.out / STATS_PATH.format(dataset=src.name), doc)
-        log.info("stats: %s over %d frames", src.name, total)
+        log.info("stats: %s over %d frames (%d chunk steps)", src.name, total, action_stats.count)
 
 
 def _step_tokenizers(opts: IngestOptions) -> tuple[str, str]:

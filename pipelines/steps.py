@@ -202,7 +202,7 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     table = pq.read_table(Path(task.out) / ext.frames_path)
     FRAME.validate(table, ext.frames_path)
     rows = table.to_pylist()
-    chain = build_chain(emb, task.state_stats, task.action_stats)
+    chain = build_chain(emb, task.state_stats, task.action_stats, task.source.normalization)
     episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
     duration = len(rows) / emb.control_rate_hz
     records = []

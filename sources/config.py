@@ -49,6 +49,7 @@ class RobotSource:
     success: bool | str | None = None  # a constant, or the name of a per-episode field holding it
     stride: int = 1
     idle_filter: float | None = None  # drop frames whose action moves less than this (max over dims)
+    normalization: Literal["quantile", "zscore"] = "quantile"
     val_fraction: float = 0.1  # for seeded splits, when the source has none of its own
     license: str | None = None
     citation: str | None = None

@@ -1,6 +1,7 @@
 """The order of transforms, written once (DESIGN.md §3) and used by ingest, statistics and the trainer.
 
-native frame -> gripper to one sense (1 = closed) -> chunk actions[t : t+H] -> normalize (quantile, per
+native frame -> gripper to one sense (1 = closed) -> chunk actions[t : t+H] -> delta a[t+h] - s[t] on the
+dims the embodiment trains as deltas (Euler rotations wrapped) -> normalize (quantile or z-score, per
 dataset) -> state prompt -> pad steps to 50 -> pad dims to 32.
 """
 
@@ -10,8 +11,9 @@ from collections.abc import Callable
 
 from vlamix.schemas.embodiment import MAX_DIMS, MODEL_HORIZON, Embodiment
 from vlamix.transforms.chunk import ChunkActions
+from vlamix.transforms.delta import DeltaActions
 from vlamix.transforms.gripper import GripperToClosed
-from vlamix.transforms.normalize import QuantileNormalize
+from vlamix.transforms.normalize import QuantileNormalize, ZScoreNormalize
 from vlamix.transforms.pad import PadDims, PadSteps
 from vlamix.transforms.prompt import StatePrompt
 from vlamix.transforms.stats import DimStats
@@ -22,32 +24,36 @@ Transform = Callable[[dict], dict]
 
 
 def stats_chain(emb: Embodiment) -> list[Transform]:
-    """Everything before normalization: statistics are taken over what these produce."""
+    """Everything before normalization: statistics are taken over exactly what these produce (chunks,
+    and deltas for delta dims), by applying them to every frame of an episode at once."""
     chain: list[Transform] = []
     if emb.gripper is not None:
         for key, dims in (("state", emb.state), ("episode_actions", emb.action)):
             idx = tuple(i for i, d in enumerate(dims) if d.kind == "gripper")
             if idx:
                 chain.append(GripperToClosed(key, idx, emb.gripper.open, emb.gripper.closed))
+    chain.append(ChunkActions(emb.chunk_horizon))
+    delta = [i for i, d in enumerate(emb.action) if d.delta]
+    if delta:
+        state_index = {d.name: i for i, d in enumerate(emb.state)}
+        wrap = tuple(i for i in delta if emb.action[i].kind == "ee_rotation" and emb.rotation == "euler")
+        chain.append(DeltaActions(tuple(delta), tuple(state_index[emb.action[i].name] for i in delta), wrap))
     return chain
 
 
-def build_chain(emb: Embodiment, state_stats: DimStats, action_stats: DimStats) -> list[Transform]:
+def normalizer(key: str, stats: DimStats, mode: str) -> Transform:
+    if mode == "zscore":
+        return ZScoreNormalize(key, tuple(stats.mean), tuple(stats.std))
+    return QuantileNormalize(key, tuple(stats.percentiles["q01"]), tuple(stats.percentiles["q99"]))
+
+
+def build_chain(emb: Embodiment, state_stats: DimStats, action_stats: DimStats, normalization: str = "quantile") -> list[Transform]:
     """The whole chain for one dataset. Input sample: `state` [Ds], `episode_actions` [T, Da], `frame`,
     `task`; output: padded `state`, `actions`, masks and `prompt`."""
-    if any(d.delta for d in emb.action):
-        raise ValueError(
-            f"embodiment {emb.name}: `delta: true` action dims are not supported by this version yet"
-        )
     return [
         *stats_chain(emb),
-        ChunkActions(emb.chunk_horizon),
-        QuantileNormalize(
-            "state", tuple(state_stats.percentiles["q01"]), tuple(state_stats.percentiles["q99"])
-        ),
-        QuantileNormalize(
-            "actions", tuple(action_stats.percentiles["q01"]), tuple(action_stats.percentiles["q99"])
-        ),
+        normalizer("state", state_stats, normalization),
+        normalizer("actions", action_stats, normalization),
         StatePrompt(emb.control_mode),
         PadSteps(MODEL_HORIZON),
         PadDims("state", "state_dim_mask", MAX_DIMS),

@@ -11,13 +11,14 @@ __all__ = ["ChunkActions", "FirstAction"]
 
 @dataclass(frozen=True)
 class ChunkActions:
-    """Reads `episode_actions` [T, D] and `frame` t; writes `actions` [H, D] and `action_is_pad` [H]."""
+    """Reads `episode_actions` [T, D] and `frame` t; writes `actions` [H, D] and `action_is_pad` [H]. `frame`
+    may also be an array of frames [N], giving [N, H, D] and [N, H] (how statistics see every chunk)."""
 
     horizon: int
 
     def __call__(self, sample: dict) -> dict:
-        episode, t = sample["episode_actions"], int(sample["frame"])
-        steps = np.arange(t, t + self.horizon)
+        episode, t = sample["episode_actions"], np.asarray(sample["frame"])
+        steps = t[..., None] + np.arange(self.horizon)
         is_pad = steps >= len(episode)
         chunk = np.asarray(episode, dtype=np.float32)[np.minimum(steps, len(episode) - 1)]
         out = {k: v for k, v in sample.items() if k != "episode_actions"}

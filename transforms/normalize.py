@@ -1,4 +1,4 @@
-"""Quantile normalization (openpi's: q01..q99 -> -1..1) and its exact inverse."""
+"""Quantile normalization (openpi's: q01..q99 -> -1..1), z-score normalization, and their exact inverses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EPS", "QuantileNormalize", "QuantileUnnormalize"]
+__all__ = ["EPS", "QuantileNormalize", "QuantileUnnormalize", "ZScoreNormalize", "ZScoreUnnormalize"]
 
 EPS = 1e-6
 
@@ -41,3 +41,33 @@ class QuantileUnnormalize:
 
     def inverse(self) -> QuantileNormalize:
         return QuantileNormalize(self.key, self.q01, self.q99)
+
+
+@dataclass(frozen=True)
+class ZScoreNormalize:
+    """x' = (x - mean) / (std + eps) over the last axis of `key` (pi0's normalization)."""
+
+    key: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, sample: dict) -> dict:
+        x = np.asarray(sample[self.key], dtype=np.float64)
+        return {**sample, self.key: ((x - np.asarray(self.mean)) / (np.asarray(self.std) + EPS)).astype(np.float32)}
+
+    def inverse(self) -> ZScoreUnnormalize:
+        return ZScoreUnnormalize(self.key, self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class ZScoreUnnormalize:
+    key: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, sample: dict) -> dict:
+        x = np.asarray(sample[self.key], dtype=np.float64)
+        return {**sample, self.key: (x * (np.asarray(self.std) + EPS) + np.asarray(self.mean)).astype(np.float32)}
+
+    def inverse(self) -> ZScoreNormalize:
+        return ZScoreNormalize(self.key, self.mean, self.std)

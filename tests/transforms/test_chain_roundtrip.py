@@ -86,9 +86,32 @@ def test_stats_are_exact():
         compute_stats(np.zeros((0, 3)))
 
 
-@pytest.mark.parametrize("name", shipped_embodiments())
-def test_whole_chain_inverts_to_native_values(name):
-    emb = load_embodiment(name)
+DELTA_SPEC = """name: delta_arm
+description: an arm trained on end-effector deltas
+control_rate_hz: 10
+control_mode: ee
+rotation: euler
+gripper: {open: 0.0, closed: 1.0}
+state:
+  - {name: x, kind: ee_position, unit: m}
+  - {name: yaw, kind: ee_rotation, unit: rad}
+  - {name: gripper, kind: gripper, unit: normalized}
+action:
+  - {name: x, kind: ee_position, unit: m, delta: true}
+  - {name: yaw, kind: ee_rotation, unit: rad, delta: true}
+  - {name: gripper, kind: gripper, unit: normalized}
+cameras: {front: base_0}
+"""
+
+
+@pytest.mark.parametrize("normalization", ["quantile", "zscore"])
+@pytest.mark.parametrize("name", [*shipped_embodiments(), "delta_arm"])
+def test_whole_chain_inverts_to_native_values(name, normalization, tmp_path):
+    if name == "delta_arm":
+        (tmp_path / "delta_arm.yaml").write_text(DELTA_SPEC)
+        emb = load_embodiment(tmp_path / "delta_arm.yaml")
+    else:
+        emb = load_embodiment(name)
     t = 300
     actions = rng.uniform(-1, 1, size=(t, emb.action_dim)).astype(np.float32)
     grip_a = [i for i, d in enumerate(emb.action) if d.kind == "gripper"]
@@ -96,31 +119,53 @@ def test_whole_chain_inverts_to_native_values(name):
     state = rng.uniform(-1, 1, size=(t, emb.state_dim)).astype(np.float32)
     grip_s = [i for i, d in enumerate(emb.state) if d.kind == "gripper"]
     state[:, grip_s] = rng.uniform(0, 1, size=(t, len(grip_s)))
-    pre = apply(stats_chain(emb), {"state": state, "episode_actions": actions})
-    ss, sa = compute_stats(pre["state"]), compute_stats(pre["episode_actions"])
-    chain = build_chain(emb, ss, sa)
+    # Statistics over exactly what normalization sees: every step of every chunk, deltas included.
+    pre = apply(stats_chain(emb), {"state": state, "episode_actions": actions, "frame": np.arange(t)})
+    ss, sa = compute_stats(pre["state"]), compute_stats(pre["actions"].reshape(-1, emb.action_dim))
+    chain = build_chain(emb, ss, sa, normalization)
     frame = t - 20  # near the end: the chunk runs past it
     out = apply(chain, {"state": state[frame], "episode_actions": actions, "frame": frame, "task": "x"})
     assert out["actions"].shape == (50, 32) and out["state"].shape == (32,)
     h = emb.chunk_horizon
     assert out["action_is_pad"].sum() == 50 - min(h, 20) and out["action_dim_mask"].sum() == emb.action_dim
-    # Inverse, in reverse order: unpad dims and steps -> unnormalize -> native gripper sense.
-    by_type = {}
+    # The inverse, in reverse order: unpad -> unnormalize -> absolute -> native gripper sense.
+    by_type: dict[str, list] = {}
     for c in chain:
         by_type.setdefault(type(c).__name__, []).append(c)
     pad_state, pad_actions = by_type["PadDims"]
-    norm_state, norm_actions = by_type["QuantileNormalize"]
-    grip_state, grip_actions = by_type["GripperToClosed"]
+    norm_state, norm_actions = [c for c in chain if "Normalize" in type(c).__name__]
     inv = [
         pad_actions.inverse(emb.action_dim),
         pad_state.inverse(emb.state_dim),
-        by_type["PadSteps"][0].inverse(emb.chunk_horizon),
+        by_type["PadSteps"][0].inverse(h),
         norm_actions.inverse(),
         norm_state.inverse(),
-        grip_state.inverse(),
     ]
+    inv += [c.inverse() for c in by_type.get("DeltaActions", [])]
     back = apply(inv, out)
+    grips = {c.key: c for c in by_type.get("GripperToClosed", [])}
+    native_back = (
+        grips["episode_actions"].inverse()({"episode_actions": back["actions"]})["episode_actions"]
+        if grips
+        else back["actions"]
+    )
+    native_state = grips["state"].inverse()({"state": back["state"]})["state"] if grips else back["state"]
     native_chunk = actions[np.minimum(np.arange(frame, frame + h), t - 1)]
-    native_back = grip_actions.inverse()({"episode_actions": back["actions"]})["episode_actions"]
-    np.testing.assert_allclose(native_back, native_chunk, atol=1e-5)
-    np.testing.assert_allclose(back["state"], state[frame], atol=1e-5)
+    diff = native_back - native_chunk
+    rot = [i for i, d in enumerate(emb.action) if d.delta and d.kind == "ee_rotation"]
+    diff[:, rot] = np.angle(np.exp(1j * diff[:, rot]))  # rotations come back modulo 2 pi
+    np.testing.assert_allclose(diff, 0, atol=2e-5)
+    np.testing.assert_allclose(native_state, state[frame], atol=2e-5)
+
+
+def test_delta_wraps_rotations_and_inverts():
+    from vlamix.transforms.delta import DeltaActions
+
+    t = DeltaActions(dims=(0, 1), state_dims=(0, 1), wrap=(1,))
+    sample = {"actions": np.array([[0.5, 3.0], [0.7, -3.0]]), "state": np.array([0.2, -3.0])}
+    out = t(sample)
+    np.testing.assert_allclose(out["actions"][:, 0], [0.3, 0.5], atol=1e-6)
+    np.testing.assert_allclose(out["actions"][:, 1], [6.0 - 2 * np.pi, 0.0], atol=1e-6)  # wrapped, not 6.0
+    back = t.inverse()(out)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (back["actions"] - sample["actions"]))), 0, atol=1e-6)
+    assert sample["actions"][0, 0] == 0.5  # the input is never edited in place
