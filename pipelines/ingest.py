@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from vlamix.pipelines.annotations import annotation_accounting, annotation_spans, extract_annotations
+from vlamix.pipelines.fit_tokenizers import fit_tokenizer_set, reuse_tokenizer_set
 from vlamix.pipelines.outcomes import read_jsonl, robot_outcomes, write_jsonl
 from vlamix.pipelines.steps import INDEX_SCHEMA, AnnotationJob, BuildTask, Extracted, ExtractTask
 from vlamix.pipelines.web_steps import ItemBuildTask, ItemExtracted
@@ -39,7 +40,6 @@ from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
 from vlamix.sources.readers import reader_for
 from vlamix.sources.web import list_items
-from vlamix.tokenizers.vocab import VocabLayout, write_tokenizer_set
 from vlamix.transforms.chain import apply, stats_chain
 from vlamix.transforms.stats import STATS_VERSION, DimStats, compute_stats
 
@@ -60,6 +60,7 @@ class IngestOptions:
     samples_per_shard: int = 1000
     only: str | None = None
     runner_args: list[str] = field(default_factory=list)
+    tokenizers: Path | None = None  # reuse this tokenizer set instead of fitting one
 
     def check(self) -> None:
         if self.only is not None and self.only not in STEPS:
@@ -120,7 +121,9 @@ def _web_outcomes(
 TINY_SPAN = 1e-4  # a dim whose q01..q99 span is below this blows up under quantile normalization
 
 
-def _dataset_tensors(opts: IngestOptions, kept: list[Extracted]) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
+def _dataset_tensors(
+    opts: IngestOptions, kept: list[Extracted]
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
     """Per kept episode: native state, native actions and the frames whose chunks statistics see (all of
     them, or above STATS_CAP_FRAMES frames a seeded subsample). Read from the frame Parquet with polars:
     no video is ever decoded for statistics."""
@@ -178,12 +181,19 @@ def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
         log.info("stats: %s over %d frames (%d chunk steps)", src.name, total, action_stats.count)
 
 
-def _step_tokenizers(opts: IngestOptions) -> tuple[str, str]:
-    name, digest = write_tokenizer_set(opts.out / TOKENIZERS_DIR, VocabLayout())
+def _step_tokenizers(opts: IngestOptions, sources: SourcesFile) -> tuple[str, str]:
+    if opts.tokenizers is not None:
+        name, digest = reuse_tokenizer_set(opts.out, opts.tokenizers)
+    else:
+        name, digest = fit_tokenizer_set(opts.out, sources, opts.seed)
     write_json_atomic(
         opts.out / WORK_DIR / "tokenizer_set.json", {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest}
     )
     return name, digest
+
+
+def _tokenizer_dir(opts: IngestOptions) -> str:
+    return str(opts.out / json.loads((opts.out / WORK_DIR / "tokenizer_set.json").read_text())["path"])
 
 
 def _load_stats(opts: IngestOptions, name: str) -> tuple[DimStats, DimStats]:
@@ -213,6 +223,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
     from vlamix.pipelines.beam_jobs import beam_options, run_build
 
     tasks = []
+    tok = _tokenizer_dir(opts)
     kept_by_robot: dict[str, dict[int, Extracted]] = {}
     for src in sources.datasets:
         kept, _, _ = _outcomes(opts, src)
@@ -224,7 +235,8 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         n = shard_count(sum(_samples_of(e, src.stride) for e in kept), opts.samples_per_shard)
         emb = sources.embodiment(src)
         tasks += [
-            BuildTask(e, src, emb, state_stats, action_stats, str(opts.out), opts.seed, n) for e in kept
+            BuildTask(e, src, emb, state_stats, action_stats, str(opts.out), opts.seed, n, None, tok)
+            for e in kept
         ]
     for a in sources.annotations:
         _clean_build_outputs(opts, a.name)
@@ -250,6 +262,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
                     opts.seed,
                     n,
                     job,
+                    tok,
                 )
             )
     for w in sources.web:
@@ -262,7 +275,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         for it in kept:
             by_file.setdefault(it.items_path, set()).add(it.item)
         tasks += [
-            ItemBuildTask(w.name, path, frozenset(items), str(opts.out), opts.seed, n)
+            ItemBuildTask(w.name, path, frozenset(items), str(opts.out), opts.seed, n, tok)
             for path, items in sorted(by_file.items())
         ]
     log.info("build: %d tasks", len(tasks))
@@ -442,7 +455,7 @@ def run_ingest(opts: IngestOptions) -> dict:
         elif step == "stats":
             _step_stats(opts, sources)
         elif step == "tokenizers":
-            _step_tokenizers(opts)
+            _step_tokenizers(opts, sources)
         elif step == "build":
             _step_build(opts, sources)
         else:

@@ -25,6 +25,7 @@ from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
+from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.transforms.chain import apply, build_chain
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.image import black_jpeg
@@ -120,6 +121,7 @@ class BuildTask:
     seed: int
     shards: int  # shard count of the dataset
     annotation: AnnotationJob | None = None  # set for an HL / VI dataset built over this episode
+    tokenizers: str = ""  # the tokenizer set folder
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     chain = build_chain(emb, task.state_stats, task.action_stats, task.source.normalization)
     episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
     duration = len(rows) / emb.control_rate_hz
-    records = []
+    records, samples = [], []
     for pick in _picks(task, rows):
         row = rows[pick.frame]
         sample = {
@@ -214,13 +216,40 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
             "frame": pick.frame,
             "task": pick.task,
         }
-        records.append(_sample_record(apply(chain, sample), row, pick, emb, duration))
+        samples.append(apply(chain, sample))
+        records.append(_sample_record(samples[-1], row, pick, emb, duration))
+    _tokenize(records, samples, emb, task.tokenizers, ext.frames_path)
     SAMPLE.table([_plain(r) for r in records], ext.frames_path)  # validate before anything is written
     for rec in records:
         shard, position = place(rec["key"], task.seed, task.shards)
-        index_row = {k: rec[k] for k in ("key", "episode", "frame", "kind", "split", "success", "duration")}
-        index_row["prompt_chars"] = len(rec["prompt"])
-        yield shard, position, to_members(rec), index_row
+        yield shard, position, to_members(rec), index_row(rec)
+
+
+def index_row(rec: dict) -> dict:
+    row = {k: rec[k] for k in ("key", "episode", "frame", "kind", "split", "success", "duration")}
+    row["prompt_chars"] = len(rec["prompt"])
+    row["fast_tokens"] = len(rec["fast_ids"]) if rec.get("fast_ids") is not None else 0
+    row["input_tokens"] = len(rec["input_ids"])
+    return row
+
+
+def _tokenize(records: list[dict], samples: list[dict], emb: Embodiment, tokenizers: str, where: str) -> None:
+    """FAST ids of each chunk (its real steps and dims, batch-encoded) and the sample's token ids."""
+    tok = load_tokenizer_set(tokenizers)
+    chunks = (
+        np.stack([s["actions"][: emb.chunk_horizon, : emb.action_dim] for s in samples])
+        if samples
+        else np.zeros((0, emb.chunk_horizon, emb.action_dim))
+    )
+    ok = tok.fast.in_range(chunks)
+    if not ok.all():
+        first = records[int(np.flatnonzero(~ok)[0])]["key"]
+        raise ValueError(
+            f"{where}: {int((~ok).sum())} chunk(s) (first: {first}) fall outside the FAST tokenizer's fitted range: fit a set on this data (drop --tokenizers)"
+        )
+    for rec, local in zip(records, tok.fast.encode(chunks) if len(chunks) else [], strict=True):
+        rec["fast_ids"] = tok.fast_ids(local)
+        rec["input_ids"], rec["loss_mask"] = tok.encode_sample(rec["prompt"], rec["target"], rec["fast_ids"])
 
 
 INDEX_SCHEMA = pa.schema(
@@ -236,6 +265,8 @@ INDEX_SCHEMA = pa.schema(
         ("success", pa.bool_()),
         ("duration", pa.float64()),
         ("prompt_chars", pa.int64()),
+        ("fast_tokens", pa.int64()),
+        ("input_tokens", pa.int64()),
     ]
 )
 

@@ -20,6 +20,7 @@ from vlamix.shards.assign import place
 from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.members import to_members
 from vlamix.sources.web import ItemBatch, read_items
+from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.transforms.image import black_jpeg
 
 __all__ = ["ItemBuildTask", "ItemExtracted", "build_items", "extract_items"]
@@ -61,6 +62,7 @@ class ItemBuildTask:
     out: str
     seed: int
     shards: int
+    tokenizers: str = ""
 
 
 def _choose(key: str, seed: int, n: int) -> int:
@@ -91,6 +93,9 @@ def build_items(task: ItemBuildTask) -> Iterator[tuple[int, int, dict, dict]]:
         for slot in CAMERA_SLOTS:
             rec[image_column(slot)] = row["image"] if slot == "base_0" else black_jpeg()
         records.append(rec)
+    tok = load_tokenizer_set(task.tokenizers)
+    for rec in records:
+        rec["input_ids"], rec["loss_mask"] = tok.encode_sample(rec["prompt"], rec["target"], None)
     SAMPLE.table(records, task.items_path)
     for rec in records:
         shard, position = place(rec["key"], task.seed, task.shards)
@@ -103,5 +108,7 @@ def build_items(task: ItemBuildTask) -> Iterator[tuple[int, int, dict, dict]]:
             "success": None,
             "duration": None,
             "prompt_chars": len(rec["prompt"]),
+            "fast_tokens": 0,
+            "input_tokens": len(rec["input_ids"]),
         }
         yield shard, position, to_members(rec), index_row

@@ -78,22 +78,26 @@ class FastTokenizer:
     def fit(
         cls, chunks: np.ndarray | Sequence[np.ndarray], scale: float = 10.0, vocab_size: int = 1024
     ) -> FastTokenizer:
-        """Fit the BPE on normalized chunks [B, H, D]; the whole integer range seen is the initial alphabet."""
+        """Fit the BPE on normalized chunks [B, H, D], or on a list of such batches of different H and D
+        (one tokenizer for every embodiment of an ingest); the whole integer range seen is the initial
+        alphabet."""
         tmp = cls(scale, 0, 0, Tokenizer(models.BPE()))
-        ints = tmp.quantize(chunks)
+        single = isinstance(chunks, np.ndarray) or (len(chunks) > 0 and np.ndim(chunks[0]) == 2)
+        batches = [chunks] if single else list(chunks)
+        ints = [q for batch in batches for q in tmp.quantize(batch)]
         lo, hi = int(min(q.min() for q in ints)), int(max(q.max() for q in ints))
         if hi - lo + 1 > vocab_size:
             raise ValueError(
                 f"the fitted coefficients span {hi - lo + 1} integers, more than vocab_size {vocab_size}: raise vocab_size or lower scale"
             )
-        alphabet = ["".join(map(chr, _symbol(np.arange(hi - lo + 1))))]
+        alphabet = [chr(c) for c in _symbol(np.arange(hi - lo + 1))]
         bpe = Tokenizer(models.BPE())
         bpe.decoder = decoders.Fuse()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             min_frequency=2,
             show_progress=False,
-            initial_alphabet=list(alphabet[0]),
+            initial_alphabet=alphabet,
             special_tokens=[],
         )
         texts = ["".join(map(chr, _symbol(q - lo))) for q in ints]

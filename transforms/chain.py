@@ -47,7 +47,9 @@ def normalizer(key: str, stats: DimStats, mode: str) -> Transform:
     return QuantileNormalize(key, tuple(stats.percentiles["q01"]), tuple(stats.percentiles["q99"]))
 
 
-def build_chain(emb: Embodiment, state_stats: DimStats, action_stats: DimStats, normalization: str = "quantile") -> list[Transform]:
+def build_chain(
+    emb: Embodiment, state_stats: DimStats, action_stats: DimStats, normalization: str = "quantile"
+) -> list[Transform]:
     """The whole chain for one dataset. Input sample: `state` [Ds], `episode_actions` [T, Da], `frame`,
     `task`; output: padded `state`, `actions`, masks and `prompt`."""
     return [

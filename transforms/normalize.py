@@ -53,7 +53,10 @@ class ZScoreNormalize:
 
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
-        return {**sample, self.key: ((x - np.asarray(self.mean)) / (np.asarray(self.std) + EPS)).astype(np.float32)}
+        return {
+            **sample,
+            self.key: ((x - np.asarray(self.mean)) / (np.asarray(self.std) + EPS)).astype(np.float32),
+        }
 
     def inverse(self) -> ZScoreUnnormalize:
         return ZScoreUnnormalize(self.key, self.mean, self.std)
@@ -67,7 +70,10 @@ class ZScoreUnnormalize:
 
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
-        return {**sample, self.key: (x * (np.asarray(self.std) + EPS) + np.asarray(self.mean)).astype(np.float32)}
+        return {
+            **sample,
+            self.key: (x * (np.asarray(self.std) + EPS) + np.asarray(self.mean)).astype(np.float32),
+        }
 
     def inverse(self) -> ZScoreNormalize:
         return ZScoreNormalize(self.key, self.mean, self.std)

@@ -58,6 +58,12 @@ def ingest(
     only: Annotated[
         str | None, typer.Option(help="Run one step: extract, stats, tokenizers, build or index.")
     ] = None,
+    tokenizers: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse this tokenizer set (a tokenizers/<sha256>/ folder of another layout) instead of fitting one."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the manifest's per-dataset summary as JSON.")
     ] = False,
@@ -76,7 +82,9 @@ def ingest(
     _logging(verbose)
     if engine != "beam":
         _fail(f"--engine {engine!r}: this version runs `beam`")
-    opts = IngestOptions(sources, out.resolve(), "beam", workers, seed, shard_samples, only, list(ctx.args))
+    opts = IngestOptions(
+        sources, out.resolve(), "beam", workers, seed, shard_samples, only, list(ctx.args), tokenizers
+    )
     try:
         manifest = run_ingest(opts)
     except (ConfigError, ValueError, FileNotFoundError) as e:

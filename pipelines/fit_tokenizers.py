@@ -1,0 +1,105 @@
+"""The tokenizers step (driver side): fit one FAST tokenizer on the normalized chunks of every robot
+dataset of the ingest and one text tokenizer on all of its text, or reuse a set given by --tokenizers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from vlamix.pipelines.outcomes import robot_outcomes
+from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR, WORK_DIR
+from vlamix.sources.config import SourcesFile
+from vlamix.tokenizers.fast import FastTokenizer
+from vlamix.tokenizers.text import train_text_tokenizer
+from vlamix.tokenizers.tokenizer_set import FAST_DIR, TEXT_FILE, TokenizerSet, load_tokenizer_set
+from vlamix.tokenizers.vocab import VocabLayout, hash_tokenizer_dir
+from vlamix.transforms.chain import apply, normalizer, stats_chain
+from vlamix.transforms.stats import DimStats
+
+__all__ = ["FAST_CAP_CHUNKS", "FAST_SCALE", "FAST_VOCAB", "fit_tokenizer_set", "reuse_tokenizer_set"]
+
+log = logging.getLogger("vlamix.ingest")
+FAST_SCALE, FAST_VOCAB = 10.0, 1024
+FAST_CAP_CHUNKS = 200_000  # per dataset; above it FAST is fitted on a seeded subsample of chunks
+_LOC = r"<loc\d{4}>"
+
+
+def _normalized_chunks(out: Path, sources: SourcesFile, seed: int) -> list[np.ndarray]:
+    batches = []
+    for src in sources.datasets:
+        kept, _, _ = robot_outcomes(out, src.name)
+        if not kept:
+            continue
+        emb = sources.embodiment(src)
+        stats = json.loads((out / STATS_PATH.format(dataset=src.name)).read_text())
+        chain = [
+            *stats_chain(emb),
+            normalizer("actions", DimStats.from_json(stats["actions"]), src.normalization),
+        ]
+        total = sum(e.frames for e in kept)
+        keep_p = min(1.0, FAST_CAP_CHUNKS / max(total, 1))
+        for e in kept:
+            df = pl.read_parquet(out / e.frames_path, columns=["state", "action"])
+            state = np.asarray(df["state"].to_list(), np.float32)
+            action = np.asarray(df["action"].to_list(), np.float32)
+            frames = np.arange(len(state))
+            if keep_p < 1.0:
+                frames = frames[np.random.default_rng([seed, 7, e.episode]).random(len(frames)) < keep_p]
+            batches.append(
+                apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})["actions"]
+            )
+    return batches
+
+
+def _corpus(out: Path, sources: SourcesFile) -> list[str]:
+    texts: set[str] = set()
+    for src in sources.datasets:
+        kept, _, _ = robot_outcomes(out, src.name)
+        for e in kept:
+            df = pl.read_parquet(out / e.frames_path, columns=["task", "subtask", "verbal_instruction"])
+            for col in df.columns:
+                texts |= {t for t in df[col].unique().to_list() if t}
+    for w in sources.web:
+        for part in sorted((out / WORK_DIR / "items" / w.name).glob("*.parquet")):
+            for item in pl.read_parquet(part, columns=["turns"])["turns"].to_list():
+                for turn in item:
+                    texts |= {
+                        re.sub(_LOC, "", turn["prompt"]).strip(),
+                        re.sub(_LOC, "", turn["target"]).strip(),
+                    }
+    return sorted(texts)
+
+
+def fit_tokenizer_set(out: Path, sources: SourcesFile, seed: int) -> tuple[str, str]:
+    batches = _normalized_chunks(out, sources, seed)
+    if not batches:
+        raise ValueError("no robot chunks to fit FAST on: give --tokenizers DIR to reuse a set")
+    fast = FastTokenizer.fit(batches, scale=FAST_SCALE, vocab_size=FAST_VOCAB)
+    text = train_text_tokenizer(_corpus(out, sources))
+    layout = VocabLayout(
+        text=text.get_vocab_size(), fast=fast.vocab_size, components={"text": TEXT_FILE, "fast": FAST_DIR}
+    )
+    name, digest = TokenizerSet(text, fast, layout).save(out / TOKENIZERS_DIR)
+    log.info(
+        "tokenizers: FAST %d tokens over %d chunks, text %d tokens",
+        fast.vocab_size,
+        sum(len(b) for b in batches),
+        text.get_vocab_size(),
+    )
+    return name, digest
+
+
+def reuse_tokenizer_set(out: Path, folder: Path) -> tuple[str, str]:
+    """Copy a set fitted by another ingest (so the two layouts can be mixed) under its own hash."""
+    load_tokenizer_set(str(folder.resolve()))  # refuse anything that is not a complete set
+    digest = hash_tokenizer_dir(folder)
+    target = out / TOKENIZERS_DIR / digest
+    if not target.exists():
+        shutil.copytree(folder, target)
+    return digest, digest

@@ -1,0 +1,107 @@
+"""The tokenizer set: the text tokenizer, the FAST tokenizer and the vocabulary layout that gives each
+kind of token its own id range, identified by the hash of its files (DESIGN.md §4).
+
+Sequences: [bos] prompt [sep] (target [sep]) ([action] fast [end_of_action]) [eos]; the loss covers
+everything after the prompt's [sep]. `<locNNNN>` in a target become location ids, never text."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from tokenizers import Tokenizer
+from vlamix.tokenizers.fast import FastTokenizer
+from vlamix.tokenizers.vocab import LAYOUT_FILE, SPECIALS, VocabLayout, hash_tokenizer_dir
+
+__all__ = ["FAST_DIR", "TEXT_FILE", "TokenizerSet", "load_tokenizer_set"]
+
+TEXT_FILE = "text.json"
+FAST_DIR = "fast"
+_LOC = re.compile(r"<loc(\d{4})>")
+_SPECIAL = {name: i for i, name in enumerate(SPECIALS)}
+
+
+@dataclass(frozen=True)
+class TokenizerSet:
+    text: Tokenizer
+    fast: FastTokenizer
+    layout: VocabLayout
+
+    @property
+    def ranges(self) -> dict:
+        return self.layout.ranges()
+
+    def special(self, name: str) -> int:
+        return _SPECIAL[name]
+
+    def fast_ids(self, local: list[int]) -> list[int]:
+        start = self.ranges["fast"][0]
+        return [start + i for i in local]
+
+    def text_ids(self, text: str) -> list[int]:
+        """Text (with any `<locNNNN>` tokens) -> set ids."""
+        out: list[int] = []
+        text_start, loc_start = self.ranges["text"][0], self.ranges["loc"][0]
+        pos = 0
+        for m in _LOC.finditer(text):
+            if m.start() > pos:
+                out += [text_start + i for i in self.text.encode(text[pos : m.start()]).ids]
+            out.append(loc_start + int(m.group(1)))
+            pos = m.end()
+        if pos < len(text):
+            out += [text_start + i for i in self.text.encode(text[pos:]).ids]
+        return out
+
+    def encode_sample(
+        self, prompt: str, target: str | None, fast: list[int] | None
+    ) -> tuple[list[int], list[bool]]:
+        """(input_ids, loss_mask) of one sample; `fast` holds set ids (see fast_ids)."""
+        prefix = [self.special("<bos>"), *self.text_ids(prompt), self.special("<sep>")]
+        suffix: list[int] = []
+        if target:
+            suffix += [*self.text_ids(target), self.special("<sep>")]
+        if fast is not None:
+            suffix += [self.special("<action>"), *fast, self.special("<end_of_action>")]
+        suffix.append(self.special("<eos>"))
+        return prefix + suffix, [False] * len(prefix) + [True] * len(suffix)
+
+    def save(self, parent: Path) -> tuple[str, str]:
+        """Write into `parent/<sha256>/` (atomically); returns (folder name, sha256)."""
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tok-", dir=parent))
+        try:
+            (tmp / LAYOUT_FILE).write_text(self.layout.to_json())
+            (tmp / TEXT_FILE).write_text(self.text.to_str(pretty=True) + "\n")
+            self.fast.save(tmp / FAST_DIR)
+            digest = hash_tokenizer_dir(tmp)
+            final = parent / digest
+            if final.exists():
+                shutil.rmtree(tmp)
+            else:
+                tmp.rename(final)
+            return digest, digest
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+@cache
+def load_tokenizer_set(folder: str) -> TokenizerSet:
+    """Load a set folder (cached per process: Beam and Ray workers load it once)."""
+    path = Path(folder)
+    for need in (LAYOUT_FILE, TEXT_FILE, f"{FAST_DIR}/fast.json"):
+        if not (path / need).is_file():
+            raise FileNotFoundError(f"{path}: not a tokenizer set ({need} is missing)")
+    import json
+
+    d = json.loads((path / LAYOUT_FILE).read_text())
+    layout = VocabLayout(tuple(d["specials"]), d["text"], d["loc"], d["fast"], d.get("components", {}))
+    text = Tokenizer.from_str((path / TEXT_FILE).read_text())
+    fast = FastTokenizer.load(path / FAST_DIR)
+    if layout.text != text.get_vocab_size() or layout.fast != fast.vocab_size:
+        raise ValueError(f"{path}: {LAYOUT_FILE} does not match the tokenizers beside it")
+    return TokenizerSet(text, fast, layout)
