@@ -393,3 +393,69 @@ def test_stats_equal_numpy_percentiles_over_the_chunks(bundled):
                 err_msg=f"{name} q{p:02d}",
             )
         np.testing.assert_allclose(stats["actions"]["mean"], rows.mean(axis=0), rtol=1e-6, atol=1e-7)
+
+
+def test_shards_carry_tokens_that_decode_back(bundled):
+    import numpy as np
+
+    from vlamix.schemas.embodiment import load_embodiment
+    from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
+
+    manifest = json.loads((bundled / "manifest.json").read_text())
+    tok = load_tokenizer_set(str(bundled / manifest["tokenizer_set"]["path"]))
+    fast_start = tok.ranges["fast"][0]
+    for name in ("mobile_aloha_sim", "widowx_sim", "mm_subtasks", "web_coco"):
+        entry = manifest["datasets"][name]
+        s = _first_sample(bundled, name)
+        ids = np.load(io.BytesIO(s["input_ids.npy"]))
+        mask = np.load(io.BytesIO(s["loss_mask.npy"]))
+        assert len(ids) == len(mask) and mask.any() and not mask[0]
+        if entry["kind"] == "WD":
+            assert "fast_ids.npy" not in s
+            continue
+        emb = load_embodiment(bundled / entry["embodiment_spec"])
+        fast = np.load(io.BytesIO(s["fast_ids.npy"]))
+        actions = np.load(io.BytesIO(s["actions.npy"]))[: emb.chunk_horizon, : emb.action_dim]
+        back, ok = tok.fast.decode([list(fast - fast_start)], emb.chunk_horizon, emb.action_dim)
+        assert ok[0], name
+        assert np.abs(back[0] - actions).max() <= 0.5 * np.sqrt(emb.chunk_horizon) / tok.fast.scale + 1e-6
+        assert set(fast.tolist()) <= set(ids.tolist())
+
+
+def test_fast_tokens_per_chunk_land_in_the_table_i_band(bundled):
+    """FAST paper, Table I (1-second chunks): BridgeV2 7-dim 5 Hz ~20 tokens, DROID 7-dim 15 Hz ~29,
+    bussing 7-dim 20 Hz ~28, shirt fold 14-dim 50 Hz ~53. Samples and tokenizer must land within 0.5-2x."""
+    paper = {"widowx_sim": 20, "arm6_sim": 29, "lerobot_v21_sim": 28, "mobile_aloha_sim": 53}
+    for name, tokens in paper.items():
+        mean = (
+            pq.read_table(bundled / "index" / f"{name}.parquet", columns=["fast_tokens"])
+            .column("fast_tokens")
+            .to_numpy()
+            .mean()
+        )
+        assert 0.5 * tokens <= mean <= 2.0 * tokens, (name, mean, tokens)
+
+
+def test_reusing_a_tokenizer_set_keeps_its_hash(bundled, tmp_path):
+    manifest = json.loads((bundled / "manifest.json").read_text())
+    out = tmp_path / "again"
+    shutil.copytree(bundled / "work", out / "work")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vlamix.cli",
+            "ingest",
+            "--out",
+            str(out),
+            "--only",
+            "tokenizers",
+            "--tokenizers",
+            str(bundled / manifest["tokenizer_set"]["path"]),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "work" / "tokenizer_set.json").read_text()) == manifest["tokenizer_set"]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from vlamix.tokenizers.fast import FastTokenizer
+from vlamix.tokenizers.text import train_text_tokenizer
+from vlamix.tokenizers.tokenizer_set import FAST_DIR, TEXT_FILE, TokenizerSet, load_tokenizer_set
+from vlamix.tokenizers.vocab import LAYOUT_FILE, VocabLayout
+
+
+@pytest.fixture(scope="module")
+def tokset() -> TokenizerSet:
+    rng = np.random.default_rng(0)
+    fast = FastTokenizer.fit(
+        [rng.uniform(-1, 1, (200, 10, 7)), rng.uniform(-1, 1, (100, 5, 3))], scale=10.0, vocab_size=512
+    )
+    text = train_text_tokenizer(["pick up the cup", "a cat on a mat", "what color is the cup?"])
+    return TokenizerSet(text, fast, VocabLayout(text=text.get_vocab_size(), fast=fast.vocab_size))
+
+
+def test_ranges_are_disjoint_and_cover_every_id(tokset):
+    r = tokset.ranges
+    spans = sorted(v for v in r.values())
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    assert r["loc"][1] - r["loc"][0] == 1024
+    assert (
+        r["fast"][0] >= r["loc"][1]
+    )  # openpi maps FAST into the vocab tail, onto the <loc> ids; we never do
+
+
+def test_sample_sequence_and_loss_mask(tokset):
+    chunk = np.random.default_rng(1).uniform(-1, 1, (1, 10, 7))
+    fast = tokset.fast_ids(tokset.fast.encode(chunk)[0])
+    ids, mask = tokset.encode_sample("Task: pick up the cup, State: 1 2;\nAction: ", "pick up the cup", fast)
+    r = tokset.ranges
+    assert ids[0] == tokset.special("<bos>") and ids[-1] == tokset.special("<eos>")
+    first_loss = mask.index(True)
+    assert not any(mask[:first_loss]) and all(mask[first_loss:])
+    assert ids[first_loss - 1] == tokset.special("<sep>")
+    target = ids[first_loss : ids.index(tokset.special("<action>"))]
+    text_part = [i - r["text"][0] for i in target if r["text"][0] <= i < r["text"][1]]
+    assert tokset.text.decode(text_part) == "pick up the cup"
+    got_fast = ids[ids.index(tokset.special("<action>")) + 1 : ids.index(tokset.special("<end_of_action>"))]
+    assert got_fast == fast and all(r["fast"][0] <= i < r["fast"][1] for i in fast)
+    back, ok = tokset.fast.decode([[i - r["fast"][0] for i in got_fast]], 10, 7)
+    assert ok[0] and np.abs(back - chunk).max() <= 0.5 * np.sqrt(10) / 10.0
+
+
+def test_location_tokens_become_location_ids(tokset):
+    ids, _mask = tokset.encode_sample("detect cup", "<loc0010><loc0020><loc0500><loc1023> cup", None)
+    r = tokset.ranges
+    locs = [i - r["loc"][0] for i in ids if r["loc"][0] <= i < r["loc"][1]]
+    assert locs == [10, 20, 500, 1023]
+    assert tokset.special("<action>") not in ids
+
+
+def test_save_load_and_hash(tokset, tmp_path):
+    name, digest = tokset.save(tmp_path)
+    assert (
+        name == digest
+        and (tmp_path / name / TEXT_FILE).is_file()
+        and (tmp_path / name / FAST_DIR / "fast.json").is_file()
+    )
+    again, _ = tokset.save(tmp_path)
+    assert again == name
+    loaded = load_tokenizer_set(str(tmp_path / name))
+    assert loaded.encode_sample("a cat", None, None) == tokset.encode_sample("a cat", None, None)
+    layout = json.loads((tmp_path / name / LAYOUT_FILE).read_text())
+    layout["text"] += 1
+    (tmp_path / name / LAYOUT_FILE).write_text(json.dumps(layout))
+    load_tokenizer_set.cache_clear()
+    with pytest.raises(ValueError, match="does not match the tokenizers beside it"):
+        load_tokenizer_set(str(tmp_path / name))
