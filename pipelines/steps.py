@@ -25,7 +25,6 @@ from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
-from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.transforms.chain import apply, build_chain
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.image import black_jpeg
@@ -182,12 +181,12 @@ def _sample_record(s: dict, row: dict, pick: _Pick, emb: Embodiment, duration: f
         "actions": s["actions"],
         "action_dim_mask": s["action_dim_mask"],
         "action_is_pad": s["action_is_pad"],
-        "fast_ids": None,
+        "fast_ids": s.get("fast_ids"),
         "prompt": s["prompt"],
         "target": pick.target,
         "turns": None,
-        "input_ids": None,
-        "loss_mask": None,
+        "input_ids": s.get("input_ids"),
+        "loss_mask": s.get("loss_mask"),
     }
     for slot in CAMERA_SLOTS:
         rec[image_column(slot)] = row[image_column(slot)] or black_jpeg()
@@ -204,10 +203,10 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     table = pq.read_table(Path(task.out) / ext.frames_path)
     FRAME.validate(table, ext.frames_path)
     rows = table.to_pylist()
-    chain = build_chain(emb, task.state_stats, task.action_stats, task.source.normalization)
+    chain = build_chain(emb, task.state_stats, task.action_stats, task.source.normalization, task.tokenizers)
     episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
     duration = len(rows) / emb.control_rate_hz
-    records, samples = [], []
+    records = []
     for pick in _picks(task, rows):
         row = rows[pick.frame]
         sample = {
@@ -215,10 +214,10 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
             "episode_actions": episode_actions,
             "frame": pick.frame,
             "task": pick.task,
+            "target": pick.target,
+            "key": frame_key(pick.dataset, row["episode"], row["frame"]),
         }
-        samples.append(apply(chain, sample))
-        records.append(_sample_record(samples[-1], row, pick, emb, duration))
-    _tokenize(records, samples, emb, task.tokenizers, ext.frames_path)
+        records.append(_sample_record(apply(chain, sample), row, pick, emb, duration))
     SAMPLE.table([_plain(r) for r in records], ext.frames_path)  # validate before anything is written
     for rec in records:
         shard, position = place(rec["key"], task.seed, task.shards)
@@ -231,25 +230,6 @@ def index_row(rec: dict) -> dict:
     row["fast_tokens"] = len(rec["fast_ids"]) if rec.get("fast_ids") is not None else 0
     row["input_tokens"] = len(rec["input_ids"])
     return row
-
-
-def _tokenize(records: list[dict], samples: list[dict], emb: Embodiment, tokenizers: str, where: str) -> None:
-    """FAST ids of each chunk (its real steps and dims, batch-encoded) and the sample's token ids."""
-    tok = load_tokenizer_set(tokenizers)
-    chunks = (
-        np.stack([s["actions"][: emb.chunk_horizon, : emb.action_dim] for s in samples])
-        if samples
-        else np.zeros((0, emb.chunk_horizon, emb.action_dim))
-    )
-    ok = tok.fast.in_range(chunks)
-    if not ok.all():
-        first = records[int(np.flatnonzero(~ok)[0])]["key"]
-        raise ValueError(
-            f"{where}: {int((~ok).sum())} chunk(s) (first: {first}) fall outside the FAST tokenizer's fitted range: fit a set on this data (drop --tokenizers)"
-        )
-    for rec, local in zip(records, tok.fast.encode(chunks) if len(chunks) else [], strict=True):
-        rec["fast_ids"] = tok.fast_ids(local)
-        rec["input_ids"], rec["loss_mask"] = tok.encode_sample(rec["prompt"], rec["target"], rec["fast_ids"])
 
 
 INDEX_SCHEMA = pa.schema(

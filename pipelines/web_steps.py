@@ -20,8 +20,8 @@ from vlamix.shards.assign import place
 from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.members import to_members
 from vlamix.sources.web import ItemBatch, read_items
-from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.transforms.image import black_jpeg
+from vlamix.transforms.tokenize import TokenizeSample
 
 __all__ = ["ItemBuildTask", "ItemExtracted", "build_items", "extract_items"]
 
@@ -93,9 +93,8 @@ def build_items(task: ItemBuildTask) -> Iterator[tuple[int, int, dict, dict]]:
         for slot in CAMERA_SLOTS:
             rec[image_column(slot)] = row["image"] if slot == "base_0" else black_jpeg()
         records.append(rec)
-    tok = load_tokenizer_set(task.tokenizers)
-    for rec in records:
-        rec["input_ids"], rec["loss_mask"] = tok.encode_sample(rec["prompt"], rec["target"], None)
+    tokenize = TokenizeSample(task.tokenizers)
+    records = [tokenize(rec) for rec in records]
     SAMPLE.table(records, task.items_path)
     for rec in records:
         shard, position = place(rec["key"], task.seed, task.shards)

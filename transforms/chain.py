@@ -2,7 +2,8 @@
 
 native frame -> gripper to one sense (1 = closed) -> chunk actions[t : t+H] -> delta a[t+h] - s[t] on the
 dims the embodiment trains as deltas (Euler rotations wrapped) -> normalize (quantile or z-score, per
-dataset) -> state prompt -> pad steps to 50 -> pad dims to 32.
+dataset) -> state prompt -> FAST over the real steps and dims -> pad steps to 50 -> pad dims to 32 ->
+token ids and loss mask of prompt, target and FAST tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from vlamix.transforms.normalize import QuantileNormalize, ZScoreNormalize
 from vlamix.transforms.pad import PadDims, PadSteps
 from vlamix.transforms.prompt import StatePrompt
 from vlamix.transforms.stats import DimStats
+from vlamix.transforms.tokenize import FastEncode, TokenizeSample
 
 __all__ = ["Transform", "apply", "build_chain", "stats_chain"]
 
@@ -48,18 +50,25 @@ def normalizer(key: str, stats: DimStats, mode: str) -> Transform:
 
 
 def build_chain(
-    emb: Embodiment, state_stats: DimStats, action_stats: DimStats, normalization: str = "quantile"
+    emb: Embodiment,
+    state_stats: DimStats,
+    action_stats: DimStats,
+    normalization: str = "quantile",
+    tokenizers: str | None = None,
 ) -> list[Transform]:
     """The whole chain for one dataset. Input sample: `state` [Ds], `episode_actions` [T, Da], `frame`,
-    `task`; output: padded `state`, `actions`, masks and `prompt`."""
+    `task` (and `target` when the sample has target text); output: padded `state`, `actions`, masks and
+    `prompt`, and with a tokenizer set also `fast_ids`, `input_ids` and `loss_mask`."""
     return [
         *stats_chain(emb),
         normalizer("state", state_stats, normalization),
         normalizer("actions", action_stats, normalization),
         StatePrompt(emb.control_mode),
+        *([FastEncode(tokenizers, emb.chunk_horizon, emb.action_dim)] if tokenizers else []),
         PadSteps(MODEL_HORIZON),
         PadDims("state", "state_dim_mask", MAX_DIMS),
         PadDims("actions", "action_dim_mask", MAX_DIMS),
+        *([TokenizeSample(tokenizers)] if tokenizers else []),
     ]
 
 

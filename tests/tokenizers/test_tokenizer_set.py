@@ -75,3 +75,22 @@ def test_save_load_and_hash(tokset, tmp_path):
     load_tokenizer_set.cache_clear()
     with pytest.raises(ValueError, match="does not match the tokenizers beside it"):
         load_tokenizer_set(str(tmp_path / name))
+
+
+def test_fast_encode_and_decode_transforms_invert(tokset, tmp_path):
+    from vlamix.transforms.tokenize import FastEncode, TokenizeSample
+
+    name, _ = tokset.save(tmp_path)
+    folder = str(tmp_path / name)
+    chunk = np.random.default_rng(3).uniform(-1, 1, (10, 7)).astype(np.float32)
+    padded = np.zeros((50, 32), np.float32)
+    padded[:10, :7] = chunk
+    enc = FastEncode(folder, 10, 7)
+    out = enc({"actions": padded, "key": "d/000001/000002"})
+    back = enc.inverse()(out)
+    assert back["fast_valid"] and np.abs(back["actions"] - chunk).max() <= 0.5 * np.sqrt(10) / 10.0
+    assert padded[0, 0] == chunk[0, 0]  # untouched input
+    toks = TokenizeSample(folder)({"prompt": "a cat", "target": None, "fast_ids": out["fast_ids"]})
+    assert len(toks["input_ids"]) == len(toks["loss_mask"]) and set(out["fast_ids"]) <= set(toks["input_ids"])
+    with pytest.raises(ValueError, match=r"d/000001/000002: .*outside the fitted range"):
+        enc({"actions": padded * 9, "key": "d/000001/000002"})
