@@ -15,9 +15,11 @@ app = typer.Typer(
     add_completion=False,
     help="vlamix turns robot (MM, ME, CE), annotation and web sources into pi0.5 training shards.",
 )
+fast_app = typer.Typer(no_args_is_help=True, help="The FAST action tokenizer of a layout.")
 samples_app = typer.Typer(no_args_is_help=True, help="Generate the bundled, realistic sample datasets.")
 schemas_app = typer.Typer(no_args_is_help=True, help="The frame, item and sample record schemas.")
 app.add_typer(samples_app, name="samples")
+app.add_typer(fast_app, name="fast")
 app.add_typer(schemas_app, name="schemas")
 
 
@@ -110,6 +112,27 @@ def ingest(
             f"  {name}: {s['samples']} samples in {s['shards']} shards; {s['unit']}s read {s['read']}, written {s['written']}, "
             f"quarantined {s['quarantined']}, duplicates {s['duplicates']}"
         )
+
+
+@fast_app.command("report")
+def fast_report_cmd(
+    layout: Annotated[
+        Path, typer.Argument(help="A layout folder written by `vlamix ingest` (with its work/ folder).")
+    ] = Path("out"),
+    max_chunks: Annotated[
+        int, typer.Option(help="Chunks per dataset to measure (a seeded subsample).")
+    ] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Tokens per chunk (mean, p50, p95), compression vs H*D and reconstruction error per dataset, beside the
+    FAST paper's Table I (tokens per 1-second chunk at similar dims and rates)."""
+    from vlamix.pipelines.fast_report import fast_report, format_report
+
+    try:
+        report = fast_report(layout, max_chunks)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
 @samples_app.command("generate")

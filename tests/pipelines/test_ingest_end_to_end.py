@@ -459,3 +459,26 @@ def test_reusing_a_tokenizer_set_keeps_its_hash(bundled, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((out / "work" / "tokenizer_set.json").read_text()) == manifest["tokenizer_set"]
+
+
+def test_fast_report_meets_the_table_i_band(bundled):
+    done = subprocess.run(
+        [sys.executable, "-m", "vlamix.cli", "fast", "report", str(bundled), "--json", "--max-chunks", "500"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert set(report["datasets"]) == {
+        "mobile_aloha_sim",
+        "lerobot_v21_sim",
+        "lerobot_v30_sim",
+        "widowx_sim",
+        "arm6_sim",
+    }
+    for name, d in report["datasets"].items():
+        assert 0.5 <= d["table_i"]["ratio"] <= 2.0, (name, d["table_i"])
+        assert d["out_of_range"] == 0 and d["invalid_decodes"] == 0
+        assert d["rmse_normalized"] <= 0.5 / report["scale"]
+        assert d["compression"] > 1 and len(d["rmse_native_per_dim"]) == d["dims"]
