@@ -40,7 +40,8 @@ from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
 from vlamix.sources.readers import reader_for
 from vlamix.sources.web import list_items
-from vlamix.transforms.chain import apply, stats_chain
+from vlamix.transforms.chain import apply, build_chain, stats_chain
+from vlamix.transforms.features import check_chain
 from vlamix.transforms.stats import STATS_VERSION, DimStats, compute_stats
 
 __all__ = ["STEPS", "IngestOptions", "run_ingest"]
@@ -234,6 +235,9 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         state_stats, action_stats = _load_stats(opts, src.name)
         n = shard_count(sum(_samples_of(e, src.stride) for e in kept), opts.samples_per_shard)
         emb = sources.embodiment(src)
+        check_chain(
+            build_chain(emb, state_stats, action_stats, src.normalization, tok), emb
+        )  # before any job starts
         tasks += [
             BuildTask(e, src, emb, state_stats, action_stats, str(opts.out), opts.seed, n, None, tok)
             for e in kept

@@ -16,6 +16,11 @@ class ChunkActions:
 
     horizon: int
 
+    def features(self, fields: dict) -> dict:
+        _, dim = fields.pop("episode_actions")
+        fields["frame"]
+        return {**fields, "actions": (self.horizon, dim), "action_is_pad": (self.horizon,)}
+
     def __call__(self, sample: dict) -> dict:
         episode, t = sample["episode_actions"], np.asarray(sample["frame"])
         steps = t[..., None] + np.arange(self.horizon)
@@ -31,6 +36,11 @@ class ChunkActions:
 @dataclass(frozen=True)
 class FirstAction:
     """Back from a chunk to the action of its own frame (what the robot executes first)."""
+
+    def features(self, fields: dict) -> dict:
+        _, dim = fields.pop("actions")
+        fields.pop("action_is_pad", None)
+        return {**fields, "action": (dim,)}
 
     def __call__(self, sample: dict) -> dict:
         out = {k: v for k, v in sample.items() if k not in ("actions", "action_is_pad")}

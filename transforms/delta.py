@@ -23,6 +23,11 @@ class DeltaActions:
     state_dims: tuple[int, ...]
     wrap: tuple[int, ...] = ()
 
+    def features(self, fields: dict) -> dict:
+        if max(self.dims) >= fields["actions"][-1] or max(self.state_dims) >= fields["state"][-1]:
+            raise KeyError("actions/state dims of the delta")
+        return fields
+
     def __call__(self, sample: dict) -> dict:
         actions = np.array(sample["actions"], dtype=np.float64, copy=True)
         state = np.asarray(sample["state"], dtype=np.float64)
@@ -42,6 +47,11 @@ class AbsoluteActions:
     dims: tuple[int, ...]
     state_dims: tuple[int, ...]
     wrap: tuple[int, ...] = ()
+
+    def features(self, fields: dict) -> dict:
+        if max(self.dims) >= fields["actions"][-1] or max(self.state_dims) >= fields["state"][-1]:
+            raise KeyError("actions/state dims of the delta")
+        return fields
 
     def __call__(self, sample: dict) -> dict:
         actions = np.array(sample["actions"], dtype=np.float64, copy=True)

@@ -28,6 +28,10 @@ class GripperToClosed:
     open: float
     closed: float
 
+    def features(self, fields: dict) -> dict:
+        fields[self.key]
+        return fields
+
     def __call__(self, sample: dict) -> dict:
         return {**sample, self.key: _remap(sample[self.key], self.dims, (self.open, self.closed), (0.0, 1.0))}
 
@@ -41,6 +45,10 @@ class GripperFromClosed:
     dims: tuple[int, ...]
     open: float
     closed: float
+
+    def features(self, fields: dict) -> dict:
+        fields[self.key]
+        return fields
 
     def __call__(self, sample: dict) -> dict:
         return {**sample, self.key: _remap(sample[self.key], self.dims, (0.0, 1.0), (self.open, self.closed))}

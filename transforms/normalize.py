@@ -19,6 +19,13 @@ class QuantileNormalize:
     q01: tuple[float, ...]
     q99: tuple[float, ...]
 
+    def features(self, fields: dict) -> dict:
+        if fields[self.key][-1] != len(self.q01):
+            raise ValueError(
+                f"{self.key} has {fields[self.key][-1]} dims, the statistics {len(self.q01)}: stats of another embodiment?"
+            )
+        return fields
+
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
         lo, hi = np.asarray(self.q01), np.asarray(self.q99)
@@ -33,6 +40,13 @@ class QuantileUnnormalize:
     key: str
     q01: tuple[float, ...]
     q99: tuple[float, ...]
+
+    def features(self, fields: dict) -> dict:
+        if fields[self.key][-1] != len(self.q01):
+            raise ValueError(
+                f"{self.key} has {fields[self.key][-1]} dims, the statistics {len(self.q01)}: stats of another embodiment?"
+            )
+        return fields
 
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
@@ -51,6 +65,13 @@ class ZScoreNormalize:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
+    def features(self, fields: dict) -> dict:
+        if fields[self.key][-1] != len(self.mean):
+            raise ValueError(
+                f"{self.key} has {fields[self.key][-1]} dims, the statistics {len(self.mean)}: stats of another embodiment?"
+            )
+        return fields
+
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
         return {
@@ -67,6 +88,13 @@ class ZScoreUnnormalize:
     key: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    def features(self, fields: dict) -> dict:
+        if fields[self.key][-1] != len(self.mean):
+            raise ValueError(
+                f"{self.key} has {fields[self.key][-1]} dims, the statistics {len(self.mean)}: stats of another embodiment?"
+            )
+        return fields
 
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)

@@ -18,6 +18,12 @@ class PadDims:
     mask_key: str
     width: int
 
+    def features(self, fields: dict) -> dict:
+        shape = fields[self.key]
+        if shape[-1] > self.width:
+            raise ValueError(f"{self.key} has {shape[-1]} dims, more than the canonical {self.width}")
+        return {**fields, self.key: (*shape[:-1], self.width), self.mask_key: (self.width,)}
+
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float32)
         real = x.shape[-1]
@@ -37,6 +43,10 @@ class UnpadDims:
     mask_key: str
     real: int
 
+    def features(self, fields: dict) -> dict:
+        fields.pop(self.mask_key, None)
+        return {**fields, self.key: (*fields[self.key][:-1], self.real)}
+
     def __call__(self, sample: dict) -> dict:
         out = {k: v for k, v in sample.items() if k != self.mask_key}
         return {**out, self.key: np.asarray(sample[self.key])[..., : self.real]}
@@ -47,6 +57,12 @@ class PadSteps:
     """Pads `actions` [H, D] to `horizon` steps by repeating the last one and marks them in `action_is_pad`."""
 
     horizon: int
+
+    def features(self, fields: dict) -> dict:
+        horizon, dim = fields["actions"]
+        if isinstance(horizon, int) and horizon > self.horizon:
+            raise ValueError(f"chunk of {horizon} steps exceeds the model horizon {self.horizon}")
+        return {**fields, "actions": (self.horizon, dim), "action_is_pad": (self.horizon,)}
 
     def __call__(self, sample: dict) -> dict:
         x, is_pad = np.asarray(sample["actions"], dtype=np.float32), np.asarray(sample["action_is_pad"])
@@ -64,6 +80,10 @@ class PadSteps:
 @dataclass(frozen=True)
 class UnpadSteps:
     real: int
+
+    def features(self, fields: dict) -> dict:
+        _, dim = fields["actions"]
+        return {**fields, "actions": (self.real, dim), "action_is_pad": (self.real,)}
 
     def __call__(self, sample: dict) -> dict:
         return {

@@ -29,6 +29,10 @@ class StatePrompt:
 
     control_mode: str
 
+    def features(self, fields: dict) -> dict:
+        fields["state"], fields["task"]
+        return {**fields, "prompt": ()}
+
     def __call__(self, sample: dict) -> dict:
         bins = " ".join(str(int(b)) for b in state_bins(sample["state"]))
         prompt = (

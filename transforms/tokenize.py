@@ -22,6 +22,10 @@ class FastEncode:
     horizon: int
     dim: int
 
+    def features(self, fields: dict) -> dict:
+        fields["actions"]
+        return {**fields, "fast_ids": ("n",)}
+
     def __call__(self, sample: dict) -> dict:
         tok = load_tokenizer_set(self.tokenizers)
         chunk = np.asarray(sample["actions"])[: self.horizon, : self.dim]
@@ -43,6 +47,10 @@ class FastDecode:
     horizon: int
     dim: int
 
+    def features(self, fields: dict) -> dict:
+        fields.pop("fast_ids")
+        return {**fields, "actions": (self.horizon, self.dim), "fast_valid": ()}
+
     def __call__(self, sample: dict) -> dict:
         tok = load_tokenizer_set(self.tokenizers)
         start = tok.ranges["fast"][0]
@@ -61,6 +69,10 @@ class TokenizeSample:
     token the model must produce). No inverse: text is kept beside the ids."""
 
     tokenizers: str
+
+    def features(self, fields: dict) -> dict:
+        fields["prompt"]
+        return {**fields, "input_ids": ("n",), "loss_mask": ("n",)}
 
     def __call__(self, sample: dict) -> dict:
         tok = load_tokenizer_set(self.tokenizers)
