@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from tokenizers import Tokenizer
 from vlamix.pipelines.outcomes import robot_outcomes
 from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR, WORK_DIR
 from vlamix.sources.config import SourcesFile
@@ -76,12 +77,22 @@ def _corpus(out: Path, sources: SourcesFile) -> list[str]:
     return sorted(texts)
 
 
-def fit_tokenizer_set(out: Path, sources: SourcesFile, seed: int) -> tuple[str, str]:
+def fit_tokenizer_set(
+    out: Path, sources: SourcesFile, seed: int, text_tokenizer: Path | None = None
+) -> tuple[str, str]:
+    """FAST on every robot dataset's normalized chunks; text BPE on the ingest's text, or the Hugging Face
+    `tokenizer.json` given (a file, or a folder holding one, e.g. a PaliGemma tokenizer downloaded by hand)."""
     batches = _normalized_chunks(out, sources, seed)
     if not batches:
         raise ValueError("no robot chunks to fit FAST on: give --tokenizers DIR to reuse a set")
     fast = FastTokenizer.fit(batches, scale=FAST_SCALE, vocab_size=FAST_VOCAB)
-    text = train_text_tokenizer(_corpus(out, sources))
+    if text_tokenizer is not None:
+        path = text_tokenizer / "tokenizer.json" if text_tokenizer.is_dir() else text_tokenizer
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no tokenizer.json to load as the text tokenizer")
+        text = Tokenizer.from_file(str(path))
+    else:
+        text = train_text_tokenizer(_corpus(out, sources))
     layout = VocabLayout(
         text=text.get_vocab_size(), fast=fast.vocab_size, components={"text": TEXT_FILE, "fast": FAST_DIR}
     )

@@ -62,6 +62,7 @@ class IngestOptions:
     only: str | None = None
     runner_args: list[str] = field(default_factory=list)
     tokenizers: Path | None = None  # reuse this tokenizer set instead of fitting one
+    text_tokenizer: Path | None = None  # a Hugging Face tokenizer.json to use instead of training one
 
     def check(self) -> None:
         if self.only is not None and self.only not in STEPS:
@@ -186,7 +187,7 @@ def _step_tokenizers(opts: IngestOptions, sources: SourcesFile) -> tuple[str, st
     if opts.tokenizers is not None:
         name, digest = reuse_tokenizer_set(opts.out, opts.tokenizers)
     else:
-        name, digest = fit_tokenizer_set(opts.out, sources, opts.seed)
+        name, digest = fit_tokenizer_set(opts.out, sources, opts.seed, opts.text_tokenizer)
     write_json_atomic(
         opts.out / WORK_DIR / "tokenizer_set.json", {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest}
     )

@@ -66,6 +66,12 @@ def ingest(
             help="Reuse this tokenizer set (a tokenizers/<sha256>/ folder of another layout) instead of fitting one."
         ),
     ] = None,
+    text_tokenizer: Annotated[
+        Path | None,
+        typer.Option(
+            help="Use this Hugging Face tokenizer.json (or a folder holding one) as the text tokenizer instead of training one."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the manifest's per-dataset summary as JSON.")
     ] = False,
@@ -85,7 +91,16 @@ def ingest(
     if engine != "beam":
         _fail(f"--engine {engine!r}: this version runs `beam`")
     opts = IngestOptions(
-        sources, out.resolve(), "beam", workers, seed, shard_samples, only, list(ctx.args), tokenizers
+        sources,
+        out.resolve(),
+        "beam",
+        workers,
+        seed,
+        shard_samples,
+        only,
+        list(ctx.args),
+        tokenizers,
+        text_tokenizer,
     )
     try:
         manifest = run_ingest(opts)

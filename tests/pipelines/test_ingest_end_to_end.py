@@ -205,6 +205,8 @@ def test_bad_episodes_are_quarantined_and_accounted(tmp_path, write_sources, mak
         ("eps/episode_3.hdf5", None, None),
     ]
     assert "non-finite" in lines[0]["reason"] and "cannot open as HDF5" in lines[1]["reason"]
+    warnings = json.loads((out / "stats" / "mm_dirty.json").read_text())["warnings"]
+    assert any("base_linear_velocity" in w and "tiny" in w for w in warnings)  # the base stands still here
     assert len(manifest["datasets"]["mm_dirty"]["shards"]) == 2
     checker = REPO.parent / "shared" / "tools" / "check-layout"
     if checker.exists():
@@ -482,3 +484,36 @@ def test_fast_report_meets_the_table_i_band(bundled):
         assert d["out_of_range"] == 0 and d["invalid_decodes"] == 0
         assert d["rmse_normalized"] <= 0.5 / report["scale"]
         assert d["compression"] > 1 and len(d["rmse_native_per_dim"]) == d["dims"]
+
+
+def test_a_downloaded_text_tokenizer_can_replace_the_trained_one(bundled, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    user = Tokenizer(models.WordLevel({"[UNK]": 0, "put": 1, "the": 2}, unk_token="[UNK]"))
+    user.pre_tokenizer = pre_tokenizers.Whitespace()
+    user.save(str(tmp_path / "tokenizer.json"))
+    out = tmp_path / "again"
+    shutil.copytree(bundled / "work", out / "work")
+    shutil.copytree(bundled / "stats", out / "stats")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vlamix.cli",
+            "ingest",
+            "--out",
+            str(out),
+            "--only",
+            "tokenizers",
+            "--text-tokenizer",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    ref = json.loads((out / "work" / "tokenizer_set.json").read_text())
+    layout = json.loads((out / ref["path"] / "vocab_layout.json").read_text())
+    assert layout["text"] == 3 and layout["ranges"]["loc"][0] == len(layout["specials"]) + 3
+    assert ref["sha256"] != json.loads((bundled / "manifest.json").read_text())["tokenizer_set"]["sha256"]
