@@ -17,6 +17,7 @@ from vlamix.transforms.gripper import GripperToClosed
 from vlamix.transforms.normalize import QuantileNormalize, ZScoreNormalize
 from vlamix.transforms.pad import PadDims, PadSteps
 from vlamix.transforms.prompt import StatePrompt
+from vlamix.transforms.rotation import WrapRotations
 from vlamix.transforms.stats import DimStats
 from vlamix.transforms.tokenize import FastEncode, TokenizeSample
 
@@ -34,6 +35,11 @@ def stats_chain(emb: Embodiment) -> list[Transform]:
             idx = tuple(i for i, d in enumerate(dims) if d.kind == "gripper")
             if idx:
                 chain.append(GripperToClosed(key, idx, emb.gripper.open, emb.gripper.closed))
+    native_deltas = tuple(
+        i for i, d in enumerate(emb.action) if d.kind == "ee_rotation" and d.representation == "delta"
+    )
+    if native_deltas and emb.rotation == "euler":
+        chain.append(WrapRotations("episode_actions", native_deltas))
     chain.append(ChunkActions(emb.chunk_horizon))
     delta = [i for i, d in enumerate(emb.action) if d.delta]
     if delta:

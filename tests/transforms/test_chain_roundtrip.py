@@ -169,3 +169,17 @@ def test_delta_wraps_rotations_and_inverts():
     back = t.inverse()(out)
     np.testing.assert_allclose(np.angle(np.exp(1j * (back["actions"] - sample["actions"]))), 0, atol=1e-6)
     assert sample["actions"][0, 0] == 0.5  # the input is never edited in place
+
+
+def test_native_euler_deltas_are_wrapped():
+    from vlamix.transforms.chain import stats_chain
+    from vlamix.transforms.rotation import WrapRotations
+
+    emb = load_embodiment("widowx_bridge")
+    wraps = [t for t in stats_chain(emb) if isinstance(t, WrapRotations)]
+    assert len(wraps) == 1 and wraps[0].dims == (3, 4, 5)
+    actions = np.zeros((4, 7), np.float32)
+    actions[:, 5] = [0.1, 6.2, -6.2, 3.0]
+    out = wraps[0]({"episode_actions": actions})["episode_actions"]
+    np.testing.assert_allclose(out[:, 5], [0.1, 6.2 - 2 * np.pi, -6.2 + 2 * np.pi, 3.0], atol=1e-6)
+    assert wraps[0].inverse()({"episode_actions": out})["episode_actions"] is not None
