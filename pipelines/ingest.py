@@ -55,7 +55,7 @@ STATS_CAP_FRAMES = 2_000_000  # above this many frames a dataset's statistics us
 class IngestOptions:
     sources: Path
     out: Path
-    engine: Literal["beam"] = "beam"
+    engine: Literal["beam", "ray"] = "beam"
     workers: int = 1
     seed: int = 0
     samples_per_shard: int = 1000
@@ -63,10 +63,13 @@ class IngestOptions:
     runner_args: list[str] = field(default_factory=list)
     tokenizers: Path | None = None  # reuse this tokenizer set instead of fitting one
     text_tokenizer: Path | None = None  # a Hugging Face tokenizer.json to use instead of training one
+    ray_address: str | None = None  # join this Ray cluster (engine ray); local when unset
 
     def check(self) -> None:
         if self.only is not None and self.only not in STEPS:
             raise ValueError(f"--only {self.only!r}: steps are {', '.join(STEPS)}")
+        if self.engine not in ("beam", "ray"):
+            raise ValueError(f"--engine {self.engine!r}: engines are beam and ray")
         if self.samples_per_shard < 1:
             raise ValueError("--shard-samples must be at least 1")
 
@@ -84,7 +87,13 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
         shutil.rmtree(opts.out / WORK_DIR / "items" / w.name, ignore_errors=True)
         tasks += list_items(sources, w, str(opts.out))
     log.info("extract: %d tasks from %d datasets", len(tasks), len(sources.datasets) + len(sources.web))
-    run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+    if opts.engine == "ray":
+        from vlamix.pipelines import ray_jobs
+
+        with ray_jobs.ray_session(opts.ray_address, opts.workers):
+            ray_jobs.run_extract(tasks, str(opts.out))
+    else:
+        run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
     for name in [s.name for s in sources.datasets] + [w.name for w in sources.web]:
         for kind in (
             "extracted",
@@ -284,7 +293,12 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
             for path, items in sorted(by_file.items())
         ]
     log.info("build: %d tasks", len(tasks))
-    if tasks:
+    if tasks and opts.engine == "ray":
+        from vlamix.pipelines import ray_jobs
+
+        with ray_jobs.ray_session(opts.ray_address, opts.workers):
+            ray_jobs.run_build(tasks, str(opts.out))
+    elif tasks:
         run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
 
 

@@ -46,7 +46,13 @@ def ingest(
     out: Annotated[
         Path, typer.Option(help="Layout folder to write (manifest.json, shards/, index/, stats/ ...).")
     ] = Path("out"),
-    engine: Annotated[str, typer.Option(help="Engine that runs the steps: beam.")] = "beam",
+    engine: Annotated[
+        str, typer.Option(help="Engine that runs the steps: beam (default) or ray (Ray Data).")
+    ] = "beam",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: the address of a running Ray cluster (local Ray when unset)."),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -88,8 +94,8 @@ def ingest(
     from vlamix.pipelines.ingest import IngestOptions, run_ingest
 
     _logging(verbose)
-    if engine != "beam":
-        _fail(f"--engine {engine!r}: this version runs `beam`")
+    if engine not in ("beam", "ray"):
+        _fail(f"--engine {engine!r}: engines are beam and ray")
     opts = IngestOptions(
         sources,
         out.resolve(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -517,3 +518,32 @@ def test_a_downloaded_text_tokenizer_can_replace_the_trained_one(bundled, tmp_pa
     layout = json.loads((out / ref["path"] / "vocab_layout.json").read_text())
     assert layout["text"] == 3 and layout["ranges"]["loc"][0] == len(layout["specials"]) + 3
     assert ref["sha256"] != json.loads((bundled / "manifest.json").read_text())["tokenizer_set"]["sha256"]
+
+
+def test_ray_data_engine_writes_the_same_bytes(bundled, tmp_path):
+    out = tmp_path / "ray"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vlamix.cli",
+        "ingest",
+        "--out",
+        str(out),
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+        "--json",
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (
+        json.loads((bundled / "manifest.json").read_text()),
+        json.loads((out / "manifest.json").read_text()),
+    )
+    assert a == b  # same shard sha256s, index and stats hashes, accounting
+    for d in a["datasets"].values():
+        for s in d["shards"]:
+            assert (bundled / s["path"]).read_bytes() == (out / s["path"]).read_bytes()

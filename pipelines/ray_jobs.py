@@ -1,0 +1,111 @@
+"""The ingest steps as Ray Data jobs: local by default, a cluster by address. They run the same
+per-element work as the Beam jobs (work_units.py), so both engines write the same bytes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections import defaultdict
+
+import numpy as np
+
+from vlamix.pipelines.work_units import (
+    extract_task,
+    keyed_samples,
+    task_dataset,
+    write_group,
+    write_outcome_lines,
+)
+
+__all__ = ["ray_session", "run_build", "run_extract"]
+
+log = logging.getLogger("vlamix.ingest")
+
+
+class ray_session:
+    """`with ray_session(address, workers):` starts (or joins) Ray, and shuts down what it started."""
+
+    def __init__(self, address: str | None, workers: int):
+        self.address, self.workers, self.started = address, workers, False
+
+    def __enter__(self):
+        import ray
+
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if not ray.is_initialized():
+            kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(num_cpus=max(1, self.workers), **kwargs)
+            self.started = True
+        ctx = __import__("ray").data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        if self.started:
+            ray.shutdown()
+
+
+def _items(tasks: list) -> list[dict]:
+    return [{"task": pickle.dumps(t)} for t in tasks]
+
+
+def _extract_row(row: dict) -> list[dict]:
+    results, bad = extract_task(pickle.loads(row["task"]))
+    return [{"kind": "extracted", "record": pickle.dumps(r)} for r in results] + [
+        {"kind": "quarantined", "record": pickle.dumps(q)} for q in bad
+    ]
+
+
+def run_extract(tasks: list, out: str) -> dict[str, int]:
+    """Raw episodes and item batches -> frame / item Parquet (in Ray tasks); outcome lines per dataset."""
+    import ray.data
+
+    rows = (
+        ray.data.from_items(_items(tasks), override_num_blocks=max(1, len(tasks)))
+        .flat_map(_extract_row)
+        .take_all()
+    )
+    grouped: dict[tuple[str, str], list] = defaultdict(list)
+    for d in sorted({task_dataset(t) for t in tasks}):
+        grouped[("extracted", d)], grouped[("quarantined", d)] = [], []
+    for row in rows:
+        record = pickle.loads(row["record"])
+        grouped[(row["kind"], record.dataset)].append(record)
+    for (kind, dataset), records in sorted(grouped.items()):
+        write_outcome_lines(out, kind, dataset, records)
+    return {"episodes_or_items": len(tasks), "records": len(rows)}
+
+
+def _sample_rows(row: dict) -> list[dict]:
+    out = []
+    for (dataset, shard), (position, entry, index_row) in keyed_samples(pickle.loads(row["task"])):
+        out.append(
+            {"group": f"{dataset}|{shard}", "position": position, "blob": pickle.dumps((entry, index_row))}
+        )
+    return out
+
+
+class _WriteGroup:
+    def __init__(self, out: str):
+        self.out = out
+
+    def __call__(self, batch: dict) -> dict:
+        dataset, shard = str(batch["group"][0]).rsplit("|", 1)
+        items = [(int(p), *pickle.loads(b)) for p, b in zip(batch["position"], batch["blob"], strict=True)]
+        result = write_group(self.out, dataset, int(shard), items)
+        return {"path": np.array([result.path]), "samples": np.array([result.samples])}
+
+
+def run_build(tasks: list, out: str) -> int:
+    """Kept episodes and item files -> samples -> one group per shard -> tar + index part + summary."""
+    import ray.data
+
+    ds = ray.data.from_items(_items(tasks), override_num_blocks=max(1, len(tasks))).flat_map(_sample_rows)
+    written = ds.groupby("group").map_groups(_WriteGroup(out), batch_format="numpy").take_all()
+    return int(sum(r["samples"] for r in written))
