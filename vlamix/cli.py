@@ -135,6 +135,65 @@ def ingest(
         )
 
 
+@app.command()
+def inspect(
+    layout: Annotated[
+        Path, typer.Argument(help="A layout folder (holding manifest.json) or the manifest itself.")
+    ] = Path("out"),
+    lint: Annotated[
+        bool,
+        typer.Option(
+            "--lint",
+            help="Check the manifest against the tars (counts, sha256), the index against the tars, and the stats and tokenizer files.",
+        ),
+    ] = False,
+    preview: Annotated[
+        str | None,
+        typer.Option(help="Decode the first samples of this dataset (PNG strips of the cameras, texts)."),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", help="How many samples --preview decodes.")] = 4,
+    preview_dir: Annotated[Path, typer.Option(help="Where --preview writes its PNG files.")] = Path(
+        "preview"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+) -> None:
+    """Summarize a published layout: datasets, samples, bytes, versions, hashes and accounting."""
+    from vlamix.shards.inspect import lint_layout, preview_samples, summarize_layout
+
+    root = layout.parent if layout.name == "manifest.json" else layout
+    try:
+        report: dict = summarize_layout(root)
+        if lint:
+            report["problems"] = lint_layout(root)
+        if preview:
+            report["preview"] = preview_samples(root, preview, n, preview_dir)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(
+            f"{root}: {report['format']} v{report['version']}, {report['samples']} samples, {report['bytes'] / 1e6:.1f} MB, tokenizer set {report['tokenizer_set']['sha256'][:12]}"
+        )
+        for name, d in report["datasets"].items():
+            acc = d["accounting"]
+            typer.echo(
+                f"  {name:<20} {d['kind']:<3} {d['samples']:>7} samples {d['shards']:>3} shards  {acc['unit']}s read {acc['read']}, written {acc['written']}, quarantined {acc['quarantined']}, duplicates {acc['duplicates']}"
+            )
+        for item in report.get("preview", []):
+            typer.echo(
+                f"  {item['key']}: {item['image']}  prompt {item['prompt']!r}  target {item['target']!r}"
+            )
+        if lint:
+            typer.echo(
+                "lint: ok"
+                if not report["problems"]
+                else "lint problems:\n" + "\n".join(f"  - {p}" for p in report["problems"])
+            )
+    if lint and report["problems"]:
+        raise typer.Exit(1)
+
+
 @fast_app.command("report")
 def fast_report_cmd(
     layout: Annotated[

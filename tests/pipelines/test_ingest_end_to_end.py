@@ -206,6 +206,33 @@ def test_bad_episodes_are_quarantined_and_accounted(tmp_path, write_sources, mak
         ("eps/episode_3.hdf5", None, None),
     ]
     assert "non-finite" in lines[0]["reason"] and "cannot open as HDF5" in lines[1]["reason"]
+    # vlamix inspect: the summary matches the manifest, --lint passes, then catches a flipped byte.
+    inspect = [
+        sys.executable,
+        "-m",
+        "vlamix.cli",
+        "inspect",
+        str(out),
+        "--lint",
+        "--json",
+        "--preview",
+        "mm_dirty",
+        "-n",
+        "2",
+        "--preview-dir",
+        str(tmp_path / "prev"),
+    ]
+    done = subprocess.run(inspect, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["problems"] == [] and report["datasets"]["mm_dirty"]["samples"] == 13
+    assert len(report["preview"]) == 2 and all(Path(p["image"]).is_file() for p in report["preview"])
+    shard = out / manifest["datasets"]["mm_dirty"]["shards"][0]["path"]
+    data = bytearray(shard.read_bytes())
+    data[700] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    done = subprocess.run(inspect[:6], capture_output=True, text=True, cwd=REPO)  # --lint, text output
+    assert done.returncode == 1 and "differs from the manifest" in done.stdout
     warnings = json.loads((out / "stats" / "mm_dirty.json").read_text())["warnings"]
     assert any("base_linear_velocity" in w and "tiny" in w for w in warnings)  # the base stands still here
     assert len(manifest["datasets"]["mm_dirty"]["shards"]) == 2
