@@ -91,7 +91,8 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
         from vlamix.pipelines import ray_jobs
 
         with ray_jobs.ray_session(opts.ray_address, opts.workers):
-            ray_jobs.run_extract(tasks, str(opts.out))
+            engine = ray_jobs.run_extract(tasks, str(opts.out))
+        write_json_atomic(opts.out / WORK_DIR / "ray_extract.json", engine)
     else:
         run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
     for name in [s.name for s in sources.datasets] + [w.name for w in sources.web]:
@@ -297,7 +298,8 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         from vlamix.pipelines import ray_jobs
 
         with ray_jobs.ray_session(opts.ray_address, opts.workers):
-            ray_jobs.run_build(tasks, str(opts.out))
+            engine = ray_jobs.run_build(tasks, str(opts.out))
+        write_json_atomic(opts.out / WORK_DIR / "ray_build.json", engine)
     elif tasks:
         run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
 

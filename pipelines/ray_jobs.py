@@ -55,14 +55,20 @@ def _items(tasks: list) -> list[dict]:
     return [{"task": pickle.dumps(t)} for t in tasks]
 
 
+def _node() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 def _extract_row(row: dict) -> list[dict]:
     results, bad = extract_task(pickle.loads(row["task"]))
-    return [{"kind": "extracted", "record": pickle.dumps(r)} for r in results] + [
-        {"kind": "quarantined", "record": pickle.dumps(q)} for q in bad
-    ]
+    node = _node()  # which cluster node did the work: reported, so a cluster run can be checked
+    rows = [{"kind": "extracted", "record": pickle.dumps(r), "node": node} for r in results]
+    return rows + [{"kind": "quarantined", "record": pickle.dumps(q), "node": node} for q in bad]
 
 
-def run_extract(tasks: list, out: str) -> dict[str, int]:
+def run_extract(tasks: list, out: str) -> dict:
     """Raw episodes and item batches -> frame / item Parquet (in Ray tasks); outcome lines per dataset."""
     import ray.data
 
@@ -79,33 +85,46 @@ def run_extract(tasks: list, out: str) -> dict[str, int]:
         grouped[(row["kind"], record.dataset)].append(record)
     for (kind, dataset), records in sorted(grouped.items()):
         write_outcome_lines(out, kind, dataset, records)
-    return {"episodes_or_items": len(tasks), "records": len(rows)}
+    return {"tasks": len(tasks), "records": len(rows), "nodes": sorted({r["node"] for r in rows})}
 
 
 def _sample_rows(row: dict) -> list[dict]:
     out = []
     for (dataset, shard), (position, entry, index_row) in keyed_samples(pickle.loads(row["task"])):
+        # positions are unsigned 64-bit hashes, beyond Arrow's int64: carried as text
         out.append(
-            {"group": f"{dataset}|{shard}", "position": position, "blob": pickle.dumps((entry, index_row))}
+            {
+                "group": f"{dataset}|{shard}",
+                "position": str(position),
+                "blob": pickle.dumps((entry, index_row)),
+            }
         )
     return out
 
 
-class _WriteGroup:
-    def __init__(self, out: str):
-        self.out = out
+def _write_batch(out: str, batch: dict) -> dict:
+    """One shard group (all rows of one dataset|shard key) -> the shard on disk."""
+    dataset, shard = str(batch["group"][0]).rsplit("|", 1)
+    items = [(int(p), *pickle.loads(b)) for p, b in zip(batch["position"], batch["blob"], strict=True)]
+    result = write_group(out, dataset, int(shard), items)
+    return {
+        "path": np.array([result.path]),
+        "samples": np.array([result.samples]),
+        "node": np.array([_node()]),
+    }
 
-    def __call__(self, batch: dict) -> dict:
-        dataset, shard = str(batch["group"][0]).rsplit("|", 1)
-        items = [(int(p), *pickle.loads(b)) for p, b in zip(batch["position"], batch["blob"], strict=True)]
-        result = write_group(self.out, dataset, int(shard), items)
-        return {"path": np.array([result.path]), "samples": np.array([result.samples])}
 
-
-def run_build(tasks: list, out: str) -> int:
+def run_build(tasks: list, out: str) -> dict:
     """Kept episodes and item files -> samples -> one group per shard -> tar + index part + summary."""
     import ray.data
 
     ds = ray.data.from_items(_items(tasks), override_num_blocks=max(1, len(tasks))).flat_map(_sample_rows)
-    written = ds.groupby("group").map_groups(_WriteGroup(out), batch_format="numpy").take_all()
-    return int(sum(r["samples"] for r in written))
+
+    def write(batch: dict) -> dict:
+        return _write_batch(out, batch)
+
+    written = ds.groupby("group").map_groups(write, batch_format="numpy").take_all()
+    return {
+        "samples": int(sum(r["samples"] for r in written)),
+        "nodes": sorted({str(r["node"]) for r in written}),
+    }

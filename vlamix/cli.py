@@ -97,16 +97,17 @@ def ingest(
     if engine not in ("beam", "ray"):
         _fail(f"--engine {engine!r}: engines are beam and ray")
     opts = IngestOptions(
-        sources,
-        out.resolve(),
-        "beam",
-        workers,
-        seed,
-        shard_samples,
-        only,
-        list(ctx.args),
-        tokenizers,
-        text_tokenizer,
+        sources=sources,
+        out=out.resolve(),
+        engine=engine,
+        workers=workers,
+        seed=seed,
+        samples_per_shard=shard_samples,
+        only=only,
+        runner_args=list(ctx.args),
+        tokenizers=tokenizers,
+        text_tokenizer=text_tokenizer,
+        ray_address=ray_address,
     )
     try:
         manifest = run_ingest(opts)
