@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import subprocess
+import sys
+import tarfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -79,3 +83,47 @@ def nan_at(dataset: str, row: int, col: int = 0):
         f.create_dataset(dataset, data=data, track_times=False)
 
     return mutate
+
+
+# The bundled samples ingested once per test session (Beam, 2 workers), shared by the end-to-end tests.
+def ingest_cli(
+    out: Path, workers: int, sources: Path = SAMPLES / "sources.yaml", env: dict | None = None
+) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "vlamix.cli",
+        "ingest",
+        "--sources",
+        str(sources),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--json",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="session")
+def bundled(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("layout") / "out"
+    summary = ingest_cli(out, workers=2)
+    assert summary["datasets"]["mobile_aloha_sim"]["written"] == 3
+    return out
+
+
+def first_sample(layout: Path, dataset: str) -> dict:
+    manifest = json.loads((layout / "manifest.json").read_text())
+    shard = layout / manifest["datasets"][dataset]["shards"][0]["path"]
+    with tarfile.open(shard) as tar:
+        members = {}
+        for m in tar.getmembers():
+            key, ext = m.name.split(".", 1)
+            if members and key != members["__key__"]:
+                break
+            members["__key__"] = key
+            members[ext] = tar.extractfile(m).read()
+    return members

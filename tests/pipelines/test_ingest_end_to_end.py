@@ -16,40 +16,11 @@ from pathlib import Path
 import h5py
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, SAMPLES, nan_at, shared_path
+from conftest import REPO, SAMPLES, first_sample, ingest_cli, nan_at, shared_path
 
 from vlamix.pipelines.ingest import IngestOptions, run_ingest
 
 pytestmark = pytest.mark.slow
-
-
-def _ingest_cli(
-    out: Path, workers: int, sources: Path = SAMPLES / "sources.yaml", env: dict | None = None
-) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "vlamix.cli",
-        "ingest",
-        "--sources",
-        str(sources),
-        "--out",
-        str(out),
-        "--workers",
-        str(workers),
-        "--json",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
-
-
-@pytest.fixture(scope="module")
-def bundled(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("layout") / "out"
-    summary = _ingest_cli(out, workers=2)
-    assert summary["datasets"]["mobile_aloha_sim"]["written"] == 3
-    return out
 
 
 def test_layout_passes_the_shared_checker(bundled):
@@ -159,7 +130,7 @@ def test_shards_mix_episodes(bundled):
 
 def test_one_worker_and_another_hash_seed_give_the_same_bytes(bundled, tmp_path):
     out = tmp_path / "out1"
-    _ingest_cli(
+    ingest_cli(
         out, workers=1, env={"PYTHONHASHSEED": "12345"}
     )  # the fixture ran with 2 workers, default seed
     a, b = (
@@ -316,20 +287,6 @@ def test_shard_actions_invert_to_the_raw_file(bundled):
         assert not actions[:, 16:].any() and not state[14:].any()
 
 
-def _first_sample(layout: Path, dataset: str) -> dict:
-    manifest = json.loads((layout / "manifest.json").read_text())
-    shard = layout / manifest["datasets"][dataset]["shards"][0]["path"]
-    with tarfile.open(shard) as tar:
-        members = {}
-        for m in tar.getmembers():
-            key, ext = m.name.split(".", 1)
-            if members and key != members["__key__"]:
-                break
-            members["__key__"] = key
-            members[ext] = tar.extractfile(m).read()
-    return members
-
-
 def test_annotation_datasets_get_their_own_samples(bundled):
     manifest = json.loads((bundled / "manifest.json").read_text())
     hl, vi = manifest["datasets"]["mm_subtasks"], manifest["datasets"]["mm_verbal"]
@@ -338,12 +295,12 @@ def test_annotation_datasets_get_their_own_samples(bundled):
     ] == "mobile_aloha_sim"
     assert hl["accounting"]["unit"] == "annotation" and hl["accounting"]["quarantined"] == 0
     assert hl["stats"]["path"] == "stats/mobile_aloha_sim.json"
-    sample = _first_sample(bundled, "mm_subtasks")
+    sample = first_sample(bundled, "mm_subtasks")
     assert json.loads(sample["meta.json"])["kind"] == "HL" and sample["__key__"].startswith("mm_subtasks/")
     assert sample["prompt.txt"].decode().startswith("Task: put the ")
     target = sample["target.txt"].decode()
     assert target.startswith(("pick up the ", "drop the ", "back away")), target
-    v = _first_sample(bundled, "mm_verbal")
+    v = first_sample(bundled, "mm_verbal")
     assert "target.txt" not in v and not v["prompt.txt"].decode().startswith("Task: put the ")
     # The robot frames carry the text in force (DESIGN.md §1).
     frames = pq.read_table(
@@ -389,166 +346,6 @@ def test_manifest_read_counts_match_every_input(bundled):
         acc = entry["accounting"]
         assert acc["read"] == acc["written"] + acc["quarantined"] + acc["duplicates"], name
         assert entry["samples"] == sum(s["samples"] for s in entry["shards"]), name
-
-
-def test_stats_equal_numpy_percentiles_over_the_chunks(bundled):
-    """Recompute every robot dataset's statistics here, by plain loops over frames and chunk steps."""
-    import numpy as np
-
-    from vlamix.schemas.embodiment import load_embodiment
-
-    manifest = json.loads((bundled / "manifest.json").read_text())
-    for name, entry in manifest["datasets"].items():
-        if entry["kind"] not in ("MM", "ME", "CE"):
-            continue
-        stats = json.loads((bundled / entry["stats"]["path"]).read_text())
-        emb = load_embodiment(bundled / entry["embodiment_spec"])
-        grip = [i for i, d in enumerate(emb.action) if d.kind == "gripper"]
-        rows = []
-        for part in sorted((bundled / "work" / "frames" / name).glob("*.parquet")):
-            actions = np.asarray(
-                pq.read_table(part, columns=["action"]).column("action").to_pylist(), dtype=np.float64
-            )
-            if emb.gripper is not None:
-                actions[:, grip] = (actions[:, grip] - emb.gripper.open) / (
-                    emb.gripper.closed - emb.gripper.open
-                )
-            for t in range(len(actions)):
-                for h in range(emb.chunk_horizon):
-                    rows.append(actions[min(t + h, len(actions) - 1)])
-        rows = np.asarray(rows)
-        assert stats["actions"]["count"] == len(rows), name
-        for p in (1, 2, 5, 50, 95, 98, 99):
-            np.testing.assert_allclose(
-                stats["actions"][f"q{p:02d}"],
-                np.percentile(rows, p, axis=0),
-                rtol=1e-6,
-                atol=1e-7,
-                err_msg=f"{name} q{p:02d}",
-            )
-        np.testing.assert_allclose(stats["actions"]["mean"], rows.mean(axis=0), rtol=1e-6, atol=1e-7)
-
-
-def test_shards_carry_tokens_that_decode_back(bundled):
-    import numpy as np
-
-    from vlamix.schemas.embodiment import load_embodiment
-    from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
-
-    manifest = json.loads((bundled / "manifest.json").read_text())
-    tok = load_tokenizer_set(str(bundled / manifest["tokenizer_set"]["path"]))
-    fast_start = tok.ranges["fast"][0]
-    for name in ("mobile_aloha_sim", "widowx_sim", "mm_subtasks", "web_coco"):
-        entry = manifest["datasets"][name]
-        s = _first_sample(bundled, name)
-        ids = np.load(io.BytesIO(s["input_ids.npy"]))
-        mask = np.load(io.BytesIO(s["loss_mask.npy"]))
-        assert len(ids) == len(mask) and mask.any() and not mask[0]
-        if entry["kind"] == "WD":
-            assert "fast_ids.npy" not in s
-            continue
-        emb = load_embodiment(bundled / entry["embodiment_spec"])
-        fast = np.load(io.BytesIO(s["fast_ids.npy"]))
-        actions = np.load(io.BytesIO(s["actions.npy"]))[: emb.chunk_horizon, : emb.action_dim]
-        back, ok = tok.fast.decode([list(fast - fast_start)], emb.chunk_horizon, emb.action_dim)
-        assert ok[0], name
-        assert np.abs(back[0] - actions).max() <= 0.5 * np.sqrt(emb.chunk_horizon) / tok.fast.scale + 1e-6
-        assert set(fast.tolist()) <= set(ids.tolist())
-
-
-def test_fast_tokens_per_chunk_land_in_the_table_i_band(bundled):
-    """FAST paper, Table I (1-second chunks): BridgeV2 7-dim 5 Hz ~20 tokens, DROID 7-dim 15 Hz ~29,
-    bussing 7-dim 20 Hz ~28, shirt fold 14-dim 50 Hz ~53. Samples and tokenizer must land within 0.5-2x."""
-    paper = {"widowx_sim": 20, "arm6_sim": 29, "lerobot_v21_sim": 28, "mobile_aloha_sim": 53}
-    for name, tokens in paper.items():
-        mean = (
-            pq.read_table(bundled / "index" / f"{name}.parquet", columns=["fast_tokens"])
-            .column("fast_tokens")
-            .to_numpy()
-            .mean()
-        )
-        assert 0.5 * tokens <= mean <= 2.0 * tokens, (name, mean, tokens)
-
-
-def test_reusing_a_tokenizer_set_keeps_its_hash(bundled, tmp_path):
-    manifest = json.loads((bundled / "manifest.json").read_text())
-    out = tmp_path / "again"
-    shutil.copytree(bundled / "work", out / "work")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vlamix.cli",
-            "ingest",
-            "--out",
-            str(out),
-            "--only",
-            "tokenizers",
-            "--tokenizers",
-            str(bundled / manifest["tokenizer_set"]["path"]),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads((out / "work" / "tokenizer_set.json").read_text()) == manifest["tokenizer_set"]
-
-
-def test_fast_report_meets_the_table_i_band(bundled):
-    done = subprocess.run(
-        [sys.executable, "-m", "vlamix.cli", "fast", "report", str(bundled), "--json", "--max-chunks", "500"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)
-    assert set(report["datasets"]) == {
-        "mobile_aloha_sim",
-        "lerobot_v21_sim",
-        "lerobot_v30_sim",
-        "widowx_sim",
-        "arm6_sim",
-    }
-    for name, d in report["datasets"].items():
-        assert 0.5 <= d["table_i"]["ratio"] <= 2.0, (name, d["table_i"])
-        assert d["out_of_range"] == 0 and d["invalid_decodes"] == 0
-        assert d["rmse_normalized"] <= 0.5 / report["scale"]
-        assert d["compression"] > 1 and len(d["rmse_native_per_dim"]) == d["dims"]
-
-
-def test_a_downloaded_text_tokenizer_can_replace_the_trained_one(bundled, tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    user = Tokenizer(models.WordLevel({"[UNK]": 0, "put": 1, "the": 2}, unk_token="[UNK]"))
-    user.pre_tokenizer = pre_tokenizers.Whitespace()
-    user.save(str(tmp_path / "tokenizer.json"))
-    out = tmp_path / "again"
-    shutil.copytree(bundled / "work", out / "work")
-    shutil.copytree(bundled / "stats", out / "stats")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vlamix.cli",
-            "ingest",
-            "--out",
-            str(out),
-            "--only",
-            "tokenizers",
-            "--text-tokenizer",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    ref = json.loads((out / "work" / "tokenizer_set.json").read_text())
-    layout = json.loads((out / ref["path"] / "vocab_layout.json").read_text())
-    assert layout["text"] == 3 and layout["ranges"]["loc"][0] == len(layout["specials"]) + 3
-    assert ref["sha256"] != json.loads((bundled / "manifest.json").read_text())["tokenizer_set"]["sha256"]
 
 
 def test_ray_data_engine_writes_the_same_bytes(bundled, tmp_path):
