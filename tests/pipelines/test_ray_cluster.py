@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -23,38 +26,64 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_nodes(address: str, n: int, env: dict, timeout: float = 120.0) -> None:
+    probe = f"import ray; ray.init(address={address!r}, log_to_driver=False); print(len([x for x in ray.nodes() if x['Alive']]))"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60
+        )
+        if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(n)]:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the Ray cluster at {address} did not reach {n} nodes")
+
+
 @pytest.fixture
 def cluster():
+    """Head and worker run with --block in their own process groups: the teardown stops this cluster
+    only (`ray stop` would stop every Ray process on the machine)."""
     ray = str(Path(sys.executable).parent / "ray")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}  # a local test cluster
     port = _free_port()
     address = f"127.0.0.1:{port}"
+    procs = []
     try:
-        subprocess.run(
-            [
-                ray,
-                "start",
-                "--head",
-                f"--port={port}",
-                "--num-cpus=1",
-                "--include-dashboard=false",
-                "--disable-usage-stats",
-            ],
-            check=True,
-            env=env,
-            capture_output=True,
-            timeout=180,
+        head = [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ]
+        procs.append(
+            subprocess.Popen(
+                head, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
         )
-        subprocess.run(
-            [ray, "start", f"--address={address}", "--num-cpus=1"],
-            check=True,
-            env=env,
-            capture_output=True,
-            timeout=180,
+        _wait_for_nodes(address, 1, env)
+        worker = [ray, "start", "--block", f"--address={address}", "--num-cpus=1"]
+        procs.append(
+            subprocess.Popen(
+                worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
         )
+        _wait_for_nodes(address, 2, env)
         yield address
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for p in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=30)
 
 
 def _ingest(sources: Path, out: Path, *extra: str) -> None:
