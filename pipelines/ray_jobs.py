@@ -38,7 +38,8 @@ class ray_session:
             if self.address:
                 ray.init(address=self.address, **kwargs)
             else:
-                ray.init(num_cpus=max(1, self.workers), **kwargs)
+                # "local": always a fresh local instance, never a cluster some earlier `ray start` left behind
+                ray.init(address="local", num_cpus=max(1, self.workers), **kwargs)
             self.started = True
         ctx = __import__("ray").data.DataContext.get_current()
         ctx.enable_progress_bars = False
