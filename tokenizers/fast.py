@@ -145,9 +145,8 @@ class FastTokenizer:
             valid[b] = True
         return out, valid
 
-    def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    def files(self) -> dict[str, bytes]:
+        """The tokenizer as files (name -> bytes): what `save` writes and a tokenizer set hashes."""
         config = {
             "version": 1,
             "scale": self.scale,
@@ -155,8 +154,16 @@ class FastTokenizer:
             "max_token": self.max_token,
             "symbol_base": _BASE,
         }
-        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (folder / BPE_FILE).write_text(self.bpe.to_str(pretty=True) + "\n")
+        return {
+            CONFIG_FILE: (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
+            BPE_FILE: (self.bpe.to_str(pretty=True) + "\n").encode(),
+        }
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in self.files().items():
+            (folder / name).write_bytes(data)
 
     @classmethod
     def load(cls, folder: str | Path) -> FastTokenizer:

@@ -7,15 +7,13 @@ everything after the prompt's [sep]. `<locNNNN>` in a target become location ids
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from tokenizers import Tokenizer
 from vlamix.tokenizers.fast import FastTokenizer
-from vlamix.tokenizers.vocab import LAYOUT_FILE, SPECIALS, VocabLayout, hash_tokenizer_dir
+from vlamix.tokenizers.vocab import LAYOUT_FILE, SPECIALS, VocabLayout, write_tokenizer_set
 
 __all__ = ["FAST_DIR", "TEXT_FILE", "TokenizerSet", "load_tokenizer_set"]
 
@@ -71,22 +69,9 @@ class TokenizerSet:
 
     def save(self, parent: Path) -> tuple[str, str]:
         """Write into `parent/<sha256>/` (atomically); returns (folder name, sha256)."""
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tok-", dir=parent))
-        try:
-            (tmp / LAYOUT_FILE).write_text(self.layout.to_json())
-            (tmp / TEXT_FILE).write_text(self.text.to_str(pretty=True) + "\n")
-            self.fast.save(tmp / FAST_DIR)
-            digest = hash_tokenizer_dir(tmp)
-            final = parent / digest
-            if final.exists():
-                shutil.rmtree(tmp)
-            else:
-                tmp.rename(final)
-            return digest, digest
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        files = {TEXT_FILE: (self.text.to_str(pretty=True) + "\n").encode()}
+        files |= {f"{FAST_DIR}/{name}": data for name, data in self.fast.files().items()}
+        return write_tokenizer_set(parent, self.layout, files)
 
 
 @cache

@@ -67,7 +67,8 @@ def write_tokenizer_set(
     tmp = Path(tempfile.mkdtemp(prefix=".tok-", dir=parent))
     try:
         (tmp / LAYOUT_FILE).write_text(layout.to_json())
-        for name, data in (files or {}).items():
+        for name, data in (files or {}).items():  # names may hold one folder level: fast/fast.json
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
         digest = hash_tokenizer_dir(tmp)
         final = parent / digest

@@ -11,6 +11,15 @@ __all__ = ["EPS", "QuantileNormalize", "QuantileUnnormalize", "ZScoreNormalize",
 EPS = 1e-6
 
 
+def _same_width(fields: dict, key: str, stats_width: int) -> dict:
+    """A normalizer changes no shape, but its statistics must have as many dims as the field."""
+    if fields[key][-1] != stats_width:
+        raise ValueError(
+            f"{key} has {fields[key][-1]} dims, the statistics {stats_width}: stats of another embodiment?"
+        )
+    return fields
+
+
 @dataclass(frozen=True)
 class QuantileNormalize:
     """x' = (x - q01) / (q99 - q01 + eps) * 2 - 1 over the last axis of `key`."""
@@ -20,11 +29,7 @@ class QuantileNormalize:
     q99: tuple[float, ...]
 
     def features(self, fields: dict) -> dict:
-        if fields[self.key][-1] != len(self.q01):
-            raise ValueError(
-                f"{self.key} has {fields[self.key][-1]} dims, the statistics {len(self.q01)}: stats of another embodiment?"
-            )
-        return fields
+        return _same_width(fields, self.key, len(self.q01))
 
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
@@ -42,11 +47,7 @@ class QuantileUnnormalize:
     q99: tuple[float, ...]
 
     def features(self, fields: dict) -> dict:
-        if fields[self.key][-1] != len(self.q01):
-            raise ValueError(
-                f"{self.key} has {fields[self.key][-1]} dims, the statistics {len(self.q01)}: stats of another embodiment?"
-            )
-        return fields
+        return _same_width(fields, self.key, len(self.q01))
 
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
@@ -66,11 +67,7 @@ class ZScoreNormalize:
     std: tuple[float, ...]
 
     def features(self, fields: dict) -> dict:
-        if fields[self.key][-1] != len(self.mean):
-            raise ValueError(
-                f"{self.key} has {fields[self.key][-1]} dims, the statistics {len(self.mean)}: stats of another embodiment?"
-            )
-        return fields
+        return _same_width(fields, self.key, len(self.mean))
 
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
@@ -90,11 +87,7 @@ class ZScoreUnnormalize:
     std: tuple[float, ...]
 
     def features(self, fields: dict) -> dict:
-        if fields[self.key][-1] != len(self.mean):
-            raise ValueError(
-                f"{self.key} has {fields[self.key][-1]} dims, the statistics {len(self.mean)}: stats of another embodiment?"
-            )
-        return fields
+        return _same_width(fields, self.key, len(self.mean))
 
     def __call__(self, sample: dict) -> dict:
         x = np.asarray(sample[self.key], dtype=np.float64)
