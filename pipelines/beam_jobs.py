@@ -11,14 +11,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from vlamix.pipelines.steps import BuildTask, ExtractTask
 from vlamix.pipelines.work_units import (
     extract_task,
-    keyed_samples,
+    spill_task,
     task_dataset,
-    write_group,
     write_outcome_lines,
+    write_spilled_group,
 )
 from vlamix.sources.web import ItemBatch
 
-__all__ = ["beam_options", "run_build", "run_extract"]
+__all__ = ["beam_options", "counters", "run_build", "run_extract"]
 
 NAMESPACE = "vlamix"
 QUARANTINE_TAG = "quarantine"
@@ -40,21 +40,18 @@ class ExtractEpisode(beam.DoFn):
     """Good episodes to the main output, BadRecord ones to the `quarantine` dead-letter output; any other
     exception is a bug and fails the job."""
 
-    def __init__(self):
-        self.read = Metrics.counter(NAMESPACE, "episodes_read")
-        self.extracted = Metrics.counter(NAMESPACE, "episodes_extracted")
-        self.quarantined = Metrics.counter(NAMESPACE, "episodes_quarantined")
-        self.frames = Metrics.counter(NAMESPACE, "frames_read")
-
     def process(self, task: ExtractTask | ItemBatch) -> Iterator:
         results, bad = extract_task(task)
+        ns = f"{NAMESPACE}.{task_dataset(task)}"  # per dataset, to compare with the manifest's accounting
         if isinstance(task, ItemBatch):
-            Metrics.counter(NAMESPACE, "items_read").inc(len(task.items))
-            Metrics.counter(NAMESPACE, "items_quarantined").inc(len(bad))
+            Metrics.counter(ns, "items_read").inc(len(task.items))
+            Metrics.counter(ns, "items_quarantined").inc(len(bad))
         else:
-            self.read.inc()
-            (self.quarantined if bad else self.extracted).inc()
-            self.frames.inc(sum(r.frames for r in results) + sum(q.frames for q in bad))
+            Metrics.counter(ns, "episodes_read").inc()
+            Metrics.counter(ns, "episodes_quarantined" if bad else "episodes_extracted").inc()
+            Metrics.counter(ns, "frames_read").inc(
+                sum(r.frames for r in results) + sum(q.frames for q in bad)
+            )
         yield from results
         for record in bad:
             yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, record)
@@ -92,25 +89,40 @@ def run_extract(
 
 
 def _write_group(out: str, keyed) -> str:
-    (dataset, shard), items = keyed
-    result = write_group(out, dataset, shard, items)
-    Metrics.counter(NAMESPACE, "samples_written").inc(result.samples)
-    Metrics.counter(NAMESPACE, "shards_written").inc()
+    (dataset, shard), files = keyed
+    result = write_spilled_group(out, dataset, shard, files)
+    Metrics.counter(f"{NAMESPACE}.{dataset}", "samples_written").inc(result.samples)
+    Metrics.counter(f"{NAMESPACE}.{dataset}", "shards_written").inc()
     return result.path
 
 
 def run_build(
     tasks: list[BuildTask], out: str, options: PipelineOptions
 ) -> beam.runners.runner.PipelineResult:
-    """Kept episodes -> samples -> one group per shard -> tar + index part + `work/shards/<d>/<n>.json`."""
+    """Kept episodes -> samples spilled per shard -> one group of file names per shard -> tar + index
+    part + `work/shards/<d>/<n>.json`. Only file names go through the shuffle."""
     p = beam.Pipeline(options=options)
     (
         p
-        | "ListKeptEpisodes" >> beam.Create(tasks, reshuffle=True)
-        | "BuildSamples" >> beam.FlatMap(keyed_samples)
+        | "ListBuildTasks" >> beam.Create(tasks, reshuffle=True)
+        | "BuildAndSpillSamples" >> beam.FlatMap(lambda task: spill_task(out, task))
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShards" >> beam.Map(lambda kv: _write_group(out, kv))
     )
     result = p.run()
     result.wait_until_finish()
     return result
+
+
+def counters(result: beam.runners.runner.PipelineResult) -> dict[str, dict[str, int]]:
+    """The job's committed counters as {dataset: {name: value}} (the manifest's accounting must agree)."""
+    out: dict[str, dict[str, int]] = {}
+    for c in result.metrics().query()["counters"]:
+        ns = c.key.metric.namespace
+        if ns.startswith(NAMESPACE + "."):
+            dataset = ns[len(NAMESPACE) + 1 :]
+            value = c.committed if c.committed is not None else c.attempted
+            out.setdefault(dataset, {})[c.key.metric.name] = (
+                out.get(dataset, {}).get(c.key.metric.name, 0) + value
+            )
+    return {d: dict(sorted(v.items())) for d, v in sorted(out.items())}

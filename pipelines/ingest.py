@@ -6,10 +6,15 @@ one step, and every step is written once: the engines only run `steps.py` functi
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import itertools
 import json
 import logging
+import resource
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,10 +24,19 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from vlamix.pipelines.annotations import annotation_accounting, annotation_spans, extract_annotations
+from vlamix.pipelines.build_plan import (
+    ESTIMATE_SAMPLES,
+    fingerprint,
+    prepare_dataset,
+    remove_stray_temps,
+    samples_per_shard,
+)
 from vlamix.pipelines.fit_tokenizers import fit_tokenizer_set, reuse_tokenizer_set
 from vlamix.pipelines.outcomes import read_jsonl, robot_outcomes, write_jsonl
+from vlamix.pipelines.spill import SPILL_DIR
 from vlamix.pipelines.steps import INDEX_SCHEMA, AnnotationJob, BuildTask, Extracted, ExtractTask
 from vlamix.pipelines.web_steps import ItemBuildTask, ItemExtracted
+from vlamix.pipelines.work_units import keyed_samples
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.assign import shard_count
 from vlamix.shards.layout import (
@@ -59,6 +73,8 @@ class IngestOptions:
     workers: int = 1
     seed: int = 0
     samples_per_shard: int = 1000
+    shard_bytes: int | None = None  # when set, samples per shard follow from this target shard size
+    fresh: bool = False  # rebuild every shard, even those an interrupted run with the same inputs finished
     only: str | None = None
     runner_args: list[str] = field(default_factory=list)
     tokenizers: Path | None = None  # reuse this tokenizer set instead of fitting one
@@ -72,10 +88,14 @@ class IngestOptions:
             raise ValueError(f"--engine {self.engine!r}: engines are beam and ray")
         if self.samples_per_shard < 1:
             raise ValueError("--shard-samples must be at least 1")
+        if self.shard_bytes is not None and self.shard_bytes < 4096:
+            raise ValueError(f"--shard-bytes {self.shard_bytes}: a shard needs at least 4096 bytes")
 
 
 def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
-    from vlamix.pipelines.beam_jobs import beam_options, run_extract
+    from vlamix.pipelines.beam_jobs import beam_options, counters, run_extract
+
+    (opts.out / WORK_DIR / "beam_extract.json").unlink(missing_ok=True)
 
     tasks = []
     for src in sources.datasets:
@@ -94,7 +114,8 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
             engine = ray_jobs.run_extract(tasks, str(opts.out))
         write_json_atomic(opts.out / WORK_DIR / "ray_extract.json", engine)
     else:
-        run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+        result = run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+        write_json_atomic(opts.out / WORK_DIR / "beam_extract.json", counters(result))
     for name in [s.name for s in sources.datasets] + [w.name for w in sources.web]:
         for kind in (
             "extracted",
@@ -218,81 +239,119 @@ def _samples_of(e: Extracted, stride: int) -> int:
     return e.samples  # counted at extract time, after the idle filter and the stride
 
 
-def _clean_build_outputs(opts: IngestOptions, name: str) -> None:
-    for folder in (
-        opts.out / "shards" / name,
-        opts.out / WORK_DIR / "shards" / name,
-        opts.out / WORK_DIR / "index" / name,
-    ):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def _span_samples(span: Span, stride: int) -> int:
     return len(range(span.start, span.end, stride))
 
 
-def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
-    from vlamix.pipelines.beam_jobs import beam_options, run_build
+def _plan(
+    opts: IngestOptions, name: str, total: int, make: Callable[[int], list], **inputs
+) -> list[BuildTask | ItemBuildTask]:
+    """One dataset's build tasks, sized (samples per shard, or a byte target measured on a few built
+    samples) and resumed: shards an interrupted run with the same inputs finished are skipped."""
+    per_shard = opts.samples_per_shard
+    if opts.shard_bytes is not None:
+        probe = make(1)[0]
+        entries = [e for _, (_, e, _) in itertools.islice(keyed_samples(probe), ESTIMATE_SAMPLES)]
+        per_shard = samples_per_shard(opts.shard_bytes, entries)
+        log.info("build: %s: %d samples per shard for %d-byte shards", name, per_shard, opts.shard_bytes)
+    n = shard_count(total, per_shard)
+    tok = json.loads((opts.out / WORK_DIR / "tokenizer_set.json").read_text())["sha256"]
+    fp = fingerprint(dataset=name, seed=opts.seed, shards=n, tokenizers=tok, **inputs)
+    done = prepare_dataset(opts.out, name, fp, n, opts.fresh)
+    if len(done) == n:
+        return []
+    return [dataclasses.replace(t, skip=done) for t in make(n)]
 
-    tasks = []
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
+    from vlamix.pipelines.beam_jobs import beam_options, counters, run_build
+
+    (opts.out / WORK_DIR / "beam_build.json").unlink(missing_ok=True)
+    tasks: list[BuildTask | ItemBuildTask] = []
     tok = _tokenizer_dir(opts)
     kept_by_robot: dict[str, dict[int, Extracted]] = {}
     for src in sources.datasets:
         kept, _, _ = _outcomes(opts, src)
         kept_by_robot[src.name] = {e.episode: e for e in kept}
-        _clean_build_outputs(opts, src.name)
         if not kept:
+            prepare_dataset(opts.out, src.name, "", 0, True)
             continue
         state_stats, action_stats = _load_stats(opts, src.name)
-        n = shard_count(sum(_samples_of(e, src.stride) for e in kept), opts.samples_per_shard)
         emb = sources.embodiment(src)
         check_chain(
             build_chain(emb, state_stats, action_stats, src.normalization, tok), emb
         )  # before any job starts
-        tasks += [
-            BuildTask(e, src, emb, state_stats, action_stats, str(opts.out), opts.seed, n, None, tok)
-            for e in kept
-        ]
+
+        def robot_tasks(n, src=src, emb=emb, kept=kept, st=state_stats, at=action_stats):
+            return [BuildTask(e, src, emb, st, at, str(opts.out), opts.seed, n, None, tok) for e in kept]
+
+        tasks += _plan(
+            opts,
+            src.name,
+            sum(e.samples for e in kept),
+            robot_tasks,
+            source=src,
+            embodiment=emb,
+            stats=_file_sha(opts.out / STATS_PATH.format(dataset=src.name)),
+            units=[e.to_json() for e in kept],
+        )
     for a in sources.annotations:
-        _clean_build_outputs(opts, a.name)
         spans = annotation_spans(opts.out, a.name)
         if not spans:
+            prepare_dataset(opts.out, a.name, "", 0, True)
             continue
         robot = sources.robot(a.dataset)
         emb = sources.embodiment(robot)
         state_stats, action_stats = _load_stats(opts, robot.name)  # normalized like the robot's own samples
-        n = shard_count(
-            sum(_span_samples(s, a.stride) for group in spans.values() for s in group), opts.samples_per_shard
-        )
-        for episode, group in spans.items():
-            job = AnnotationJob(a.name, a.kind, group, a.stride)
-            tasks.append(
+
+        def span_tasks(n, a=a, robot=robot, emb=emb, spans=spans, st=state_stats, at=action_stats):
+            return [
                 BuildTask(
                     kept_by_robot[robot.name][episode],
                     robot,
                     emb,
-                    state_stats,
-                    action_stats,
+                    st,
+                    at,
                     str(opts.out),
                     opts.seed,
                     n,
-                    job,
+                    AnnotationJob(a.name, a.kind, group, a.stride),
                     tok,
                 )
-            )
+                for episode, group in spans.items()
+            ]
+
+        tasks += _plan(
+            opts,
+            a.name,
+            sum(_span_samples(s, a.stride) for group in spans.values() for s in group),
+            span_tasks,
+            source=a,
+            robot=robot,
+            embodiment=emb,
+            stats=_file_sha(opts.out / STATS_PATH.format(dataset=robot.name)),
+            units=[kept_by_robot[robot.name][ep].to_json() for ep in spans] + [repr(spans)],
+        )
     for w in sources.web:
-        _clean_build_outputs(opts, w.name)
         kept, _, _ = _web_outcomes(opts, w.name)
         if not kept:
+            prepare_dataset(opts.out, w.name, "", 0, True)
             continue
-        n = shard_count(len(kept), opts.samples_per_shard)
         by_file: dict[str, set[int]] = {}
         for it in kept:
             by_file.setdefault(it.items_path, set()).add(it.item)
-        tasks += [
-            ItemBuildTask(w.name, path, frozenset(items), str(opts.out), opts.seed, n, tok)
-            for path, items in sorted(by_file.items())
-        ]
+
+        def item_tasks(n, w=w, by_file=by_file):
+            return [
+                ItemBuildTask(w.name, path, frozenset(items), str(opts.out), opts.seed, n, tok)
+                for path, items in sorted(by_file.items())
+            ]
+
+        tasks += _plan(opts, w.name, len(kept), item_tasks, source=w, units=[i.to_json() for i in kept])
     log.info("build: %d tasks", len(tasks))
     if tasks and opts.engine == "ray":
         from vlamix.pipelines import ray_jobs
@@ -301,7 +360,9 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
             engine = ray_jobs.run_build(tasks, str(opts.out))
         write_json_atomic(opts.out / WORK_DIR / "ray_build.json", engine)
     elif tasks:
-        run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+        result = run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
+        write_json_atomic(opts.out / WORK_DIR / "beam_build.json", counters(result))
+    shutil.rmtree(opts.out / SPILL_DIR, ignore_errors=True)
 
 
 def _merge_index(opts: IngestOptions, name: str) -> str:
@@ -464,6 +525,7 @@ def run_ingest(opts: IngestOptions) -> dict:
     opts.check()
     sources = load_sources(opts.sources)
     opts.out.mkdir(parents=True, exist_ok=True)
+    remove_stray_temps(opts.out)
     timings: dict[str, float] = {}
     manifest: dict = {}
     for step in STEPS:
@@ -483,7 +545,17 @@ def run_ingest(opts: IngestOptions) -> dict:
             manifest = _step_index(opts, sources)
         timings[step] = round(time.perf_counter() - start, 3)
         log.info("step %s done in %.1f s", step, timings[step])
-    report = {"steps_seconds": timings, "engine": opts.engine, "workers": opts.workers}
+    report = {
+        "steps_seconds": timings,
+        "engine": opts.engine,
+        "workers": opts.workers,
+        # ru_maxrss is KiB on Linux: the driver's own peak (Beam's worker processes are not in it)
+        "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    for step in ("extract", "build"):
+        path = opts.out / WORK_DIR / f"beam_{step}.json"
+        if path.is_file():  # this run's Beam counters per dataset, to compare with the manifest's accounting
+            report.setdefault("counters", {})[step] = json.loads(path.read_text())
     if manifest:
         report["accounting"] = {k: v["accounting"] for k, v in manifest["datasets"].items()}
     write_json_atomic(opts.out / REPORTS_DIR / "ingest.json", report)

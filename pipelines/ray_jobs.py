@@ -12,10 +12,10 @@ import numpy as np
 
 from vlamix.pipelines.work_units import (
     extract_task,
-    keyed_samples,
+    spill_task,
     task_dataset,
-    write_group,
     write_outcome_lines,
+    write_spilled_group,
 )
 
 __all__ = ["ray_session", "run_build", "run_extract"]
@@ -89,25 +89,15 @@ def run_extract(tasks: list, out: str) -> dict:
     return {"tasks": len(tasks), "records": len(rows), "nodes": sorted({r["node"] for r in rows})}
 
 
-def _sample_rows(row: dict) -> list[dict]:
-    out = []
-    for (dataset, shard), (position, entry, index_row) in keyed_samples(pickle.loads(row["task"])):
-        # positions are unsigned 64-bit hashes, beyond Arrow's int64: carried as text
-        out.append(
-            {
-                "group": f"{dataset}|{shard}",
-                "position": str(position),
-                "blob": pickle.dumps((entry, index_row)),
-            }
-        )
-    return out
+def _spill_rows(out: str, row: dict) -> list[dict]:
+    files = spill_task(out, pickle.loads(row["task"]))
+    return [{"group": f"{dataset}|{shard}", "file": rel} for (dataset, shard), rel in files]
 
 
 def _write_batch(out: str, batch: dict) -> dict:
-    """One shard group (all rows of one dataset|shard key) -> the shard on disk."""
+    """One shard group (all spill files of one dataset|shard key) -> the shard on disk."""
     dataset, shard = str(batch["group"][0]).rsplit("|", 1)
-    items = [(int(p), *pickle.loads(b)) for p, b in zip(batch["position"], batch["blob"], strict=True)]
-    result = write_group(out, dataset, int(shard), items)
+    result = write_spilled_group(out, dataset, int(shard), [str(f) for f in batch["file"]])
     return {
         "path": np.array([result.path]),
         "samples": np.array([result.samples]),
@@ -116,10 +106,13 @@ def _write_batch(out: str, batch: dict) -> dict:
 
 
 def run_build(tasks: list, out: str) -> dict:
-    """Kept episodes and item files -> samples -> one group per shard -> tar + index part + summary."""
+    """Kept episodes and item files -> samples spilled per shard -> one group of file names per shard ->
+    tar + index part + summary. Only file names go through Ray's shuffle."""
     import ray.data
 
-    ds = ray.data.from_items(_items(tasks), override_num_blocks=max(1, len(tasks))).flat_map(_sample_rows)
+    ds = ray.data.from_items(_items(tasks), override_num_blocks=max(1, len(tasks))).flat_map(
+        lambda row: _spill_rows(out, row)
+    )
 
     def write(batch: dict) -> dict:
         return _write_batch(out, batch)

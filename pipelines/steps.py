@@ -121,6 +121,12 @@ class BuildTask:
     shards: int  # shard count of the dataset
     annotation: AnnotationJob | None = None  # set for an HL / VI dataset built over this episode
     tokenizers: str = ""  # the tokenizer set folder
+    skip: frozenset[int] = frozenset()  # shards a killed run already finished: their samples are not built
+
+    @property
+    def unit(self) -> str:
+        """The task's name, unique within the dataset it builds (names its spill files)."""
+        return f"{self.extracted.dataset}-{self.extracted.episode:06d}"
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,11 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     records = []
     for pick in _picks(task, rows):
         row = rows[pick.frame]
+        if (
+            place(frame_key(pick.dataset, row["episode"], row["frame"]), task.seed, task.shards)[0]
+            in task.skip
+        ):
+            continue
         sample = {
             "state": np.asarray(row["state"], np.float32),
             "episode_actions": episode_actions,

@@ -63,6 +63,11 @@ class ItemBuildTask:
     seed: int
     shards: int
     tokenizers: str = ""
+    skip: frozenset[int] = frozenset()  # shards a killed run already finished
+
+    @property
+    def unit(self) -> str:
+        return Path(self.items_path).stem
 
 
 def _choose(key: str, seed: int, n: int) -> int:
@@ -74,7 +79,7 @@ def build_items(task: ItemBuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     ITEM.validate(table, task.items_path)
     records = []
     for row in table.to_pylist():
-        if row["item"] not in task.keep:
+        if row["item"] not in task.keep or place(row["key"], task.seed, task.shards)[0] in task.skip:
             continue
         turns = [{k: t[k] for k in ("kind", "prompt", "target")} for t in row["turns"]]
         chosen = turns[_choose(row["key"], task.seed, len(turns))]

@@ -4,9 +4,11 @@ by shard, write one shard group, write one dataset's outcome lines. Engines only
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from vlamix.pipelines.spill import read_spills, spill_dir, write_spills
 from vlamix.pipelines.steps import BuildTask, ExtractTask, build_episode, extract_episode, write_shard_group
 from vlamix.pipelines.web_steps import ItemBuildTask, build_items, extract_items
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
@@ -14,7 +16,15 @@ from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.writer import ShardResult
 from vlamix.sources.web import ItemBatch
 
-__all__ = ["extract_task", "keyed_samples", "task_dataset", "write_group", "write_outcome_lines"]
+__all__ = [
+    "extract_task",
+    "keyed_samples",
+    "spill_task",
+    "task_dataset",
+    "write_group",
+    "write_outcome_lines",
+    "write_spilled_group",
+]
 
 
 def task_dataset(task: ExtractTask | ItemBatch) -> str:
@@ -45,6 +55,18 @@ def keyed_samples(
         )
     for shard, position, entry, index_row in samples:
         yield (dataset, shard), (position, entry, index_row)
+
+
+def spill_task(out: str, task: BuildTask | ItemBuildTask) -> list[tuple[tuple[str, int], str]]:
+    """Build one task's samples into spill files, one per shard touched: ((dataset, shard), file) each."""
+    return write_spills(out, task.unit, keyed_samples(task))
+
+
+def write_spilled_group(out: str, dataset: str, shard: int, files: Iterable[str]) -> ShardResult:
+    """Merge one shard's spill files into the shard, then drop them."""
+    result = write_group(out, dataset, shard, read_spills(out, files))
+    shutil.rmtree(Path(out) / spill_dir(dataset, shard), ignore_errors=True)
+    return result
 
 
 def write_group(out: str, dataset: str, shard: int, items: Iterable[tuple[int, dict, dict]]) -> ShardResult:

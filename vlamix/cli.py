@@ -37,6 +37,19 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def _parse_size(text: str, flag: str) -> int:
+    """'256MB' / '1GiB' / '50000' -> bytes."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        _fail(f"{flag} {text!r}: give a size like 256MB, 1GiB or 500000 (bytes)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def ingest(
     ctx: typer.Context,
@@ -63,6 +76,21 @@ def ingest(
     shard_samples: Annotated[
         int, typer.Option(help="Samples per shard (shards of a dataset hold about this many).")
     ] = 1000,
+    shard_bytes: Annotated[
+        str | None,
+        typer.Option(
+            help="Target shard size instead of --shard-samples, e.g. 256MB or 1GiB: samples per shard are "
+            "measured per dataset on a few built samples."
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Rebuild every shard. By default a re-run after an interrupted one keeps the shards it "
+            "finished when their inputs are unchanged.",
+        ),
+    ] = False,
     only: Annotated[
         str | None, typer.Option(help="Run one step: extract, stats, tokenizers, build or index.")
     ] = None,
@@ -103,6 +131,8 @@ def ingest(
         workers=workers,
         seed=seed,
         samples_per_shard=shard_samples,
+        shard_bytes=_parse_size(shard_bytes, "--shard-bytes") if shard_bytes is not None else None,
+        fresh=fresh,
         only=only,
         runner_args=list(ctx.args),
         tokenizers=tokenizers,
