@@ -102,3 +102,8 @@ def annotation_accounting(
         frames_duplicates=0,
     )
     return acc, bad
+
+
+def span_samples(span: Span, stride: int) -> int:
+    """Samples one span gives at `stride`."""
+    return len(range(span.start, span.end, stride))

@@ -18,19 +18,17 @@ from pathlib import Path
 from vlamix.pipelines.spill import SPILL_DIR
 from vlamix.pipelines.steps import index_part_file
 from vlamix.shards.layout import WORK_DIR, shard_path
+from vlamix.shards.writer import entry_sizes
 
 __all__ = [
-    "TAR_BLOCK",
     "fingerprint",
     "prepare_dataset",
     "remove_stray_temps",
-    "sample_tar_bytes",
     "samples_per_shard",
 ]
 
 log = logging.getLogger("vlamix.ingest")
 BUILD_VERSION = 1  # bump when the build's output changes for the same inputs
-TAR_BLOCK = 512
 ESTIMATE_SAMPLES = 32  # samples built ahead to measure a dataset's bytes per sample
 
 
@@ -103,18 +101,10 @@ def remove_stray_temps(out: Path) -> int:
     return n
 
 
-def sample_tar_bytes(entry: dict) -> int:
-    """Bytes one webdataset entry takes in a tar: a header block per member plus its padded payload."""
-    size = 0
-    for name, value in entry.items():
-        if name != "__key__":
-            size += TAR_BLOCK + -(-len(value) // TAR_BLOCK) * TAR_BLOCK
-    return size
-
-
 def samples_per_shard(target_bytes: int, entries: list[dict]) -> int:
-    """Samples per shard so that shards come out near `target_bytes`, from a few measured entries."""
+    """Samples per shard so that shards come out near `target_bytes`, from a few entries measured as
+    they would be written."""
     if not entries:
         return 1
-    mean = sum(sample_tar_bytes(e) for e in entries) / len(entries)
-    return max(1, int(target_bytes // mean))
+    sizes = entry_sizes(entries)
+    return max(1, int(target_bytes // (sum(sizes) / len(sizes))))

@@ -23,16 +23,20 @@ from vlamix.tokenizers.vocab import VocabLayout, hash_tokenizer_dir
 from vlamix.transforms.chain import apply, normalizer, stats_chain
 from vlamix.transforms.stats import DimStats
 
-__all__ = ["FAST_CAP_CHUNKS", "FAST_SCALE", "FAST_VOCAB", "fit_tokenizer_set", "reuse_tokenizer_set"]
+__all__ = ["FAST_FIT_CHUNKS", "FAST_SCALE", "FAST_VOCAB", "fit_tokenizer_set", "reuse_tokenizer_set"]
 
 log = logging.getLogger("vlamix.ingest")
 FAST_SCALE, FAST_VOCAB = 10.0, 1024
-FAST_CAP_CHUNKS = 200_000  # per dataset; above it FAST is fitted on a seeded subsample of chunks
+# Above this many chunks in all, FAST is fitted on a seeded subsample (every dataset sampled at the same
+# rate). The BPE trainer takes ~120 kB per 50x16 chunk, so 20,000 chunks bound the step near 2.5 GB.
+FAST_FIT_CHUNKS = 20_000
 _LOC = r"<loc\d{4}>"
 
 
-def _normalized_chunks(out: Path, sources: SourcesFile, seed: int) -> list[np.ndarray]:
+def _normalized_chunks(out: Path, sources: SourcesFile, seed: int, max_chunks: int) -> list[np.ndarray]:
     batches = []
+    total = sum(e.frames for src in sources.datasets for e in robot_outcomes(out, src.name)[0])
+    keep_p = min(1.0, max_chunks / max(total, 1))
     for src in sources.datasets:
         kept, _, _ = robot_outcomes(out, src.name)
         if not kept:
@@ -43,8 +47,6 @@ def _normalized_chunks(out: Path, sources: SourcesFile, seed: int) -> list[np.nd
             *stats_chain(emb),
             normalizer("actions", DimStats.from_json(stats["actions"]), src.normalization),
         ]
-        total = sum(e.frames for e in kept)
-        keep_p = min(1.0, FAST_CAP_CHUNKS / max(total, 1))
         for e in kept:
             df = pl.read_parquet(out / e.frames_path, columns=["state", "action"])
             state = np.asarray(df["state"].to_list(), np.float32)
@@ -78,11 +80,15 @@ def _corpus(out: Path, sources: SourcesFile) -> list[str]:
 
 
 def fit_tokenizer_set(
-    out: Path, sources: SourcesFile, seed: int, text_tokenizer: Path | None = None
+    out: Path,
+    sources: SourcesFile,
+    seed: int,
+    text_tokenizer: Path | None = None,
+    max_chunks: int = FAST_FIT_CHUNKS,
 ) -> tuple[str, str]:
     """FAST on every robot dataset's normalized chunks; text BPE on the ingest's text, or the Hugging Face
     `tokenizer.json` given (a file, or a folder holding one, e.g. a PaliGemma tokenizer downloaded by hand)."""
-    batches = _normalized_chunks(out, sources, seed)
+    batches = _normalized_chunks(out, sources, seed, max_chunks)
     if not batches:
         raise ValueError("no robot chunks to fit FAST on: give --tokenizers DIR to reuse a set")
     fast = FastTokenizer.fit(batches, scale=FAST_SCALE, vocab_size=FAST_VOCAB)

@@ -14,16 +14,15 @@ import logging
 import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
-from vlamix.pipelines.annotations import annotation_accounting, annotation_spans, extract_annotations
+from vlamix.pipelines.annotations import annotation_spans, extract_annotations, span_samples
 from vlamix.pipelines.build_plan import (
     ESTIMATE_SAMPLES,
     fingerprint,
@@ -31,26 +30,22 @@ from vlamix.pipelines.build_plan import (
     remove_stray_temps,
     samples_per_shard,
 )
-from vlamix.pipelines.fit_tokenizers import fit_tokenizer_set, reuse_tokenizer_set
-from vlamix.pipelines.outcomes import read_jsonl, robot_outcomes, write_jsonl
+from vlamix.pipelines.fit_tokenizers import FAST_FIT_CHUNKS, fit_tokenizer_set, reuse_tokenizer_set
+from vlamix.pipelines.index_step import write_index_and_manifest
+from vlamix.pipelines.outcomes import robot_outcomes, web_outcomes, write_jsonl
 from vlamix.pipelines.spill import SPILL_DIR
-from vlamix.pipelines.steps import INDEX_SCHEMA, AnnotationJob, BuildTask, Extracted, ExtractTask
-from vlamix.pipelines.web_steps import ItemBuildTask, ItemExtracted
+from vlamix.pipelines.steps import AnnotationJob, BuildTask, Extracted, ExtractTask
+from vlamix.pipelines.web_steps import ItemBuildTask
 from vlamix.pipelines.work_units import keyed_samples
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.assign import shard_count
 from vlamix.shards.layout import (
-    EMBODIMENT_PATH,
-    INDEX_PATH,
-    MANIFEST,
-    QUARANTINE_PATH,
     REPORTS_DIR,
     STATS_PATH,
     TOKENIZERS_DIR,
     WORK_DIR,
 )
-from vlamix.shards.manifest import Accounting, build_manifest, file_ref, write_json_atomic
-from vlamix.sources.annotations_jsonl import Span
+from vlamix.shards.manifest import write_json_atomic
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
 from vlamix.sources.readers import reader_for
 from vlamix.sources.web import list_items
@@ -62,7 +57,9 @@ __all__ = ["STEPS", "IngestOptions", "run_ingest"]
 
 log = logging.getLogger("vlamix.ingest")
 STEPS = ("extract", "stats", "tokenizers", "build", "index")
-STATS_CAP_FRAMES = 2_000_000  # above this many frames a dataset's statistics use a seeded subsample
+# Above this many frames a dataset's statistics use a seeded subsample of frames (every step of each
+# chunk is kept): 100,000 frames of 50-step chunks of 16 dims are ~320 MB, the stats step's memory bound.
+STATS_MAX_FRAMES = 100_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +72,8 @@ class IngestOptions:
     samples_per_shard: int = 1000
     shard_bytes: int | None = None  # when set, samples per shard follow from this target shard size
     fresh: bool = False  # rebuild every shard, even those an interrupted run with the same inputs finished
+    stats_max_frames: int = STATS_MAX_FRAMES  # per dataset; above it statistics use a seeded subsample
+    fast_fit_chunks: int = FAST_FIT_CHUNKS  # in all; above it FAST is fitted on a seeded subsample
     only: str | None = None
     runner_args: list[str] = field(default_factory=list)
     tokenizers: Path | None = None  # reuse this tokenizer set instead of fitting one
@@ -88,6 +87,8 @@ class IngestOptions:
             raise ValueError(f"--engine {self.engine!r}: engines are beam and ray")
         if self.samples_per_shard < 1:
             raise ValueError("--shard-samples must be at least 1")
+        if self.stats_max_frames < 1 or self.fast_fit_chunks < 1:
+            raise ValueError("--stats-max-frames and --fast-fit-chunks must be at least 1")
         if self.shard_bytes is not None and self.shard_bytes < 4096:
             raise ValueError(f"--shard-bytes {self.shard_bytes}: a shard needs at least 4096 bytes")
 
@@ -133,36 +134,17 @@ def _outcomes(
     return robot_outcomes(opts.out, src.name)
 
 
-def _web_outcomes(
-    opts: IngestOptions, name: str
-) -> tuple[list[ItemExtracted], list[QuarantineRecord], list[ItemExtracted]]:
-    """(kept, quarantined, duplicates) of a web dataset; duplicates are items whose image bytes an
-    earlier item already has."""
-    work = opts.out / WORK_DIR
-    items = sorted(
-        (ItemExtracted(**d) for d in read_jsonl(work / "extracted" / f"{name}.jsonl")), key=lambda i: i.item
-    )
-    quarantined = [QuarantineRecord(**d) for d in read_jsonl(work / "quarantined" / f"{name}.jsonl")]
-    seen: set[str] = set()
-    kept, dups = [], []
-    for it in items:
-        (dups if it.content_hash in seen else kept).append(it)
-        seen.add(it.content_hash)
-    return kept, quarantined, dups
-
-
 TINY_SPAN = 1e-4  # a dim whose q01..q99 span is below this blows up under quantile normalization
 
 
 def _dataset_tensors(
     opts: IngestOptions, kept: list[Extracted]
-) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
-    """Per kept episode: native state, native actions and the frames whose chunks statistics see (all of
-    them, or above STATS_CAP_FRAMES frames a seeded subsample). Read from the frame Parquet with polars:
-    no video is ever decoded for statistics."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per kept episode, one at a time: native state, native actions and the frames whose chunks
+    statistics see (all of them, or above `opts.stats_max_frames` frames a seeded subsample). Read from
+    the frame Parquet with polars: no video is ever decoded for statistics."""
     total = sum(e.frames for e in kept)
-    keep_p = min(1.0, STATS_CAP_FRAMES / max(total, 1))
-    episodes = []
+    keep_p = min(1.0, opts.stats_max_frames / max(total, 1))
     for e in kept:
         df = pl.read_parquet(opts.out / e.frames_path, columns=["state", "action"])
         state = np.asarray(df["state"].to_list(), dtype=np.float32)
@@ -170,8 +152,7 @@ def _dataset_tensors(
         frames = np.arange(len(state))
         if keep_p < 1.0:  # seeded per episode: the same frames whatever the engine or order
             frames = frames[np.random.default_rng([opts.seed, e.episode]).random(len(frames)) < keep_p]
-        episodes.append((state, action, frames))
-    return episodes, total
+        yield state, action, frames
 
 
 def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
@@ -182,9 +163,9 @@ def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
             continue
         emb = sources.embodiment(src)
         chain = stats_chain(emb)
-        episodes, total = _dataset_tensors(opts, kept)
+        total = sum(e.frames for e in kept)
         state_rows, action_rows = [], []
-        for state, action, frames in episodes:
+        for state, action, frames in _dataset_tensors(opts, kept):
             out = apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})
             state_rows.append(out["state"])
             action_rows.append(out["actions"].reshape(-1, emb.action_dim))  # every step of every chunk
@@ -203,7 +184,7 @@ def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
             "embodiment": emb.name,
             "normalization": src.normalization,
             "frames": total,
-            "subsampled": total > STATS_CAP_FRAMES,
+            "subsampled": total > opts.stats_max_frames,
             "horizon": emb.chunk_horizon,
             "delta_dims": [d.name for d in emb.action if d.delta],
             "warnings": warnings,
@@ -218,7 +199,9 @@ def _step_tokenizers(opts: IngestOptions, sources: SourcesFile) -> tuple[str, st
     if opts.tokenizers is not None:
         name, digest = reuse_tokenizer_set(opts.out, opts.tokenizers)
     else:
-        name, digest = fit_tokenizer_set(opts.out, sources, opts.seed, opts.text_tokenizer)
+        name, digest = fit_tokenizer_set(
+            opts.out, sources, opts.seed, opts.text_tokenizer, opts.fast_fit_chunks
+        )
     write_json_atomic(
         opts.out / WORK_DIR / "tokenizer_set.json", {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest}
     )
@@ -233,14 +216,6 @@ def _load_stats(opts: IngestOptions, name: str) -> tuple[DimStats, DimStats]:
     path = opts.out / STATS_PATH.format(dataset=name)
     doc = json.loads(path.read_text())
     return DimStats.from_json(doc["state"]), DimStats.from_json(doc["actions"])
-
-
-def _samples_of(e: Extracted, stride: int) -> int:
-    return e.samples  # counted at extract time, after the idle filter and the stride
-
-
-def _span_samples(span: Span, stride: int) -> int:
-    return len(range(span.start, span.end, stride))
 
 
 def _plan(
@@ -328,7 +303,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         tasks += _plan(
             opts,
             a.name,
-            sum(_span_samples(s, a.stride) for group in spans.values() for s in group),
+            sum(span_samples(s, a.stride) for group in spans.values() for s in group),
             span_tasks,
             source=a,
             robot=robot,
@@ -337,7 +312,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
             units=[kept_by_robot[robot.name][ep].to_json() for ep in spans] + [repr(spans)],
         )
     for w in sources.web:
-        kept, _, _ = _web_outcomes(opts, w.name)
+        kept, _, _ = web_outcomes(opts.out, w.name)
         if not kept:
             prepare_dataset(opts.out, w.name, "", 0, True)
             continue
@@ -365,159 +340,10 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
     shutil.rmtree(opts.out / SPILL_DIR, ignore_errors=True)
 
 
-def _merge_index(opts: IngestOptions, name: str) -> str:
-    parts = sorted((opts.out / WORK_DIR / "index" / name).glob("*.parquet"))
-    rel = INDEX_PATH.format(dataset=name)
-    path = opts.out / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with pq.ParquetWriter(tmp, INDEX_SCHEMA) as writer:
-        for part in parts:  # one shard's rows at a time: never a whole dataset in memory
-            writer.write_table(pq.read_table(part, schema=INDEX_SCHEMA))
-    tmp.replace(path)
-    return rel
-
-
-def _shard_docs(opts: IngestOptions, name: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((opts.out / WORK_DIR / "shards" / name).glob("*.json"))]
-
-
-def _write_quarantine(opts: IngestOptions, name: str, records: list[QuarantineRecord]) -> str:
-    rel = QUARANTINE_PATH.format(dataset=name)
-    (opts.out / rel).parent.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(records, key=lambda q: (q.episode if q.episode is not None else -1, q.source_file))
-    (opts.out / rel).write_text("".join(q.to_json() + "\n" for q in ordered))
-    return rel
-
-
-def _entry(
-    opts: IngestOptions,
-    name: str,
-    kind: str,
-    emb_name: str,
-    license: str | None,
-    citation: str | None,
-    stride: int,
-    acc: Accounting,
-    quarantine: str,
-    stats_of: str | None,
-) -> dict:
-    acc.check(name)
-    shards = _shard_docs(opts, name)
-    written = sum(s["samples"] for s in shards)
-    if written != acc.frames_written:
-        raise RuntimeError(
-            f"{name}: shards hold {written} samples, {acc.frames_written} were built: re-run `--only build`"
-        )
-    entry = {
-        "kind": kind,
-        "embodiment": emb_name,
-        "embodiment_spec": EMBODIMENT_PATH.format(name=emb_name),
-        "license": license,
-        "citation": citation,
-        "stride": stride,
-        "samples": written,
-        "accounting": acc.__dict__,
-        "quarantine": quarantine,
-        "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards],
-    }
-    if stats_of is not None:
-        entry["stats"] = file_ref(opts.out, STATS_PATH.format(dataset=stats_of))
-        if stats_of != name:
-            entry["normalized_with"] = stats_of  # HL / VI samples use their robot dataset's statistics
-    if shards:
-        entry["index"] = file_ref(opts.out, _merge_index(opts, name))
-    return entry
-
-
-def _step_index(opts: IngestOptions, sources: SourcesFile) -> dict:
-    tok = json.loads((opts.out / WORK_DIR / "tokenizer_set.json").read_text())
-    datasets = {}
-    for src in sources.datasets:
-        kept, quarantined, dups = _outcomes(opts, src)
-        emb = sources.embodiment(src)
-        written = sum(_samples_of(e, src.stride) for e in kept)
-        frames_kept = sum(e.frames for e in kept)
-        acc = Accounting(
-            unit="episode",
-            read=len(kept) + len(quarantined) + len(dups),
-            written=len(kept),
-            quarantined=len(quarantined),
-            duplicates=len(dups),
-            frames_read=frames_kept + sum(q.frames for q in quarantined) + sum(e.frames for e in dups),
-            frames_written=written,
-            frames_filtered=frames_kept - written,
-            frames_quarantined=sum(q.frames for q in quarantined),
-            frames_duplicates=sum(e.frames for e in dups),
-        )
-        emb_rel = EMBODIMENT_PATH.format(name=emb.name)
-        (opts.out / emb_rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(sources.embodiment_path(src), opts.out / emb_rel)
-        qrel = _write_quarantine(opts, src.name, quarantined)
-        datasets[src.name] = _entry(
-            opts,
-            src.name,
-            src.kind,
-            emb.name,
-            src.license,
-            src.citation,
-            src.stride,
-            acc,
-            qrel,
-            src.name if kept else None,
-        )
-    for a in sources.annotations:
-        robot = sources.robot(a.dataset)
-        built = sum(
-            _span_samples(s, a.stride) for group in annotation_spans(opts.out, a.name).values() for s in group
-        )
-        acc, bad = annotation_accounting(opts.out, a, built)
-        qrel = _write_quarantine(opts, a.name, bad)
-        has_stats = (opts.out / STATS_PATH.format(dataset=robot.name)).is_file()
-        entry = _entry(
-            opts,
-            a.name,
-            a.kind,
-            sources.embodiment(robot).name,
-            a.license,
-            a.citation,
-            a.stride,
-            acc,
-            qrel,
-            robot.name if has_stats else None,
-        )
-        datasets[a.name] = {**entry, "annotates": robot.name}
-    for w in sources.web:
-        kept, quarantined, dups = _web_outcomes(opts, w.name)
-        acc = {
-            "unit": "item",
-            "read": len(kept) + len(quarantined) + len(dups),
-            "written": len(kept),
-            "quarantined": len(quarantined),
-            "duplicates": len(dups),
-            "turns_read": sum(i.turns for i in kept + dups),
-            "turns_written": sum(i.turns for i in kept),
-        }
-        shards = _shard_docs(opts, w.name)
-        if sum(s["samples"] for s in shards) != len(kept):
-            raise RuntimeError(
-                f"{w.name}: shards hold {sum(s['samples'] for s in shards)} samples, {len(kept)} items were kept: re-run `--only build`"
-            )
-        entry = {
-            "kind": "WD",
-            "license": w.license,
-            "citation": w.citation,
-            "samples": len(kept),
-            "accounting": acc,
-            "quarantine": _write_quarantine(opts, w.name, quarantined),
-            "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards],
-        }
-        if shards:
-            entry["index"] = file_ref(opts.out, _merge_index(opts, w.name))
-        datasets[w.name] = entry
-    manifest = build_manifest(tok["path"], tok["sha256"], datasets)
-    write_json_atomic(opts.out / MANIFEST, manifest)
-    return manifest
+def _peak_rss_mib() -> float:
+    """The driver's own peak resident memory so far (ru_maxrss is KiB on Linux; Beam's worker
+    processes are not in it)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def run_ingest(opts: IngestOptions) -> dict:
@@ -527,6 +353,7 @@ def run_ingest(opts: IngestOptions) -> dict:
     opts.out.mkdir(parents=True, exist_ok=True)
     remove_stray_temps(opts.out)
     timings: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     manifest: dict = {}
     for step in STEPS:
         if opts.only and step != opts.only:
@@ -542,15 +369,16 @@ def run_ingest(opts: IngestOptions) -> dict:
         elif step == "build":
             _step_build(opts, sources)
         else:
-            manifest = _step_index(opts, sources)
+            manifest = write_index_and_manifest(opts.out, sources)
         timings[step] = round(time.perf_counter() - start, 3)
+        peaks[step] = _peak_rss_mib()
         log.info("step %s done in %.1f s", step, timings[step])
     report = {
         "steps_seconds": timings,
         "engine": opts.engine,
         "workers": opts.workers,
-        # ru_maxrss is KiB on Linux: the driver's own peak (Beam's worker processes are not in it)
-        "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "driver_peak_rss_mib": _peak_rss_mib(),
+        "driver_peak_rss_mib_after_step": peaks,
     }
     for step in ("extract", "build"):
         path = opts.out / WORK_DIR / f"beam_{step}.json"

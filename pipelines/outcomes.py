@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 
 from vlamix.pipelines.steps import Extracted
+from vlamix.pipelines.web_steps import ItemExtracted
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.layout import WORK_DIR
 
-__all__ = ["read_jsonl", "robot_outcomes", "write_jsonl"]
+__all__ = ["read_jsonl", "robot_outcomes", "web_outcomes", "write_jsonl"]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -43,4 +44,22 @@ def robot_outcomes(
     for e in extracted:
         (dups if e.episode_hash in seen else kept).append(e)
         seen.setdefault(e.episode_hash, e.episode)
+    return kept, quarantined, dups
+
+
+def web_outcomes(
+    out: Path, name: str
+) -> tuple[list[ItemExtracted], list[QuarantineRecord], list[ItemExtracted]]:
+    """(kept, quarantined, duplicates) of a web dataset; duplicates are items whose image bytes an
+    earlier item already has."""
+    work = out / WORK_DIR
+    items = sorted(
+        (ItemExtracted(**d) for d in read_jsonl(work / "extracted" / f"{name}.jsonl")), key=lambda i: i.item
+    )
+    quarantined = [QuarantineRecord(**d) for d in read_jsonl(work / "quarantined" / f"{name}.jsonl")]
+    seen: set[str] = set()
+    kept, dups = [], []
+    for it in items:
+        (dups if it.content_hash in seen else kept).append(it)
+        seen.add(it.content_hash)
     return kept, quarantined, dups

@@ -1,5 +1,5 @@
 """`vlamix inspect`: what a published layout holds (datasets, samples, bytes, versions, hashes,
-accounting), a preview of samples, and `--lint`: manifest against tars, index against tars, hashes."""
+accounting) and `--lint`: manifest against tars, index against tars, hashes."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import io
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 
 from vlamix.shards.manifest import read_manifest
 
-__all__ = ["lint_layout", "preview_samples", "summarize_layout"]
+__all__ = ["lint_layout", "summarize_layout"]
 
 
 def summarize_layout(root: Path) -> dict:
@@ -98,47 +97,3 @@ def lint_layout(root: Path) -> list[str]:
                     )
                     break
     return problems
-
-
-def preview_samples(root: Path, dataset: str, n: int, out: Path) -> list[dict]:
-    """Decode the first `n` samples of a dataset: camera images as PNG into `out`, texts, shapes."""
-    from PIL import Image
-
-    m = read_manifest(root)
-    if dataset not in m["datasets"]:
-        raise KeyError(f"no dataset {dataset!r} in {root}; it has {sorted(m['datasets'])}")
-    out.mkdir(parents=True, exist_ok=True)
-    previews: list[dict] = []
-    for s in m["datasets"][dataset]["shards"]:
-        with tarfile.open(root / s["path"]) as tar:
-            members: dict[str, dict[str, bytes]] = {}
-            for member in tar.getmembers():
-                key, ext = member.name.split(".", 1)
-                members.setdefault(key, {})[ext] = tar.extractfile(member).read()
-        for key, sample in members.items():
-            if len(previews) >= n:
-                return previews
-            item = {
-                "key": key,
-                "prompt": sample.get("prompt.txt", b"").decode(),
-                "target": sample.get("target.txt", b"").decode() or None,
-            }
-            frames = [
-                Image.open(io.BytesIO(sample[f"{slot}.jpg"])).convert("RGB")
-                for slot in ("base_0", "base_1", "left_wrist", "right_wrist")
-            ]
-            png = out / f"{key.replace('/', '_')}.png"
-            strip = Image.new("RGB", (224 * 4, 224))
-            for i, im in enumerate(frames):
-                strip.paste(im, (224 * i, 0))
-            strip.save(png)
-            item["image"] = str(png)
-            if "actions.npy" in sample:
-                actions = np.load(io.BytesIO(sample["actions.npy"]))
-                mask = np.load(io.BytesIO(sample["action_dim_mask.npy"]))
-                item["actions_shape"] = list(actions.shape)
-                item["real_dims"] = int(mask.sum())
-            if "input_ids.npy" in sample:
-                item["tokens"] = len(np.load(io.BytesIO(sample["input_ids.npy"])))
-            previews.append(item)
-    return previews

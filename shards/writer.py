@@ -4,6 +4,7 @@ range of every sample for the index."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import webdataset as wds
 
-__all__ = ["MTIME", "ShardResult", "write_shard"]
+__all__ = ["MTIME", "ShardResult", "entry_sizes", "write_shard"]
 
-MTIME = 0.0  # fixed member time: the same samples give the same bytes
+MTIME = 0  # fixed member time: the same samples give the same bytes (an int: a float adds a PAX header per member)
 OWNER = "vlamix"
 
 
@@ -34,6 +35,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _tar_writer(f) -> wds.TarWriter:
+    return wds.TarWriter(f, user=OWNER, group=OWNER, mtime=MTIME, encoder=False)
+
+
+def entry_sizes(entries: Iterable[dict]) -> list[int]:
+    """Bytes each entry takes in a shard, measured by writing them to memory exactly as a shard is."""
+    sizes = []
+    with io.BytesIO() as f:
+        writer = _tar_writer(f)
+        for entry in entries:
+            start = writer.tarstream.offset
+            writer.write(entry)
+            sizes.append(writer.tarstream.offset - start)
+        writer.close()
+    return sizes
+
+
 def write_shard(root: Path, rel_path: str, entries: Iterable[dict]) -> ShardResult:
     """Write `entries` (webdataset dicts with `__key__` and bytes members) in the order given."""
     final = root / rel_path
@@ -42,7 +60,7 @@ def write_shard(root: Path, rel_path: str, entries: Iterable[dict]) -> ShardResu
     offsets = []
     try:
         with tmp.open("wb") as f:
-            writer = wds.TarWriter(f, user=OWNER, group=OWNER, mtime=MTIME, encoder=False)
+            writer = _tar_writer(f)
             for entry in entries:
                 start = writer.tarstream.offset
                 writer.write(entry)

@@ -42,7 +42,13 @@ def make_aloha_episode() -> Callable[..., Path]:
     from vlamix.sources.synthetic.scenario import simulate
 
     def make(
-        path: Path, frames: int = 24, seed: int = 7, compress: bool = True, start: int = 200, mutate=None
+        path: Path,
+        frames: int = 24,
+        seed: int = 7,
+        compress: bool = True,
+        start: int = 200,
+        mutate=None,
+        size: tuple[int, int] = (48, 64),
     ) -> Path:
         state = simulate(seed)
         cut = slice(start, start + frames)
@@ -56,7 +62,7 @@ def make_aloha_episode() -> Callable[..., Path]:
             cubes=state.cubes[cut],
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_episode(path, short, SampleSpec(compress=compress, height=48, width=64))
+        write_episode(path, short, SampleSpec(compress=compress, height=size[0], width=size[1]))
         if mutate is not None:
             with h5py.File(path, "r+") as f:
                 mutate(f)

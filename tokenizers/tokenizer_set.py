@@ -54,6 +54,44 @@ class TokenizerSet:
             out += [text_start + i for i in self.text.encode(text[pos:]).ids]
         return out
 
+    def decode(self, ids: list[int]) -> str:
+        """Set ids -> readable text: text runs decoded, `<locNNNN>` for locations, special names, and
+        FAST runs as `<fast xN>` (decode those with the FAST tokenizer: they are actions, not text)."""
+        r = self.ranges
+        parts: list[str] = []
+        run: list[int] = []
+        fast = 0
+
+        def flush() -> None:
+            nonlocal run, fast
+            if run:
+                parts.append(self.text.decode(run))
+                run = []
+            if fast:
+                parts.append(f"<fast x{fast}>")
+                fast = 0
+
+        for i in ids:
+            if r["text"] and r["text"][0] <= i < r["text"][1]:
+                if fast:
+                    flush()
+                run.append(i - r["text"][0])
+                continue
+            if r["fast"] and r["fast"][0] <= i < r["fast"][1]:
+                if run:
+                    flush()
+                fast += 1
+                continue
+            flush()
+            if r["loc"][0] <= i < r["loc"][1]:
+                parts.append(f"<loc{i - r['loc'][0]:04d}>")
+            elif 0 <= i < len(self.layout.specials):
+                parts.append(self.layout.specials[i])
+            else:
+                parts.append(f"<out of range {i}>")
+        flush()
+        return "".join(parts)
+
     def encode_sample(
         self, prompt: str, target: str | None, fast: list[int] | None
     ) -> tuple[list[int], list[bool]]:

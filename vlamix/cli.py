@@ -91,6 +91,15 @@ def ingest(
             "finished when their inputs are unchanged.",
         ),
     ] = False,
+    stats_max_frames: Annotated[
+        int,
+        typer.Option(
+            help="Per dataset: above this many frames, statistics use a seeded subsample of frames."
+        ),
+    ] = 100_000,
+    fast_fit_chunks: Annotated[
+        int, typer.Option(help="In all: above this many chunks, FAST is fitted on a seeded subsample.")
+    ] = 20_000,
     only: Annotated[
         str | None, typer.Option(help="Run one step: extract, stats, tokenizers, build or index.")
     ] = None,
@@ -133,6 +142,8 @@ def ingest(
         samples_per_shard=shard_samples,
         shard_bytes=_parse_size(shard_bytes, "--shard-bytes") if shard_bytes is not None else None,
         fresh=fresh,
+        stats_max_frames=stats_max_frames,
+        fast_fit_chunks=fast_fit_chunks,
         only=only,
         runner_args=list(ctx.args),
         tokenizers=tokenizers,
@@ -180,7 +191,10 @@ def inspect(
     ] = False,
     preview: Annotated[
         str | None,
-        typer.Option(help="Decode the first samples of this dataset (PNG strips of the cameras, texts)."),
+        typer.Option(
+            help="Decode the first samples of this dataset: camera PNG strips, tokens back to text, and the "
+            "action chunk plotted in native units beside its FAST reconstruction."
+        ),
     ] = None,
     n: Annotated[int, typer.Option("-n", help="How many samples --preview decodes.")] = 4,
     preview_dir: Annotated[Path, typer.Option(help="Where --preview writes its PNG files.")] = Path(
@@ -189,7 +203,8 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
 ) -> None:
     """Summarize a published layout: datasets, samples, bytes, versions, hashes and accounting."""
-    from vlamix.shards.inspect import lint_layout, preview_samples, summarize_layout
+    from vlamix.shards.inspect import lint_layout, summarize_layout
+    from vlamix.shards.preview import preview_samples
 
     root = layout.parent if layout.name == "manifest.json" else layout
     try:
@@ -212,9 +227,14 @@ def inspect(
                 f"  {name:<20} {d['kind']:<3} {d['samples']:>7} samples {d['shards']:>3} shards  {acc['unit']}s read {acc['read']}, written {acc['written']}, quarantined {acc['quarantined']}, duplicates {acc['duplicates']}"
             )
         for item in report.get("preview", []):
-            typer.echo(
-                f"  {item['key']}: {item['image']}  prompt {item['prompt']!r}  target {item['target']!r}"
-            )
+            typer.echo(f"  {item['key']}: {item['image']}")
+            if "decoded_prompt" in item:
+                typer.echo(f"    prompt : {item['decoded_prompt']!r}")
+                typer.echo(f"    targets: {item['decoded_targets']!r}")
+            if "actions_plot" in item:
+                typer.echo(
+                    f"    actions: {item['actions_plot']} ({item['chunk_steps']} steps in native units)"
+                )
         if lint:
             typer.echo(
                 "lint: ok"

@@ -45,6 +45,7 @@ def test_counters_match_the_outcome_files(tmp_path, write_sources, make_aloha_ep
     from apache_beam.metrics.metric import MetricsFilter
 
     from vlamix.pipelines.beam_jobs import beam_options, run_extract
+    from vlamix.pipelines.beam_jobs import counters as counters_of
 
     make_aloha_episode(tmp_path / "eps" / "episode_0.hdf5", frames=5)
     make_aloha_episode(tmp_path / "eps" / "episode_1.hdf5", frames=7, seed=3)
@@ -61,8 +62,9 @@ def test_counters_match_the_outcome_files(tmp_path, write_sources, make_aloha_ep
     result = run_extract(tasks, out, beam_options(1, []))
     counters = {
         m.key.metric.name: m.committed
-        for m in result.metrics().query(MetricsFilter().with_namespace("vlamix"))["counters"]
+        for m in result.metrics().query(MetricsFilter().with_namespace("vlamix.mm"))["counters"]
     }
+    assert counters_of(result) == {"mm": counters}  # what the ingest saves to reports/ingest.json
     extracted = (tmp_path / "out/work/extracted/mm.jsonl").read_text().splitlines()
     quarantined = (tmp_path / "out/work/quarantined/mm.jsonl").read_text().splitlines()
     assert counters["episodes_read"] == 3 == len(extracted) + len(quarantined)

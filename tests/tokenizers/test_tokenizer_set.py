@@ -94,3 +94,14 @@ def test_fast_encode_and_decode_transforms_invert(tokset, tmp_path):
     assert len(toks["input_ids"]) == len(toks["loss_mask"]) and set(out["fast_ids"]) <= set(toks["input_ids"])
     with pytest.raises(ValueError, match=r"d/000001/000002: .*outside the fitted range"):
         enc({"actions": padded * 9, "key": "d/000001/000002"})
+
+
+def test_decode_gives_back_the_sequence_as_text(tokset):
+    chunk = np.random.default_rng(2).uniform(-1, 1, (1, 10, 7))
+    fast = tokset.fast_ids(tokset.fast.encode(chunk)[0])
+    ids, mask = tokset.encode_sample("what color is the cup?", "a cup <loc0012><loc1023> on a mat", fast)
+    prompt = tokset.decode([i for i, m in zip(ids, mask, strict=True) if not m])
+    targets = tokset.decode([i for i, m in zip(ids, mask, strict=True) if m])
+    assert prompt == "<bos>what color is the cup?<sep>"
+    assert targets == f"a cup <loc0012><loc1023> on a mat<sep><action><fast x{len(fast)}><end_of_action><eos>"
+    assert tokset.decode([10**7]) == "<out of range 10000000>"

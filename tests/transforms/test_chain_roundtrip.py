@@ -10,6 +10,8 @@ from vlamix.transforms.chain import apply, build_chain, stats_chain
 from vlamix.transforms.chunk import ChunkActions
 from vlamix.transforms.gripper import GripperToClosed
 from vlamix.transforms.image import ResizeWithPad
+from vlamix.transforms.native import native_chunk as to_native_chunk
+from vlamix.transforms.native import native_state as to_native_state
 from vlamix.transforms.normalize import QuantileNormalize
 from vlamix.transforms.pad import PadDims, PadSteps
 from vlamix.transforms.prompt import StatePrompt, state_bins
@@ -156,6 +158,16 @@ def test_whole_chain_inverts_to_native_values(name, normalization, tmp_path):
     diff[:, rot] = np.angle(np.exp(1j * diff[:, rot]))  # rotations come back modulo 2 pi
     np.testing.assert_allclose(diff, 0, atol=2e-5)
     np.testing.assert_allclose(native_state, state[frame], atol=2e-5)
+    # the same through transforms/native.py, as `inspect --preview` and `predict` use it: from the
+    # sample's own state, and from a native state given by the robot
+    got_state = to_native_state(emb, ss, normalization, out["state"])
+    np.testing.assert_allclose(got_state, state[frame], atol=2e-5)
+    for given in (got_state, state[frame]):
+        got = to_native_chunk(emb, sa, normalization, out["actions"], given, out["action_is_pad"])
+        assert got.shape == (min(h, 20), emb.action_dim)
+        diff = got - native_chunk[: min(h, 20)]
+        diff[:, rot] = np.angle(np.exp(1j * diff[:, rot]))
+        np.testing.assert_allclose(diff, 0, atol=5e-5)
 
 
 def test_delta_wraps_rotations_and_inverts():

@@ -1,0 +1,176 @@
+"""The ingest's last step: per dataset, merge the index parts, write the quarantine file, check the
+accounting against the shards, and write manifest.json last (a reader never sees a manifest whose shards
+are missing)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from vlamix.pipelines.annotations import annotation_accounting, annotation_spans, span_samples
+from vlamix.pipelines.outcomes import robot_outcomes, web_outcomes
+from vlamix.pipelines.steps import INDEX_SCHEMA
+from vlamix.schemas.quarantine import QuarantineRecord
+from vlamix.shards.layout import EMBODIMENT_PATH, INDEX_PATH, MANIFEST, QUARANTINE_PATH, STATS_PATH, WORK_DIR
+from vlamix.shards.manifest import Accounting, build_manifest, file_ref, write_json_atomic
+from vlamix.sources.config import SourcesFile
+
+__all__ = ["write_index_and_manifest"]
+
+
+def _merge_index(out: Path, name: str) -> str:
+    parts = sorted((out / WORK_DIR / "index" / name).glob("*.parquet"))
+    rel = INDEX_PATH.format(dataset=name)
+    path = out / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with pq.ParquetWriter(tmp, INDEX_SCHEMA) as writer:
+        for part in parts:  # one shard's rows at a time: never a whole dataset in memory
+            writer.write_table(pq.read_table(part, schema=INDEX_SCHEMA))
+    tmp.replace(path)
+    return rel
+
+
+def _shard_docs(out: Path, name: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / WORK_DIR / "shards" / name).glob("*.json"))]
+
+
+def _write_quarantine(out: Path, name: str, records: list[QuarantineRecord]) -> str:
+    rel = QUARANTINE_PATH.format(dataset=name)
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(records, key=lambda q: (q.episode if q.episode is not None else -1, q.source_file))
+    (out / rel).write_text("".join(q.to_json() + "\n" for q in ordered))
+    return rel
+
+
+def _entry(
+    out: Path,
+    name: str,
+    kind: str,
+    emb_name: str,
+    license: str | None,
+    citation: str | None,
+    stride: int,
+    acc: Accounting,
+    quarantine: str,
+    stats_of: str | None,
+) -> dict:
+    acc.check(name)
+    shards = _shard_docs(out, name)
+    written = sum(s["samples"] for s in shards)
+    if written != acc.frames_written:
+        raise RuntimeError(
+            f"{name}: shards hold {written} samples, {acc.frames_written} were built: re-run `--only build`"
+        )
+    entry = {
+        "kind": kind,
+        "embodiment": emb_name,
+        "embodiment_spec": EMBODIMENT_PATH.format(name=emb_name),
+        "license": license,
+        "citation": citation,
+        "stride": stride,
+        "samples": written,
+        "accounting": acc.__dict__,
+        "quarantine": quarantine,
+        "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards],
+    }
+    if stats_of is not None:
+        entry["stats"] = file_ref(out, STATS_PATH.format(dataset=stats_of))
+        if stats_of != name:
+            entry["normalized_with"] = stats_of  # HL / VI samples use their robot dataset's statistics
+    if shards:
+        entry["index"] = file_ref(out, _merge_index(out, name))
+    return entry
+
+
+def write_index_and_manifest(out: Path, sources: SourcesFile) -> dict:
+    tok = json.loads((out / WORK_DIR / "tokenizer_set.json").read_text())
+    datasets = {}
+    for src in sources.datasets:
+        kept, quarantined, dups = robot_outcomes(out, src.name)
+        emb = sources.embodiment(src)
+        written = sum(e.samples for e in kept)
+        frames_kept = sum(e.frames for e in kept)
+        acc = Accounting(
+            unit="episode",
+            read=len(kept) + len(quarantined) + len(dups),
+            written=len(kept),
+            quarantined=len(quarantined),
+            duplicates=len(dups),
+            frames_read=frames_kept + sum(q.frames for q in quarantined) + sum(e.frames for e in dups),
+            frames_written=written,
+            frames_filtered=frames_kept - written,
+            frames_quarantined=sum(q.frames for q in quarantined),
+            frames_duplicates=sum(e.frames for e in dups),
+        )
+        emb_rel = EMBODIMENT_PATH.format(name=emb.name)
+        (out / emb_rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sources.embodiment_path(src), out / emb_rel)
+        qrel = _write_quarantine(out, src.name, quarantined)
+        datasets[src.name] = _entry(
+            out,
+            src.name,
+            src.kind,
+            emb.name,
+            src.license,
+            src.citation,
+            src.stride,
+            acc,
+            qrel,
+            src.name if kept else None,
+        )
+    for a in sources.annotations:
+        robot = sources.robot(a.dataset)
+        built = sum(
+            span_samples(s, a.stride) for group in annotation_spans(out, a.name).values() for s in group
+        )
+        acc, bad = annotation_accounting(out, a, built)
+        qrel = _write_quarantine(out, a.name, bad)
+        has_stats = (out / STATS_PATH.format(dataset=robot.name)).is_file()
+        entry = _entry(
+            out,
+            a.name,
+            a.kind,
+            sources.embodiment(robot).name,
+            a.license,
+            a.citation,
+            a.stride,
+            acc,
+            qrel,
+            robot.name if has_stats else None,
+        )
+        datasets[a.name] = {**entry, "annotates": robot.name}
+    for w in sources.web:
+        kept, quarantined, dups = web_outcomes(out, w.name)
+        acc = {
+            "unit": "item",
+            "read": len(kept) + len(quarantined) + len(dups),
+            "written": len(kept),
+            "quarantined": len(quarantined),
+            "duplicates": len(dups),
+            "turns_read": sum(i.turns for i in kept + dups),
+            "turns_written": sum(i.turns for i in kept),
+        }
+        shards = _shard_docs(out, w.name)
+        if sum(s["samples"] for s in shards) != len(kept):
+            raise RuntimeError(
+                f"{w.name}: shards hold {sum(s['samples'] for s in shards)} samples, {len(kept)} items were kept: re-run `--only build`"
+            )
+        entry = {
+            "kind": "WD",
+            "license": w.license,
+            "citation": w.citation,
+            "samples": len(kept),
+            "accounting": acc,
+            "quarantine": _write_quarantine(out, w.name, quarantined),
+            "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards],
+        }
+        if shards:
+            entry["index"] = file_ref(out, _merge_index(out, w.name))
+        datasets[w.name] = entry
+    manifest = build_manifest(tok["path"], tok["sha256"], datasets)
+    write_json_atomic(out / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,52 @@
+"""The driver's peak memory stays flat as the input grows: nothing collects a dataset in the driver.
+Beam runs in-process here (one worker), so the driver's peak also holds the work of every step.
+Statistics and the FAST fit work on seeded subsamples capped by count (--stats-max-frames,
+--fast-fit-chunks); the test sets the caps below the 1x input so both runs sit at the cap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+MARGIN_MIB = 48
+
+
+def _ingest(root) -> tuple[float, int, int]:
+    (root / "sources.yaml").write_text(
+        "datasets:\n  - {name: mm_mem, kind: MM, format: aloha_hdf5, path: eps, embodiment: mobile_aloha, task: tidy}\n"
+    )
+    cmd = [sys.executable, "-m", "vlamix.cli", "ingest", "--sources", str(root / "sources.yaml")]
+    cmd += ["--out", str(root / "out"), "--workers", "1", "--shard-samples", "200"]
+    # statistics and the FAST fit hold their (capped) subsample: caps below 1x make both runs hit them
+    cmd += ["--stats-max-frames", "500", "--fast-fit-chunks", "500"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((root / "out" / "reports" / "ingest.json").read_text())
+    d = json.loads((root / "out" / "manifest.json").read_text())["datasets"]["mm_mem"]
+    return report["driver_peak_rss_mib"], sum(s["bytes"] for s in d["shards"]), d["samples"]
+
+
+def test_driver_peak_memory_is_flat_from_1x_to_4x(tmp_path, make_aloha_episode):
+    # whole simulated episodes (~670 frames, every dim moving), cameras at the samples' 120x160
+    for i in range(4):
+        make_aloha_episode(
+            tmp_path / "x4" / "eps" / f"episode_{i}.hdf5", frames=2000, seed=100 + i, start=0, size=(120, 160)
+        )
+    (tmp_path / "x1" / "eps").mkdir(parents=True)
+    shutil.copyfile(tmp_path / "x4" / "eps" / "episode_0.hdf5", tmp_path / "x1" / "eps" / "episode_0.hdf5")
+    peak_1x, bytes_1x, samples_1x = _ingest(tmp_path / "x1")
+    peak_4x, bytes_4x, samples_4x = _ingest(tmp_path / "x4")
+    assert samples_4x > 3.5 * samples_1x
+    grown_mib = (bytes_4x - bytes_1x) / 2**20
+    # collecting the samples in the driver would break the margin
+    assert grown_mib > 1.5 * MARGIN_MIB
+    assert peak_4x < peak_1x + MARGIN_MIB, (
+        f"driver peak {peak_1x:.0f} MiB at 1x, {peak_4x:.0f} MiB at 4x ({grown_mib:.0f} MiB more shard data)"
+    )
