@@ -16,6 +16,7 @@ __all__ = [
     "MODEL_HORIZON",
     "Dim",
     "Embodiment",
+    "embodiment_from_text",
     "load_embodiment",
     "shipped_embodiments",
 ]
@@ -119,3 +120,14 @@ def load_embodiment(name_or_path: str | Path) -> Embodiment:
                 "or give the path of a YAML spec"
             )
     return from_mapping(Embodiment, load_yaml(path), str(path))
+
+
+def embodiment_from_text(text: str, where: str) -> Embodiment:
+    """A spec from YAML text (e.g. read from a published layout at a URL); `where` names it in errors."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML ({e})") from e
+    return from_mapping(Embodiment, data, where)

@@ -6,17 +6,36 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlamix.shards.manifest import read_manifest
+from vlamix.shards.store import Store
+from vlamix.tokenizers.vocab import LAYOUT_FILE
 
 __all__ = ["lint_layout", "summarize_layout"]
 
 
-def summarize_layout(root: Path) -> dict:
-    m = read_manifest(root)
+class _Hashing:
+    """A read-only stream that hashes and counts what passes through it."""
+
+    def __init__(self, f):
+        self.f, self.hash, self.size = f, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def summarize_layout(store: Store) -> dict:
+    m = read_manifest(store)
     datasets = {}
     for name, d in m["datasets"].items():
         datasets[name] = {
@@ -29,7 +48,7 @@ def summarize_layout(root: Path) -> dict:
             "license": d.get("license"),
         }
     return {
-        "root": str(root),
+        "root": store.url,
         "format": m["format"],
         "version": m["version"],
         "schema_versions": m["schema_versions"],
@@ -40,52 +59,52 @@ def summarize_layout(root: Path) -> dict:
     }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def lint_layout(root: Path) -> list[str]:
+def lint_layout(store: Store) -> list[str]:
     """Problems found: counts and sha256 of every shard, index rows against the tars (each row's byte
-    range must hold exactly its sample), stats and tokenizer files present with their hashes."""
-    m = read_manifest(root)
+    range must hold exactly its sample), stats and tokenizer files present with their hashes. Works on a
+    local folder and on a URL alike (remote shards are streamed once each)."""
+    m = read_manifest(store)
     problems = []
-    tok = root / m["tokenizer_set"]["path"]
-    if not tok.is_dir():
-        problems.append(f"tokenizer set {m['tokenizer_set']['path']} is missing")
+    tok = m["tokenizer_set"]["path"]
+    if not store.exists(f"{tok}/{LAYOUT_FILE}"):
+        problems.append(f"tokenizer set {tok} is missing")
     for name, d in m["datasets"].items():
         for part in ("stats", "index"):
             ref = d.get(part)
-            if ref and (not (root / ref["path"]).is_file() or _sha256(root / ref["path"]) != ref["sha256"]):
+            if ref and (not store.exists(ref["path"]) or store.sha256(ref["path"]) != ref["sha256"]):
                 problems.append(f"{name}: {part} file {ref['path']} is missing or its sha256 differs")
         keys_in_tars = 0
         for s in d["shards"]:
-            path = root / s["path"]
-            if not path.is_file():
+            if store.size(s["path"]) is None:
                 problems.append(f"{name}: shard {s['path']} is missing")
                 continue
-            if path.stat().st_size != s["bytes"] or _sha256(path) != s["sha256"]:
+            with store.open(
+                s["path"], stream=True
+            ) as f:  # one streaming pass: hash, size and member keys together
+                stream = _Hashing(f)
+                try:
+                    with tarfile.open(fileobj=stream, mode="r|") as tar:
+                        n = len({m_.name.split(".", 1)[0] for m_ in tar if m_.isfile()})
+                except tarfile.TarError as e:
+                    problems.append(f"{name}: shard {s['path']} is not a readable tar ({e})")
+                    continue
+                stream.drain()
+            if stream.size != s["bytes"] or stream.hash.hexdigest() != s["sha256"]:
                 problems.append(f"{name}: shard {s['path']} differs from the manifest (bytes or sha256)")
-            with tarfile.open(path) as tar:
-                n = len({m_.name.split(".", 1)[0] for m_ in tar.getmembers() if m_.isfile()})
             keys_in_tars += n
             if n != s["samples"]:
                 problems.append(
                     f"{name}: shard {s['path']} holds {n} samples, the manifest says {s['samples']}"
                 )
-        if d.get("index") and (root / d["index"]["path"]).is_file():
+        if d.get("index") and store.exists(d["index"]["path"]):
             index = pq.read_table(
-                root / d["index"]["path"], columns=["key", "shard", "offset", "length"]
+                pa.BufferReader(store.read_bytes(d["index"]["path"])),
+                columns=["key", "shard", "offset", "length"],
             ).to_pylist()
             if len(index) != keys_in_tars:
                 problems.append(f"{name}: the index has {len(index)} rows, the shards {keys_in_tars} samples")
             for row in index[:: max(1, len(index) // 20)]:  # a spread of rows: each byte range is its sample
-                with (root / row["shard"]).open("rb") as f:
-                    f.seek(row["offset"])
-                    chunk = f.read(row["length"])
+                chunk = store.read_bytes(row["shard"], row["offset"], row["offset"] + row["length"])
                 try:
                     with tarfile.open(fileobj=io.BytesIO(chunk)) as t:
                         names = t.getnames()

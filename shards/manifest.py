@@ -60,13 +60,19 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(root: Path) -> dict:
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest (is {root} a vlamix layout? run `vlamix ingest` first)")
-    data = json.loads(path.read_text())
+def read_manifest(root) -> dict:
+    """The manifest of a layout: a folder, a manifest path, or a URL (anything `Store` takes)."""
+    from vlamix.shards.store import Store
+
+    store = root if hasattr(root, "read_json") else Store(root)
+    try:
+        data = store.read_json(MANIFEST)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"{store.url_of(MANIFEST)}: no manifest (is {store.url} a vlamix layout? run `vlamix ingest` first)"
+        ) from e
     if data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
         raise ValueError(
-            f"{path}: format {data.get('format')!r} v{data.get('version')} is not {FORMAT} v{FORMAT_VERSION}"
+            f"{store.url_of(MANIFEST)}: format {data.get('format')!r} v{data.get('version')} is not {FORMAT} v{FORMAT_VERSION}"
         )
     return data

@@ -5,14 +5,15 @@ samples the action chunk in the robot's native units, beside its FAST reconstruc
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
-from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment, load_embodiment
+from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
+from vlamix.shards.assets import embodiment_of, tokenizer_dir
 from vlamix.shards.manifest import read_manifest
+from vlamix.shards.store import Store
 from vlamix.transforms.native import native_chunk, native_state
 from vlamix.transforms.stats import DimStats
 from vlamix.transforms.tokenize import FastDecode
@@ -22,14 +23,20 @@ __all__ = ["preview_samples"]
 TILE = 224
 
 
-def _samples(root: Path, shards: list[dict]):
+def _samples(store: Store, shards: list[dict]):
+    """(key, {member: bytes}) in shard order, streamed (a remote shard is read once, front to back)."""
     for s in shards:
-        with tarfile.open(root / s["path"]) as tar:
-            members: dict[str, dict[str, bytes]] = {}
-            for member in tar.getmembers():
-                key, ext = member.name.split(".", 1)
-                members.setdefault(key, {})[ext] = tar.extractfile(member).read()
-        yield from members.items()
+        with store.open(s["path"], stream=True) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            key, members = None, {}
+            for member in tar:
+                k, ext = member.name.split(".", 1)
+                if key is not None and k != key:
+                    yield key, members
+                    members = {}
+                key = k
+                members[ext] = tar.extractfile(member).read()
+            if key is not None:
+                yield key, members
 
 
 def _npy(sample: dict, name: str) -> np.ndarray | None:
@@ -77,11 +84,11 @@ def _plot_chunk(emb: Embodiment, chunk: np.ndarray, fast: np.ndarray | None, tit
 class _Dataset:
     """What turning one dataset's samples back into native units needs: embodiment, stats, tokenizers."""
 
-    def __init__(self, root: Path, manifest: dict, name: str):
+    def __init__(self, store: Store, manifest: dict, name: str):
         d = manifest["datasets"][name]
-        self.emb = load_embodiment(root / d["embodiment_spec"]) if d.get("embodiment_spec") else None
-        self.stats = json.loads((root / d["stats"]["path"]).read_text()) if d.get("stats") else None
-        self.tokenizers = str(root / manifest["tokenizer_set"]["path"])
+        self.emb = embodiment_of(store, d)
+        self.stats = store.read_json(d["stats"]["path"]) if d.get("stats") else None
+        self.tokenizers = tokenizer_dir(store, manifest)
 
     def native(self, sample: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         """(native state, native chunk, FAST-decoded native chunk or None) of a robot sample."""
@@ -106,18 +113,18 @@ class _Dataset:
         return state, chunk, fast
 
 
-def preview_samples(root: Path, dataset: str, n: int, out: Path) -> list[dict]:
+def preview_samples(store: Store, dataset: str, n: int, out: Path) -> list[dict]:
     """Decode the first `n` samples of `dataset` into `out` (PNG files) and return what each shows."""
     from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 
-    m = read_manifest(root)
+    m = read_manifest(store)
     if dataset not in m["datasets"]:
-        raise KeyError(f"no dataset {dataset!r} in {root}; it has {sorted(m['datasets'])}")
+        raise KeyError(f"no dataset {dataset!r} in {store.url}; it has {sorted(m['datasets'])}")
     out.mkdir(parents=True, exist_ok=True)
-    ds = _Dataset(root, m, dataset)
+    ds = _Dataset(store, m, dataset)
     tok = load_tokenizer_set(ds.tokenizers)
     previews: list[dict] = []
-    for key, sample in _samples(root, m["datasets"][dataset]["shards"]):
+    for key, sample in _samples(store, m["datasets"][dataset]["shards"]):
         if len(previews) >= n:
             break
         stem = key.replace("/", "_")

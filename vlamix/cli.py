@@ -180,8 +180,11 @@ def ingest(
 @app.command()
 def inspect(
     layout: Annotated[
-        Path, typer.Argument(help="A layout folder (holding manifest.json) or the manifest itself.")
-    ] = Path("out"),
+        str,
+        typer.Argument(
+            help="A layout folder, its manifest.json, or a URL of either: file://, http(s)://, s3://, hf://datasets/ORG/NAME."
+        ),
+    ] = "out",
     lint: Annotated[
         bool,
         typer.Option(
@@ -205,21 +208,22 @@ def inspect(
     """Summarize a published layout: datasets, samples, bytes, versions, hashes and accounting."""
     from vlamix.shards.inspect import lint_layout, summarize_layout
     from vlamix.shards.preview import preview_samples
+    from vlamix.shards.store import Store
 
-    root = layout.parent if layout.name == "manifest.json" else layout
     try:
-        report: dict = summarize_layout(root)
+        store = Store(layout)
+        report: dict = summarize_layout(store)
         if lint:
-            report["problems"] = lint_layout(root)
+            report["problems"] = lint_layout(store)
         if preview:
-            report["preview"] = preview_samples(root, preview, n, preview_dir)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+            report["preview"] = preview_samples(store, preview, n, preview_dir)
+    except (OSError, ValueError, KeyError) as e:
         _fail(str(e))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         typer.echo(
-            f"{root}: {report['format']} v{report['version']}, {report['samples']} samples, {report['bytes'] / 1e6:.1f} MB, tokenizer set {report['tokenizer_set']['sha256'][:12]}"
+            f"{report['root']}: {report['format']} v{report['version']}, {report['samples']} samples, {report['bytes'] / 1e6:.1f} MB, tokenizer set {report['tokenizer_set']['sha256'][:12]}"
         )
         for name, d in report["datasets"].items():
             acc = d["accounting"]
