@@ -14,6 +14,7 @@ from vlamix.pipelines.annotations import annotation_accounting, annotation_spans
 from vlamix.pipelines.outcomes import robot_outcomes, web_outcomes
 from vlamix.pipelines.steps import INDEX_SCHEMA
 from vlamix.schemas.quarantine import QuarantineRecord
+from vlamix.shards.card import CARD, dataset_card
 from vlamix.shards.layout import EMBODIMENT_PATH, INDEX_PATH, MANIFEST, QUARANTINE_PATH, STATS_PATH, WORK_DIR
 from vlamix.shards.manifest import Accounting, build_manifest, file_ref, write_json_atomic
 from vlamix.sources.config import SourcesFile
@@ -172,5 +173,8 @@ def write_index_and_manifest(out: Path, sources: SourcesFile) -> dict:
             entry["index"] = file_ref(out, _merge_index(out, w.name))
         datasets[w.name] = entry
     manifest = build_manifest(tok["path"], tok["sha256"], datasets)
+    card = out / CARD  # the dataset card, then the manifest: always last
+    card.with_name(f".{CARD}.tmp").write_text(dataset_card(manifest, f"vlamix layout {out.name}"))
+    card.with_name(f".{CARD}.tmp").replace(card)
     write_json_atomic(out / MANIFEST, manifest)
     return manifest

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
 from vlamix.pipelines.annotations import annotation_spans, extract_annotations, span_samples
@@ -33,6 +34,7 @@ from vlamix.pipelines.build_plan import (
 from vlamix.pipelines.fit_tokenizers import FAST_FIT_CHUNKS, fit_tokenizer_set, reuse_tokenizer_set
 from vlamix.pipelines.index_step import write_index_and_manifest
 from vlamix.pipelines.outcomes import robot_outcomes, web_outcomes, write_jsonl
+from vlamix.pipelines.quality import DOCS_DIR, GATE_PREFIX, QualityGateFailed, dataset_gates
 from vlamix.pipelines.spill import SPILL_DIR
 from vlamix.pipelines.steps import AnnotationJob, BuildTask, Extracted, ExtractTask
 from vlamix.pipelines.web_steps import ItemBuildTask
@@ -74,6 +76,9 @@ class IngestOptions:
     fresh: bool = False  # rebuild every shard, even those an interrupted run with the same inputs finished
     stats_max_frames: int = STATS_MAX_FRAMES  # per dataset; above it statistics use a seeded subsample
     fast_fit_chunks: int = FAST_FIT_CHUNKS  # in all; above it FAST is fitted on a seeded subsample
+    max_bad_share: float = (
+        0.1  # per dataset: above this share of rows failing the quality gates, fail the job
+    )
     only: str | None = None
     runner_args: list[str] = field(default_factory=list)
     tokenizers: Path | None = None  # reuse this tokenizer set instead of fitting one
@@ -87,6 +92,8 @@ class IngestOptions:
             raise ValueError(f"--engine {self.engine!r}: engines are beam and ray")
         if self.samples_per_shard < 1:
             raise ValueError("--shard-samples must be at least 1")
+        if not 0.0 <= self.max_bad_share <= 1.0:
+            raise ValueError(f"--max-bad-share {self.max_bad_share}: give a share between 0 and 1")
         if self.stats_max_frames < 1 or self.fast_fit_chunks < 1:
             raise ValueError("--stats-max-frames and --fast-fit-chunks must be at least 1")
         if self.shard_bytes is not None and self.shard_bytes < 4096:
@@ -355,6 +362,7 @@ def run_ingest(opts: IngestOptions) -> dict:
     timings: dict[str, float] = {}
     peaks: dict[str, float] = {}
     manifest: dict = {}
+    quality: dict = {}
     for step in STEPS:
         if opts.only and step != opts.only:
             continue
@@ -370,6 +378,7 @@ def run_ingest(opts: IngestOptions) -> dict:
             _step_build(opts, sources)
         else:
             manifest = write_index_and_manifest(opts.out, sources)
+            quality = _quality_gates(opts, sources)
         timings[step] = round(time.perf_counter() - start, 3)
         peaks[step] = _peak_rss_mib()
         log.info("step %s done in %.1f s", step, timings[step])
@@ -386,5 +395,42 @@ def run_ingest(opts: IngestOptions) -> dict:
             report.setdefault("counters", {})[step] = json.loads(path.read_text())
     if manifest:
         report["accounting"] = {k: v["accounting"] for k, v in manifest["datasets"].items()}
+        report["quality"] = quality
     write_json_atomic(opts.out / REPORTS_DIR / "ingest.json", report)
+    failed = {k: v for k, v in quality.items() if not v["success"]}
+    if failed:  # after the manifest and the reports: everything that passed is written and accounted for
+        raise QualityGateFailed(
+            "quality gate failed: "
+            + "; ".join(
+                f"{k}: {v['failed']} of {v['rows']} rows failed ({v['share']:.1%}, at most {opts.max_bad_share:.1%} allowed)"
+                for k, v in failed.items()
+            )
+            + f". The failing rows are in {opts.out}/quarantine/<dataset>.jsonl, the report in {opts.out}/{DOCS_DIR}/index.html"
+        )
     return manifest
+
+
+def _quality_gates(opts: IngestOptions, sources: SourcesFile) -> dict:
+    """Per dataset (robot and web), one row per episode or item: did it pass the row-level gates."""
+    outcomes = {}
+    for src in sources.datasets:
+        kept, quarantined, dups = robot_outcomes(opts.out, src.name)
+        ids = [f"episode {e.episode}" for e in kept + dups]
+        gated = [q for q in quarantined if q.reason.startswith(GATE_PREFIX)]
+        outcomes[src.name] = pd.DataFrame(
+            {
+                "id": ids + [f"episode {q.episode}" for q in gated],
+                "passed": [True] * len(ids) + [False] * len(gated),
+            }
+        )
+    for w in sources.web:
+        kept, quarantined, dups = web_outcomes(opts.out, w.name)
+        ids = [f"item {i.item}" for i in kept + dups]
+        gated = [q for q in quarantined if q.reason.startswith(GATE_PREFIX)]
+        outcomes[w.name] = pd.DataFrame(
+            {
+                "id": ids + [f"item {q.item}" for q in gated],
+                "passed": [True] * len(ids) + [False] * len(gated),
+            }
+        )
+    return dataset_gates(opts.out / DOCS_DIR, outcomes, opts.max_bad_share)

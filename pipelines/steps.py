@@ -13,7 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlamix.pipelines.quality import failures
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
+from vlamix.schemas.expectations import frame_expectations, frame_table
 from vlamix.schemas.frame import FRAME, frame_key, image_column
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.schemas.sample import SAMPLE
@@ -99,14 +101,38 @@ def extract_episode(task: ExtractTask) -> Extracted:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    keep = select_frames(
-        np.asarray(pq.read_table(final, columns=["action"]).column("action").to_pylist()),
-        task.source.stride,
-        task.source.idle_filter,
-    )
+    cols = pq.read_table(final, columns=["state", "action", "timestamp", "task"]).to_pydict()
+    bad = failures(frame_table(cols, task.embodiment), f"frames_{task.source.kind}", _suite(task.embodiment))
+    if bad:  # the quality gate: the first failing row names the expectation; the episode is quarantined
+        final.unlink()
+        f = bad[0]
+        raise BadRecord(
+            QuarantineRecord(
+                ref.dataset,
+                ref.source_file,
+                f"{f.reason()}; {len(bad)} failure(s) in all",
+                ref.index,
+                None,
+                f.row,
+                f.column,
+                n,
+            )
+        )
+    keep = select_frames(np.asarray(cols["action"]), task.source.stride, task.source.idle_filter)
     return Extracted(
         ref.dataset, ref.index, n, first["episode_hash"], first["split"], ref.source_file, rel, len(keep)
     )
+
+
+_SUITES: dict[str, list] = {}
+
+
+def _suite(emb: Embodiment) -> list:
+    """The frame expectations of an embodiment, built once per process (specs are unhashable)."""
+    key = repr(emb)
+    if key not in _SUITES:
+        _SUITES[key] = frame_expectations(emb)
+    return _SUITES[key]
 
 
 @dataclass(frozen=True)

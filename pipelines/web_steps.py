@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from vlamix.pipelines.quality import failures
 from vlamix.schemas.embodiment import CAMERA_SLOTS
+from vlamix.schemas.expectations import item_expectations, item_table
 from vlamix.schemas.frame import image_column
 from vlamix.schemas.item import ITEM
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
@@ -42,6 +44,15 @@ def extract_items(batch: ItemBatch) -> tuple[list[ItemExtracted], list[Quarantin
     good, bad = [], []
     for rec in read_items(batch):
         (bad.append(rec.record) if isinstance(rec, BadRecord) else good.append(rec))
+    failed = {}
+    for f in failures(item_table(good), "items_WD", item_expectations()):
+        failed.setdefault(f.row, f)  # the quality gate: the first failure of each item names it
+    for row, f in sorted(failed.items()):
+        it = good[row]
+        bad.append(
+            QuarantineRecord(batch.dataset, it["source_file"], f.reason(), None, it["item"], None, f.column)
+        )
+    good = [it for i, it in enumerate(good) if i not in failed]
     rel = f"{WORK_DIR}/items/{batch.dataset}/{batch.batch:06d}.parquet"
     if good:
         path = Path(batch.out) / rel

@@ -3,6 +3,7 @@ which camera goes in which slot. Shipped specs live in `schemas/embodiments/<nam
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,12 @@ from vlamix.config import ConfigError, from_mapping, load_yaml
 
 __all__ = [
     "CAMERA_SLOTS",
+    "DEFAULT_RANGES",
     "MAX_DIMS",
     "MODEL_HORIZON",
     "Dim",
     "Embodiment",
+    "dim_range",
     "embodiment_from_text",
     "load_embodiment",
     "shipped_embodiments",
@@ -40,6 +43,24 @@ class Dim:
     frame: str = "native"
     representation: Literal["absolute", "delta"] = "absolute"  # how the source expresses the value
     delta: bool = False  # action dims only: train as a[t+h] - s[t] (needs a state dim of the same name)
+    range: tuple[float, float] | None = None  # physically possible values; default by kind (DEFAULT_RANGES)
+
+
+# What a dim's values may be when its spec declares no `range:` (the quality gate's bounds): wide
+# enough for any robot, narrow enough to catch unit mix-ups (degrees for radians, mm for m) and glitches.
+DEFAULT_RANGES: dict[str, tuple[float, float]] = {
+    "joint_position": (-4 * math.pi, 4 * math.pi),
+    "joint_velocity": (-50.0, 50.0),
+    "gripper": (-1.5, 2.5),  # normalized grippers; a spec with native units declares its own
+    "ee_position": (-5.0, 5.0),
+    "ee_rotation": (-4 * math.pi, 4 * math.pi),
+    "base_velocity": (-5.0, 5.0),
+    "other": (-1e6, 1e6),
+}
+
+
+def dim_range(d: Dim) -> tuple[float, float]:
+    return tuple(d.range) if d.range is not None else DEFAULT_RANGES[d.kind]
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,11 @@ class Embodiment:
             raise ValueError(f"name {self.name!r} must match [a-z0-9_]+")
         for part in ("state", "action"):
             dims = getattr(self, part)
+            for d in dims:
+                if d.range is not None and not (len(d.range) == 2 and d.range[0] < d.range[1]):
+                    raise ValueError(
+                        f"{part} dim {d.name!r}: range {list(d.range)} must be [low, high], low < high"
+                    )
             if not 0 < len(dims) <= MAX_DIMS:
                 raise ValueError(f"{part} has {len(dims)} dims; it needs 1..{MAX_DIMS}")
             names = [d.name for d in dims]

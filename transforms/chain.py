@@ -21,7 +21,7 @@ from vlamix.transforms.rotation import WrapRotations
 from vlamix.transforms.stats import DimStats
 from vlamix.transforms.tokenize import FastEncode, TokenizeSample
 
-__all__ = ["Transform", "apply", "build_chain", "stats_chain"]
+__all__ = ["MIN_SPAN", "Transform", "apply", "build_chain", "normalizer", "stats_chain"]
 
 Transform = Callable[[dict], dict]
 
@@ -49,10 +49,25 @@ def stats_chain(emb: Embodiment) -> list[Transform]:
     return chain
 
 
+# A dim whose q01..q99 span (or 2 std) is below this, in native units, is normalized as if its span were
+# this wide around its middle: a near-constant dim (a parked base, an unused gripper) otherwise maps tiny
+# jitter to huge values that no FAST vocabulary holds. Statistics files keep the true values.
+MIN_SPAN = 1e-2
+
+
 def normalizer(key: str, stats: DimStats, mode: str) -> Transform:
     if mode == "zscore":
-        return ZScoreNormalize(key, tuple(stats.mean), tuple(stats.std))
-    return QuantileNormalize(key, tuple(stats.percentiles["q01"]), tuple(stats.percentiles["q99"]))
+        std = tuple(max(float(s), MIN_SPAN / 2) for s in stats.std)
+        return ZScoreNormalize(key, tuple(stats.mean), std)
+    lo, hi = [], []
+    for a, b in zip(stats.percentiles["q01"], stats.percentiles["q99"], strict=True):
+        a, b = float(a), float(b)
+        if b - a < MIN_SPAN:
+            mid = (a + b) / 2
+            a, b = mid - MIN_SPAN / 2, mid + MIN_SPAN / 2
+        lo.append(a)
+        hi.append(b)
+    return QuantileNormalize(key, tuple(lo), tuple(hi))
 
 
 def build_chain(

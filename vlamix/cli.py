@@ -100,6 +100,13 @@ def ingest(
     fast_fit_chunks: Annotated[
         int, typer.Option(help="In all: above this many chunks, FAST is fitted on a seeded subsample.")
     ] = 20_000,
+    max_bad_share: Annotated[
+        float,
+        typer.Option(
+            help="Per dataset: the share of episodes or items that may fail the quality gates before the job "
+            "fails (the manifest is written either way; failing rows are quarantined)."
+        ),
+    ] = 0.1,
     only: Annotated[
         str | None, typer.Option(help="Run one step: extract, stats, tokenizers, build or index.")
     ] = None,
@@ -144,14 +151,20 @@ def ingest(
         fresh=fresh,
         stats_max_frames=stats_max_frames,
         fast_fit_chunks=fast_fit_chunks,
+        max_bad_share=max_bad_share,
         only=only,
         runner_args=list(ctx.args),
         tokenizers=tokenizers,
         text_tokenizer=text_tokenizer,
         ray_address=ray_address,
     )
+    from vlamix.pipelines.quality import QualityGateFailed
+
     try:
         manifest = run_ingest(opts)
+    except QualityGateFailed as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     if not manifest:
@@ -247,6 +260,51 @@ def inspect(
             )
     if lint and report["problems"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def publish(
+    layout: Annotated[Path, typer.Argument(help="The layout folder `vlamix ingest` wrote.")] = Path("out"),
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Destination: a folder, file://, s3://bucket/prefix (endpoint and keys from the AWS_* "
+            "variables), any fsspec URL, or hf://datasets/ORG/NAME.",
+        ),
+    ] = "",
+    verify: Annotated[
+        bool, typer.Option(help="Read every uploaded file back and compare its sha256.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Copy a layout (manifest last, without work/) to a URL. Re-running resumes: files already there
+    with the same sha256 are skipped."""
+    from tqdm import tqdm
+
+    from vlamix.shards.publish import publish as run_publish
+
+    if not to:
+        _fail("give the destination with --to URL (e.g. s3://bucket/layouts/v1)")
+    bar = tqdm(unit="file", disable=as_json, desc=f"publish to {to}")
+
+    def progress(f, status: str) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{f.rel} ({status})", refresh=False)
+
+    try:
+        report = run_publish(layout, to, verify=verify, progress=progress)
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+    finally:
+        bar.close()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(
+            f"published {layout} to {report['url']}: {report['files']} files, {report['sent']} sent "
+            f"({report.get('bytes_sent', 0) / 1e6:.1f} MB), {report['skipped']} already there"
+        )
 
 
 @fast_app.command("report")

@@ -297,8 +297,8 @@ def test_shard_actions_invert_to_the_raw_file(bundled):
     import numpy as np
 
     from vlamix.schemas.embodiment import load_embodiment
-    from vlamix.transforms.chain import stats_chain
-    from vlamix.transforms.normalize import QuantileUnnormalize
+    from vlamix.transforms.chain import normalizer, stats_chain
+    from vlamix.transforms.stats import DimStats
 
     stats = json.loads((bundled / "stats" / "mobile_aloha_sim.json").read_text())
     emb = load_embodiment("mobile_aloha")
@@ -314,12 +314,10 @@ def test_shard_actions_invert_to_the_raw_file(bundled):
         actions, is_pad, state = (
             np.load(io.BytesIO(member[n])) for n in ("actions.npy", "action_is_pad.npy", "state.npy")
         )
-        a = QuantileUnnormalize("a", tuple(stats["actions"]["q01"]), tuple(stats["actions"]["q99"]))(
+        a = normalizer("a", DimStats.from_json(stats["actions"]), "quantile").inverse()(
             {"a": actions[:, :16]}
         )["a"]
-        s = QuantileUnnormalize("s", tuple(stats["state"]["q01"]), tuple(stats["state"]["q99"]))(
-            {"s": state[:14]}
-        )["s"]
+        s = normalizer("s", DimStats.from_json(stats["state"]), "quantile").inverse()({"s": state[:14]})["s"]
         a = grip_actions.inverse()({"episode_actions": a})["episode_actions"]
         s = grip_state.inverse()({"state": s})["state"]
         with h5py.File(files[row["episode"]]) as f:

@@ -1,0 +1,97 @@
+"""What a valid record is, as great_expectations suites: one per source kind over frames (robot data) and
+items (web data), checked row by row as each episode or item batch is extracted. A row that fails is
+quarantined with the expectation that failed (pipelines/quality.py runs them).
+
+- Frames (MM, ME, CE): every state and action dim finite and inside the embodiment's declared range
+  (`range:` in its spec, else DEFAULT_RANGES by kind); timestamps strictly increasing at the declared
+  control rate (each step within 0.5x..2x of 1/rate); task text valid Unicode (no replacement character
+  U+FFFD, nor lone surrogates, the marks of a broken decode).
+- Items (WD): image bytes present and a JPEG/PNG signature; every turn's prompt and target valid Unicode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vlamix.schemas.embodiment import Embodiment, dim_range
+
+__all__ = ["BROKEN_TEXT", "frame_expectations", "frame_table", "item_expectations", "item_table"]
+
+BROKEN_TEXT = "\ufffd"  # the replacement character: text that went through a broken decode
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (undecodable bytes kept by `surrogateescape`) become U+FFFD, which the suites catch;
+    Arrow-backed pandas strings cannot hold them at all."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+IMAGE_SIGNATURE = r"^(ffd8ff|89504e47)"  # JPEG, PNG (hex of the first bytes)
+
+
+def _col(part: str, name: str) -> str:
+    return f"{part}.{name}"
+
+
+def frame_table(rows: dict, emb: Embodiment) -> pd.DataFrame:
+    """Frame columns (`state` [T, Ds], `action` [T, Da], `timestamp`, `task`) -> one scalar column per
+    dim, plus `dt` (the step to the previous frame; null on the first)."""
+    state = np.asarray(rows["state"], dtype=np.float64)
+    action = np.asarray(rows["action"], dtype=np.float64)
+    cols: dict = {}
+    for i, d in enumerate(emb.state):
+        cols[_col("state", d.name)] = state[:, i]
+    for i, d in enumerate(emb.action):
+        cols[_col("action", d.name)] = action[:, i]
+    ts = np.asarray(rows["timestamp"], dtype=np.float64)
+    cols["timestamp"] = ts
+    cols["dt"] = np.concatenate([[np.nan], np.diff(ts)]) if len(ts) else ts
+    cols["task"] = [_clean(t or "") for t in rows["task"]]
+    df = pd.DataFrame(cols)
+    # +-inf would pass a null check: make every non-finite value null, which the not-null expectations catch
+    return df.replace([np.inf, -np.inf], np.nan)
+
+
+def frame_expectations(emb: Embodiment) -> list:
+    import great_expectations.expectations as gxe
+
+    out = []
+    for part, dims in (("state", emb.state), ("action", emb.action)):
+        for d in dims:
+            lo, hi = dim_range(d)
+            out.append(gxe.ExpectColumnValuesToNotBeNull(column=_col(part, d.name)))
+            out.append(
+                gxe.ExpectColumnValuesToBeBetween(column=_col(part, d.name), min_value=lo, max_value=hi)
+            )
+    step = 1.0 / emb.control_rate_hz
+    out.append(gxe.ExpectColumnValuesToBeIncreasing(column="timestamp", strictly=True))
+    out.append(gxe.ExpectColumnValuesToBeBetween(column="dt", min_value=0.5 * step, max_value=2.0 * step))
+    out.append(gxe.ExpectColumnValuesToNotMatchRegex(column="task", regex=BROKEN_TEXT))
+    return out
+
+
+def item_table(items: list[dict]) -> pd.DataFrame:
+    """Item rows -> `image_head` (hex of the first bytes), `text` (every turn's prompt and target)."""
+    return pd.DataFrame(
+        {
+            "image_head": [(it.get("image") or b"")[:4].hex() for it in items],
+            "text": [
+                _clean("\n".join(f"{t['prompt']}\n{t['target']}" for t in it.get("turns") or []))
+                for it in items
+            ],
+        }
+    )
+
+
+def item_expectations() -> list:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectColumnValuesToMatchRegex(column="image_head", regex=IMAGE_SIGNATURE),
+        gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=BROKEN_TEXT),
+    ]

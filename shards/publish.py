@@ -1,0 +1,169 @@
+"""`vlamix publish OUT --to URL`: copy a published layout (DESIGN.md §5, without `work/`) to any fsspec
+URL or to a Hugging Face dataset repo.
+
+- Order: every file, then the dataset card, then `manifest.json` last: a reader that finds a manifest
+  finds everything it names.
+- Resumable: a file already at the destination with the same size and sha256 is not sent again.
+- Verified: after each upload the file is read back and its sha256 compared (`verify=False` skips it
+  where reading back costs too much). Local and `file://` destinations get each file atomically (temp name
+  + rename); object stores make each object appear whole.
+- `hf://datasets/<org>/<name>`: two commits through huggingface_hub's API (data, then the manifest); the
+  Hub verifies LFS files by sha256 and skips uploads it already has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlamix.shards.card import CARD
+from vlamix.shards.layout import MANIFEST, WORK_DIR
+from vlamix.shards.manifest import read_manifest
+from vlamix.shards.store import Store
+
+__all__ = ["PublishFile", "hf_commits", "parse_hf_url", "plan_files", "publish"]
+
+log = logging.getLogger("vlamix.publish")
+
+
+@dataclass(frozen=True)
+class PublishFile:
+    rel: str
+    size: int
+    sha256: str
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def plan_files(out: Path) -> list[PublishFile]:
+    """What gets published, in order: the layout's files (not `work/`, no temp files), the card, the
+    manifest last. Shards take their sha256 from the manifest, after checking their size against it."""
+    manifest = read_manifest(out)
+    known = {s["path"]: s for d in manifest["datasets"].values() for s in d["shards"]}
+    files = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        rel = path.relative_to(out).as_posix()
+        if (
+            rel.startswith(f"{WORK_DIR}/")
+            or rel in (MANIFEST, CARD)
+            or any(part.startswith(".") for part in rel.split("/"))
+        ):
+            continue
+        size = path.stat().st_size
+        if rel in known and known[rel]["bytes"] != size:
+            raise ValueError(
+                f"{path}: {size} bytes, the manifest says {known[rel]['bytes']}: re-run `vlamix ingest`"
+            )
+        files.append(PublishFile(rel, size, known[rel]["sha256"] if rel in known else _sha256(path)))
+    missing = sorted(set(known) - {f.rel for f in files})
+    if missing:
+        raise FileNotFoundError(f"{out}: shards named by the manifest are missing: {missing[:3]}")
+    for rel in (CARD, MANIFEST):
+        if (out / rel).is_file():
+            files.append(PublishFile(rel, (out / rel).stat().st_size, _sha256(out / rel)))
+    return files
+
+
+def _put(out: Path, dest: Store, f: PublishFile) -> None:
+    src = out / f.rel
+    local = dest.local()
+    if local is not None:  # temp + rename: a reader never sees half a file
+        target = local / f.rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        try:
+            with src.open("rb") as r, tmp.open("wb") as w:
+                while block := r.read(1 << 20):
+                    w.write(block)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
+    dest.fs.put_file(str(src), dest.path(f.rel))
+
+
+def publish(
+    out: Path, to: str, verify: bool = True, progress: Callable[[PublishFile, str], None] | None = None
+) -> dict:
+    """Publish `out` to `to`; returns {"sent": n, "skipped": n, "bytes_sent": n, "files": n, "url": to}."""
+    out = Path(out)
+    files = plan_files(out)
+    if to.startswith("hf://"):
+        return _publish_hf(out, to, files)
+    dest = Store(to)
+    sent = skipped = sent_bytes = 0
+    for f in files:
+        there = dest.size(f.rel)
+        if there == f.size and (not verify or dest.sha256(f.rel) == f.sha256):
+            skipped += 1
+            status = "already there"
+        else:
+            _put(out, dest, f)
+            if verify and dest.sha256(f.rel) != f.sha256:
+                raise OSError(
+                    f"{dest.url_of(f.rel)}: sha256 after upload differs from {out / f.rel}; publish again"
+                )
+            sent, sent_bytes = sent + 1, sent_bytes + f.size
+            status = "sent"
+        if progress:
+            progress(f, status)
+    return {"url": dest.url, "files": len(files), "sent": sent, "skipped": skipped, "bytes_sent": sent_bytes}
+
+
+def parse_hf_url(url: str) -> tuple[str, str | None]:
+    """`hf://datasets/<org>/<name>[@revision]` -> (repo id, revision)."""
+    rest = url.removeprefix("hf://")
+    if not rest.startswith("datasets/"):
+        raise ValueError(f"{url}: publish to a dataset repo, hf://datasets/<org>/<name>")
+    repo = rest.removeprefix("datasets/").strip("/")
+    revision = None
+    if "@" in repo:
+        repo, revision = repo.split("@", 1)
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ValueError(f"{url}: expected hf://datasets/<org>/<name>")
+    return repo, revision
+
+
+def hf_commits(out: Path, files: list[PublishFile]) -> list[tuple[str, list]]:
+    """The commits `publish` makes on the Hub: (message, operations) for the data, then the manifest."""
+    from huggingface_hub import CommitOperationAdd
+
+    data = [CommitOperationAdd(f.rel, str(out / f.rel)) for f in files if f.rel != MANIFEST]
+    last = [CommitOperationAdd(MANIFEST, str(out / MANIFEST))]
+    return [
+        ("vlamix publish: shards, index, stats, tokenizers, card", data),
+        ("vlamix publish: manifest", last),
+    ]
+
+
+def _publish_hf(out: Path, url: str, files: list[PublishFile]) -> dict:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    repo, revision = parse_hf_url(url)
+    api = HfApi()
+    try:
+        api.create_repo(repo, repo_type="dataset", exist_ok=True)
+        for message, ops in hf_commits(out, files):
+            api.create_commit(repo, ops, commit_message=message, repo_type="dataset", revision=revision)
+        remote = {
+            p.path: p.lfs.sha256
+            for p in api.get_paths_info(repo, [f.rel for f in files], repo_type="dataset", revision=revision)
+            if getattr(p, "lfs", None)
+        }
+    except OfflineModeIsEnabled as e:
+        raise OSError(f"{url}: cannot publish to the Hub while HF_HUB_OFFLINE=1 is set ({e})") from e
+    bad = [f.rel for f in files if f.rel in remote and remote[f.rel] != f.sha256]
+    if bad:
+        raise OSError(f"{url}: the Hub holds other bytes for {bad[:3]}; publish again")
+    return {"url": url, "files": len(files), "sent": len(files), "skipped": 0, "verified_lfs": len(remote)}

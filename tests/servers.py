@@ -1,0 +1,99 @@
+"""Real servers on 127.0.0.1 for the tests: a static HTTP server that honours Range requests (as nginx,
+S3 and the Hugging Face Hub do; Python's own http.server does not), and moto's S3-compatible server."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def send_head(self):
+        m = _RANGE.match(self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if not m or not path.is_file():
+            return super().send_head()
+        size = path.stat().st_size
+        start, end = int(m.group(1)), int(m.group(2)) if m.group(2) else size - 1
+        end = min(end, size - 1)
+        if start >= size:
+            self.send_error(416)
+            return None
+        f = path.open("rb")
+        f.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        return _Limited(f, end - start + 1)
+
+    def copyfile(self, source, outputfile) -> None:
+        if isinstance(source, _Limited):
+            outputfile.write(source.f.read(source.n))
+            source.f.close()
+            return
+        super().copyfile(source, outputfile)
+
+
+class _Limited:
+    def __init__(self, f, n: int):
+        self.f, self.n = f, n
+
+    def close(self) -> None:
+        self.f.close()
+
+
+@contextlib.contextmanager
+def http_server(folder: Path) -> Iterator[str]:
+    """Serve `folder` on 127.0.0.1; yields its base URL."""
+    handler = functools.partial(RangeHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3-compatible server on 127.0.0.1, with the AWS_* variables pointing at it; yields the
+    endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
