@@ -174,7 +174,7 @@ def write_index_and_manifest(out: Path, sources: SourcesFile) -> dict:
         datasets[w.name] = entry
     manifest = build_manifest(tok["path"], tok["sha256"], datasets)
     card = out / CARD  # the dataset card, then the manifest: always last
-    card.with_name(f".{CARD}.tmp").write_text(dataset_card(manifest, f"vlamix layout {out.name}"))
+    card.with_name(f".{CARD}.tmp").write_text(dataset_card(manifest))
     card.with_name(f".{CARD}.tmp").replace(card)
     write_json_atomic(out / MANIFEST, manifest)
     return manifest

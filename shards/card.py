@@ -82,9 +82,17 @@ def _citations(datasets: dict) -> list[str]:
     return out or ["No source gave a citation."]
 
 
-def dataset_card(manifest: dict, name: str = "vlamix layout") -> str:
-    """The card's text (deterministic: the same manifest gives the same bytes)."""
+def dataset_card(manifest: dict, name: str | None = None) -> str:
+    """The card's text, from the manifest alone (the same manifest gives the same bytes, wherever the
+    layout was written). The default title names the datasets."""
     datasets = manifest["datasets"]
+    if name is None:
+        names = list(datasets)
+        name = (
+            "vlamix shards: "
+            + ", ".join(names[:4])
+            + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        )
     first = next((n for n, d in datasets.items() if d["shards"]), None)
     members = [f.name for f in SAMPLE.fields]
     body = [
