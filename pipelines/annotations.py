@@ -5,9 +5,7 @@ and account for every annotation line."""
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,6 +15,7 @@ from vlamix.schemas.frame import FRAME
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.manifest import Accounting
+from vlamix.shards.store import Store
 from vlamix.sources.annotations_jsonl import EpisodeInfo, Span, read_spans
 from vlamix.sources.config import AnnotationSource, SourcesFile
 
@@ -25,7 +24,7 @@ __all__ = ["annotation_accounting", "annotation_spans", "extract_annotations"]
 COLUMN = {"HL": "subtask", "VI": "verbal_instruction"}
 
 
-def _episode_infos(out: Path, sources: SourcesFile, a: AnnotationSource) -> dict[int, EpisodeInfo]:
+def _episode_infos(out: Store, sources: SourcesFile, a: AnnotationSource) -> dict[int, EpisodeInfo]:
     robot = sources.robot(a.dataset)
     fps = sources.embodiment(robot).control_rate_hz
     kept, quarantined, dups = robot_outcomes(out, robot.name)
@@ -39,14 +38,14 @@ def _episode_infos(out: Path, sources: SourcesFile, a: AnnotationSource) -> dict
     return infos
 
 
-def annotation_spans(out: Path, name: str) -> dict[int, tuple[Span, ...]]:
+def annotation_spans(out: Store, name: str) -> dict[int, tuple[Span, ...]]:
     by_episode: dict[int, list[Span]] = defaultdict(list)
-    for d in read_jsonl(out / WORK_DIR / "annotations" / f"{name}.jsonl"):
+    for d in read_jsonl(out, f"{WORK_DIR}/annotations/{name}.jsonl"):
         by_episode[d["episode"]].append(Span(**d))
     return {e: tuple(v) for e, v in sorted(by_episode.items())}
 
 
-def _join(out: Path, sources: SourcesFile) -> None:
+def _join(out: Store, sources: SourcesFile) -> None:
     """Write each annotation dataset's text into the robot frames it covers (the frame record's
     `subtask` / `verbal_instruction` in force at that time)."""
     per_episode: dict[tuple[str, int], dict[str, list[Span]]] = defaultdict(lambda: defaultdict(list))
@@ -57,8 +56,9 @@ def _join(out: Path, sources: SourcesFile) -> None:
     for dataset in {d for d, _ in per_episode}:
         extracted |= {(dataset, e.episode): e for e in robot_outcomes(out, dataset)[0]}
     for key, columns in sorted(per_episode.items()):
-        path = out / extracted[key].frames_path
-        table = pq.read_table(path)
+        rel = extracted[key].frames_path
+        with out.open(rel) as f:
+            table = pq.read_table(f)
         for column, spans in columns.items():
             values = table.column(column).to_pylist()
             for span in spans:
@@ -66,28 +66,27 @@ def _join(out: Path, sources: SourcesFile) -> None:
             table = table.set_column(
                 table.schema.get_field_index(column), FRAME.arrow.field(column), pa.array(values, pa.string())
             )
-        FRAME.validate(table, str(path))
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(path)
+        FRAME.validate(table, out.url_of(rel))
+        with out.open_write(rel) as f:
+            pq.write_table(table, f, compression="zstd")
 
 
-def extract_annotations(out: Path, sources: SourcesFile) -> None:
+def extract_annotations(out: Store, sources: SourcesFile) -> None:
     """Spans, quarantined lines and line counts of every HL/VI dataset into work/, then the join."""
     for a in sources.annotations:
         spans, bad, read = read_spans(sources, a, _episode_infos(out, sources, a))
-        write_jsonl(out / WORK_DIR / "annotations" / f"{a.name}.jsonl", [s.to_json() for s in spans])
-        write_jsonl(out / WORK_DIR / "quarantined" / f"{a.name}.jsonl", [q.to_json() for q in bad])
-        (out / WORK_DIR / "annotations" / f"{a.name}.lines.json").write_text(json.dumps({"read": read}))
+        write_jsonl(out, f"{WORK_DIR}/annotations/{a.name}.jsonl", [s.to_json() for s in spans])
+        write_jsonl(out, f"{WORK_DIR}/quarantined/{a.name}.jsonl", [q.to_json() for q in bad])
+        out.write_text(f"{WORK_DIR}/annotations/{a.name}.lines.json", json.dumps({"read": read}))
     _join(out, sources)
 
 
 def annotation_accounting(
-    out: Path, a: AnnotationSource, written_samples: int
+    out: Store, a: AnnotationSource, written_samples: int
 ) -> tuple[Accounting, list[QuarantineRecord]]:
     spans = [s for group in annotation_spans(out, a.name).values() for s in group]
-    bad = [QuarantineRecord(**d) for d in read_jsonl(out / WORK_DIR / "quarantined" / f"{a.name}.jsonl")]
-    read = json.loads((out / WORK_DIR / "annotations" / f"{a.name}.lines.json").read_text())["read"]
+    bad = [QuarantineRecord(**d) for d in read_jsonl(out, f"{WORK_DIR}/quarantined/{a.name}.jsonl")]
+    read = out.read_json(f"{WORK_DIR}/annotations/{a.name}.lines.json")["read"]
     frames = sum(s.end - s.start for s in spans)
     acc = Accounting(
         unit="annotation",

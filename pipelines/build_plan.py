@@ -13,11 +13,11 @@ import itertools
 import json
 import logging
 import shutil
-from pathlib import Path
 
 from vlamix.pipelines.spill import SPILL_DIR
 from vlamix.pipelines.steps import index_part_file
 from vlamix.shards.layout import WORK_DIR, shard_path
+from vlamix.shards.store import Store
 from vlamix.shards.writer import entry_sizes
 
 __all__ = [
@@ -38,66 +38,68 @@ def fingerprint(**parts) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def _plan_path(out: Path, dataset: str) -> Path:
-    return out / WORK_DIR / "build" / f"{dataset}.json"
+def _plan_path(dataset: str) -> str:
+    return f"{WORK_DIR}/build/{dataset}.json"
 
 
-def _finished(out: Path, dataset: str, shards: int) -> frozenset[int]:
+def _summary(dataset: str, n: int) -> str:
+    return f"{WORK_DIR}/shards/{dataset}/{n:06d}.json"
+
+
+def _finished(out: Store, dataset: str, shards: int) -> frozenset[int]:
     done = set()
     for n in range(shards):
-        summary = out / WORK_DIR / "shards" / dataset / f"{n:06d}.json"
-        tar = out / shard_path(dataset, n)
-        if not (summary.is_file() and tar.is_file() and (out / index_part_file(dataset, n)).is_file()):
+        if not (out.exists(_summary(dataset, n)) and out.exists(index_part_file(dataset, n))):
             continue
-        if json.loads(summary.read_text())["bytes"] == tar.stat().st_size:
+        if out.read_json(_summary(dataset, n))["bytes"] == out.size(shard_path(dataset, n)):
             done.add(n)
     return frozenset(done)
 
 
-def _clean(out: Path, dataset: str) -> None:
+def _clean(out: Store, dataset: str) -> None:
     for folder in (
-        out / "shards" / dataset,
-        out / WORK_DIR / "shards" / dataset,
-        out / WORK_DIR / "index" / dataset,
-        out / SPILL_DIR / dataset,
+        f"shards/{dataset}",
+        f"{WORK_DIR}/shards/{dataset}",
+        f"{WORK_DIR}/index/{dataset}",
+        f"{SPILL_DIR}/{dataset}",
     ):
-        shutil.rmtree(folder, ignore_errors=True)
+        out.rmtree(folder)
 
 
-def prepare_dataset(out: Path, dataset: str, fp: str, shards: int, fresh: bool) -> frozenset[int]:
+def prepare_dataset(out: Store, dataset: str, fp: str, shards: int, fresh: bool) -> frozenset[int]:
     """The shards of `dataset` already built by an interrupted run with the same plan (none when the
     plan changed or `fresh`); everything else of the dataset's build is cleared."""
-    path = _plan_path(out, dataset)
-    if not fresh and path.is_file() and json.loads(path.read_text()).get("fingerprint") == fp:
+    plan = _plan_path(dataset)
+    if not fresh and out.exists(plan) and out.read_json(plan).get("fingerprint") == fp:
         done = _finished(out, dataset, shards)
         for n in range(shards):
             if n not in done:  # a half-written shard of the killed run: its tar, summary and index part go
-                (out / shard_path(dataset, n)).unlink(missing_ok=True)
-                (out / WORK_DIR / "shards" / dataset / f"{n:06d}.json").unlink(missing_ok=True)
-                (out / index_part_file(dataset, n)).unlink(missing_ok=True)
-        shutil.rmtree(out / SPILL_DIR / dataset, ignore_errors=True)
+                for rel in (shard_path(dataset, n), _summary(dataset, n), index_part_file(dataset, n)):
+                    out.rm(rel)
+        out.rmtree(f"{SPILL_DIR}/{dataset}")
         if done:
             log.info("build: %s: resuming, %d of %d shards already built", dataset, len(done), shards)
         return done
     _clean(out, dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"fingerprint": fp, "shards": shards}, sort_keys=True))
-    tmp.replace(path)
+    out.write_text(plan, json.dumps({"fingerprint": fp, "shards": shards}, sort_keys=True))
     return frozenset()
 
 
-def remove_stray_temps(out: Path) -> int:
-    """Delete the temp files (`.<name>.tmp*`, `.tok-*`) a killed run left under the layout; their count."""
+def remove_stray_temps(out: Store) -> int:
+    """Delete the temp files (`.<name>.tmp*`, `.tok-*`) a killed run left under a local layout; their
+    count. (Objects on a store appear whole or not at all: nothing to remove there.)"""
+    root = out.local()
+    if root is None or not root.is_dir():
+        return 0
     n = 0
-    for path in itertools.chain(out.rglob(".*.tmp*"), out.rglob(".tok-*")):
+    for path in itertools.chain(root.rglob(".*.tmp*"), root.rglob(".tok-*"), root.rglob(".fetch-*")):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
         n += 1
     if n:
-        log.info("removed %d temp files an interrupted run left in %s", n, out)
+        log.info("removed %d temp files an interrupted run left in %s", n, root)
     return n
 
 

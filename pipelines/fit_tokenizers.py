@@ -3,10 +3,9 @@ dataset of the ingest and one text tokenizer on all of its text, or reuse a set 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,12 @@ import polars as pl
 from tokenizers import Tokenizer
 from vlamix.pipelines.outcomes import robot_outcomes
 from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR, WORK_DIR
+from vlamix.shards.store import Store
 from vlamix.sources.config import SourcesFile
 from vlamix.tokenizers.fast import FastTokenizer
 from vlamix.tokenizers.text import train_text_tokenizer
 from vlamix.tokenizers.tokenizer_set import FAST_DIR, TEXT_FILE, TokenizerSet, load_tokenizer_set
-from vlamix.tokenizers.vocab import VocabLayout, hash_tokenizer_dir
+from vlamix.tokenizers.vocab import LAYOUT_FILE, VocabLayout, hash_tokenizer_dir
 from vlamix.transforms.chain import apply, normalizer, stats_chain
 from vlamix.transforms.stats import DimStats
 
@@ -33,7 +33,7 @@ FAST_FIT_CHUNKS = 20_000
 _LOC = r"<loc\d{4}>"
 
 
-def _normalized_chunks(out: Path, sources: SourcesFile, seed: int, max_chunks: int) -> list[np.ndarray]:
+def _normalized_chunks(out: Store, sources: SourcesFile, seed: int, max_chunks: int) -> list[np.ndarray]:
     batches = []
     total = sum(e.frames for src in sources.datasets for e in robot_outcomes(out, src.name)[0])
     keep_p = min(1.0, max_chunks / max(total, 1))
@@ -42,13 +42,14 @@ def _normalized_chunks(out: Path, sources: SourcesFile, seed: int, max_chunks: i
         if not kept:
             continue
         emb = sources.embodiment(src)
-        stats = json.loads((out / STATS_PATH.format(dataset=src.name)).read_text())
+        stats = out.read_json(STATS_PATH.format(dataset=src.name))
         chain = [
             *stats_chain(emb),
             normalizer("actions", DimStats.from_json(stats["actions"]), src.normalization),
         ]
         for e in kept:
-            df = pl.read_parquet(out / e.frames_path, columns=["state", "action"])
+            with out.open(e.frames_path) as f:
+                df = pl.read_parquet(f, columns=["state", "action"])
             state = np.asarray(df["state"].to_list(), np.float32)
             action = np.asarray(df["action"].to_list(), np.float32)
             frames = np.arange(len(state))
@@ -60,17 +61,20 @@ def _normalized_chunks(out: Path, sources: SourcesFile, seed: int, max_chunks: i
     return batches
 
 
-def _corpus(out: Path, sources: SourcesFile) -> list[str]:
+def _corpus(out: Store, sources: SourcesFile) -> list[str]:
     texts: set[str] = set()
     for src in sources.datasets:
         kept, _, _ = robot_outcomes(out, src.name)
         for e in kept:
-            df = pl.read_parquet(out / e.frames_path, columns=["task", "subtask", "verbal_instruction"])
+            with out.open(e.frames_path) as f:
+                df = pl.read_parquet(f, columns=["task", "subtask", "verbal_instruction"])
             for col in df.columns:
                 texts |= {t for t in df[col].unique().to_list() if t}
     for w in sources.web:
-        for part in sorted((out / WORK_DIR / "items" / w.name).glob("*.parquet")):
-            for item in pl.read_parquet(part, columns=["turns"])["turns"].to_list():
+        for part in out.glob(f"{WORK_DIR}/items/{w.name}/*.parquet"):
+            with out.open(part) as f:
+                items = pl.read_parquet(f, columns=["turns"])["turns"].to_list()
+            for item in items:
                 for turn in item:
                     texts |= {
                         re.sub(_LOC, "", turn["prompt"]).strip(),
@@ -80,7 +84,7 @@ def _corpus(out: Path, sources: SourcesFile) -> list[str]:
 
 
 def fit_tokenizer_set(
-    out: Path,
+    out: Store,
     sources: SourcesFile,
     seed: int,
     text_tokenizer: Path | None = None,
@@ -102,7 +106,7 @@ def fit_tokenizer_set(
     layout = VocabLayout(
         text=text.get_vocab_size(), fast=fast.vocab_size, components={"text": TEXT_FILE, "fast": FAST_DIR}
     )
-    name, digest = TokenizerSet(text, fast, layout).save(out / TOKENIZERS_DIR)
+    name, digest = _save(out, TokenizerSet(text, fast, layout))
     log.info(
         "tokenizers: FAST %d tokens over %d chunks, text %d tokens",
         fast.vocab_size,
@@ -112,11 +116,21 @@ def fit_tokenizer_set(
     return name, digest
 
 
-def reuse_tokenizer_set(out: Path, folder: Path) -> tuple[str, str]:
+def _save(out: Store, tokset: TokenizerSet) -> tuple[str, str]:
+    """Write the set under `tokenizers/<sha256>/` of the layout (locally, then uploaded when remote)."""
+    local = out.local()
+    if local is not None:
+        return tokset.save(local / TOKENIZERS_DIR)
+    with tempfile.TemporaryDirectory() as tmp:
+        name, digest = tokset.save(Path(tmp))
+        out.put_dir(Path(tmp) / name, f"{TOKENIZERS_DIR}/{name}")
+    return name, digest
+
+
+def reuse_tokenizer_set(out: Store, folder: Path) -> tuple[str, str]:
     """Copy a set fitted by another ingest (so the two layouts can be mixed) under its own hash."""
     load_tokenizer_set(str(folder.resolve()))  # refuse anything that is not a complete set
     digest = hash_tokenizer_dir(folder)
-    target = out / TOKENIZERS_DIR / digest
-    if not target.exists():
-        shutil.copytree(folder, target)
+    if not out.exists(f"{TOKENIZERS_DIR}/{digest}/{LAYOUT_FILE}"):
+        out.put_dir(folder, f"{TOKENIZERS_DIR}/{digest}")
     return digest, digest

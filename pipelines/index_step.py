@@ -4,10 +4,6 @@ are missing)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import pyarrow.parquet as pq
 
 from vlamix.pipelines.annotations import annotation_accounting, annotation_spans, span_samples
@@ -16,39 +12,40 @@ from vlamix.pipelines.steps import INDEX_SCHEMA
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.card import CARD, dataset_card
 from vlamix.shards.layout import EMBODIMENT_PATH, INDEX_PATH, MANIFEST, QUARANTINE_PATH, STATS_PATH, WORK_DIR
-from vlamix.shards.manifest import Accounting, build_manifest, file_ref, write_json_atomic
+from vlamix.shards.manifest import Accounting, build_manifest
+from vlamix.shards.store import Store
 from vlamix.sources.config import SourcesFile
 
 __all__ = ["write_index_and_manifest"]
 
 
-def _merge_index(out: Path, name: str) -> str:
-    parts = sorted((out / WORK_DIR / "index" / name).glob("*.parquet"))
+def _file_ref(out: Store, rel: str) -> dict:
+    return {"path": rel, "sha256": out.sha256(rel)}
+
+
+def _merge_index(out: Store, name: str) -> str:
+    parts = out.glob(f"{WORK_DIR}/index/{name}/*.parquet")
     rel = INDEX_PATH.format(dataset=name)
-    path = out / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with pq.ParquetWriter(tmp, INDEX_SCHEMA) as writer:
+    with out.open_write(rel) as f, pq.ParquetWriter(f, INDEX_SCHEMA) as writer:
         for part in parts:  # one shard's rows at a time: never a whole dataset in memory
-            writer.write_table(pq.read_table(part, schema=INDEX_SCHEMA))
-    tmp.replace(path)
+            with out.open(part) as p:
+                writer.write_table(pq.read_table(p, schema=INDEX_SCHEMA))
     return rel
 
 
-def _shard_docs(out: Path, name: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((out / WORK_DIR / "shards" / name).glob("*.json"))]
+def _shard_docs(out: Store, name: str) -> list[dict]:
+    return [out.read_json(p) for p in out.glob(f"{WORK_DIR}/shards/{name}/*.json")]
 
 
-def _write_quarantine(out: Path, name: str, records: list[QuarantineRecord]) -> str:
+def _write_quarantine(out: Store, name: str, records: list[QuarantineRecord]) -> str:
     rel = QUARANTINE_PATH.format(dataset=name)
-    (out / rel).parent.mkdir(parents=True, exist_ok=True)
     ordered = sorted(records, key=lambda q: (q.episode if q.episode is not None else -1, q.source_file))
-    (out / rel).write_text("".join(q.to_json() + "\n" for q in ordered))
+    out.write_text(rel, "".join(q.to_json() + "\n" for q in ordered))
     return rel
 
 
 def _entry(
-    out: Path,
+    out: Store,
     name: str,
     kind: str,
     emb_name: str,
@@ -79,16 +76,16 @@ def _entry(
         "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards],
     }
     if stats_of is not None:
-        entry["stats"] = file_ref(out, STATS_PATH.format(dataset=stats_of))
+        entry["stats"] = _file_ref(out, STATS_PATH.format(dataset=stats_of))
         if stats_of != name:
             entry["normalized_with"] = stats_of  # HL / VI samples use their robot dataset's statistics
     if shards:
-        entry["index"] = file_ref(out, _merge_index(out, name))
+        entry["index"] = _file_ref(out, _merge_index(out, name))
     return entry
 
 
-def write_index_and_manifest(out: Path, sources: SourcesFile) -> dict:
-    tok = json.loads((out / WORK_DIR / "tokenizer_set.json").read_text())
+def write_index_and_manifest(out: Store, sources: SourcesFile) -> dict:
+    tok = out.read_json(f"{WORK_DIR}/tokenizer_set.json")
     datasets = {}
     for src in sources.datasets:
         kept, quarantined, dups = robot_outcomes(out, src.name)
@@ -108,8 +105,7 @@ def write_index_and_manifest(out: Path, sources: SourcesFile) -> dict:
             frames_duplicates=sum(e.frames for e in dups),
         )
         emb_rel = EMBODIMENT_PATH.format(name=emb.name)
-        (out / emb_rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(sources.embodiment_path(src), out / emb_rel)
+        out.write_bytes(emb_rel, sources.embodiment_path(src).read_bytes())
         qrel = _write_quarantine(out, src.name, quarantined)
         datasets[src.name] = _entry(
             out,
@@ -130,7 +126,7 @@ def write_index_and_manifest(out: Path, sources: SourcesFile) -> dict:
         )
         acc, bad = annotation_accounting(out, a, built)
         qrel = _write_quarantine(out, a.name, bad)
-        has_stats = (out / STATS_PATH.format(dataset=robot.name)).is_file()
+        has_stats = out.exists(STATS_PATH.format(dataset=robot.name))
         entry = _entry(
             out,
             a.name,
@@ -170,11 +166,9 @@ def write_index_and_manifest(out: Path, sources: SourcesFile) -> dict:
             "shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards],
         }
         if shards:
-            entry["index"] = file_ref(out, _merge_index(out, w.name))
+            entry["index"] = _file_ref(out, _merge_index(out, w.name))
         datasets[w.name] = entry
     manifest = build_manifest(tok["path"], tok["sha256"], datasets)
-    card = out / CARD  # the dataset card, then the manifest: always last
-    card.with_name(f".{CARD}.tmp").write_text(dataset_card(manifest))
-    card.with_name(f".{CARD}.tmp").replace(card)
-    write_json_atomic(out / MANIFEST, manifest)
+    out.write_text(CARD, dataset_card(manifest))  # the dataset card, then the manifest: always last
+    out.write_json(MANIFEST, manifest)
     return manifest

@@ -7,12 +7,10 @@ one step, and every step is written once: the engines only run `steps.py` functi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import logging
 import resource
-import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,7 +45,7 @@ from vlamix.shards.layout import (
     TOKENIZERS_DIR,
     WORK_DIR,
 )
-from vlamix.shards.manifest import write_json_atomic
+from vlamix.shards.store import Store, store_for
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
 from vlamix.sources.readers import reader_for
 from vlamix.sources.web import list_items
@@ -67,7 +65,7 @@ STATS_MAX_FRAMES = 100_000
 @dataclass(frozen=True)
 class IngestOptions:
     sources: Path
-    out: Path
+    out: Path | str  # a folder, or a URL (s3://bucket/prefix, ...) that every worker can reach
     engine: Literal["beam", "ray"] = "beam"
     workers: int = 1
     seed: int = 0
@@ -84,6 +82,15 @@ class IngestOptions:
     tokenizers: Path | None = None  # reuse this tokenizer set instead of fitting one
     text_tokenizer: Path | None = None  # a Hugging Face tokenizer.json to use instead of training one
     ray_address: str | None = None  # join this Ray cluster (engine ray); local when unset
+
+    @property
+    def url(self) -> str:
+        """The layout's location as the workers are handed it."""
+        return self.store.url
+
+    @property
+    def store(self) -> Store:
+        return store_for(str(self.out))
 
     def check(self) -> None:
         if self.only is not None and self.only not in STEPS:
@@ -103,42 +110,42 @@ class IngestOptions:
 def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
     from vlamix.pipelines.beam_jobs import beam_options, counters, run_extract
 
-    (opts.out / WORK_DIR / "beam_extract.json").unlink(missing_ok=True)
+    opts.store.rm(f"{WORK_DIR}/beam_extract.json")
 
     tasks = []
     for src in sources.datasets:
         emb = sources.embodiment(src)
         for ref in reader_for(src.format).list_episodes(sources, src):
-            tasks.append(ExtractTask(ref, src, emb, str(opts.out)))
-        shutil.rmtree(opts.out / WORK_DIR / "frames" / src.name, ignore_errors=True)
+            tasks.append(ExtractTask(ref, src, emb, opts.url))
+        opts.store.rmtree(f"{WORK_DIR}/frames/{src.name}")
     for w in sources.web:
-        shutil.rmtree(opts.out / WORK_DIR / "items" / w.name, ignore_errors=True)
-        tasks += list_items(sources, w, str(opts.out))
+        opts.store.rmtree(f"{WORK_DIR}/items/{w.name}")
+        tasks += list_items(sources, w, opts.url)
     log.info("extract: %d tasks from %d datasets", len(tasks), len(sources.datasets) + len(sources.web))
     if opts.engine == "ray":
         from vlamix.pipelines import ray_jobs
 
         with ray_jobs.ray_session(opts.ray_address, opts.workers):
-            engine = ray_jobs.run_extract(tasks, str(opts.out))
-        write_json_atomic(opts.out / WORK_DIR / "ray_extract.json", engine)
+            engine = ray_jobs.run_extract(tasks, opts.url)
+        opts.store.write_json(f"{WORK_DIR}/ray_extract.json", engine)
     else:
-        result = run_extract(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
-        write_json_atomic(opts.out / WORK_DIR / "beam_extract.json", counters(result))
+        result = run_extract(tasks, opts.url, beam_options(opts.workers, opts.runner_args))
+        opts.store.write_json(f"{WORK_DIR}/beam_extract.json", counters(result))
     for name in [s.name for s in sources.datasets] + [w.name for w in sources.web]:
         for kind in (
             "extracted",
             "quarantined",
         ):  # a dataset with nothing to read still gets its (empty) files
-            path = opts.out / WORK_DIR / kind / f"{name}.jsonl"
-            if not path.exists():
-                write_jsonl(path, [])
-    extract_annotations(opts.out, sources)
+            rel = f"{WORK_DIR}/{kind}/{name}.jsonl"
+            if not opts.store.exists(rel):
+                write_jsonl(opts.store, rel, [])
+    extract_annotations(opts.store, sources)
 
 
 def _outcomes(
     opts: IngestOptions, src: RobotSource
 ) -> tuple[list[Extracted], list[QuarantineRecord], list[Extracted]]:
-    return robot_outcomes(opts.out, src.name)
+    return robot_outcomes(opts.store, src.name)
 
 
 TINY_SPAN = 1e-4  # a dim whose q01..q99 span is below this blows up under quantile normalization
@@ -153,7 +160,8 @@ def _dataset_tensors(
     total = sum(e.frames for e in kept)
     keep_p = min(1.0, opts.stats_max_frames / max(total, 1))
     for e in kept:
-        df = pl.read_parquet(opts.out / e.frames_path, columns=["state", "action"])
+        with opts.store.open(e.frames_path) as f:
+            df = pl.read_parquet(f, columns=["state", "action"])
         state = np.asarray(df["state"].to_list(), dtype=np.float32)
         action = np.asarray(df["action"].to_list(), dtype=np.float32)
         frames = np.arange(len(state))
@@ -198,30 +206,30 @@ def _step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
             "state": {"names": [d.name for d in emb.state], **state_stats.to_json()},
             "actions": {"names": [d.name for d in emb.action], **action_stats.to_json()},
         }
-        write_json_atomic(opts.out / STATS_PATH.format(dataset=src.name), doc)
+        opts.store.write_json(STATS_PATH.format(dataset=src.name), doc)
         log.info("stats: %s over %d frames (%d chunk steps)", src.name, total, action_stats.count)
 
 
 def _step_tokenizers(opts: IngestOptions, sources: SourcesFile) -> tuple[str, str]:
     if opts.tokenizers is not None:
-        name, digest = reuse_tokenizer_set(opts.out, opts.tokenizers)
+        name, digest = reuse_tokenizer_set(opts.store, opts.tokenizers)
     else:
         name, digest = fit_tokenizer_set(
-            opts.out, sources, opts.seed, opts.text_tokenizer, opts.fast_fit_chunks
+            opts.store, sources, opts.seed, opts.text_tokenizer, opts.fast_fit_chunks
         )
-    write_json_atomic(
-        opts.out / WORK_DIR / "tokenizer_set.json", {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest}
+    opts.store.write_json(
+        f"{WORK_DIR}/tokenizer_set.json", {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest}
     )
     return name, digest
 
 
 def _tokenizer_dir(opts: IngestOptions) -> str:
-    return str(opts.out / json.loads((opts.out / WORK_DIR / "tokenizer_set.json").read_text())["path"])
+    """The tokenizer set as workers load it: a local folder, or its URL (fetched into a cache)."""
+    return opts.store.url_of(opts.store.read_json(f"{WORK_DIR}/tokenizer_set.json")["path"])
 
 
 def _load_stats(opts: IngestOptions, name: str) -> tuple[DimStats, DimStats]:
-    path = opts.out / STATS_PATH.format(dataset=name)
-    doc = json.loads(path.read_text())
+    doc = opts.store.read_json(STATS_PATH.format(dataset=name))
     return DimStats.from_json(doc["state"]), DimStats.from_json(doc["actions"])
 
 
@@ -237,22 +245,18 @@ def _plan(
         per_shard = samples_per_shard(opts.shard_bytes, entries)
         log.info("build: %s: %d samples per shard for %d-byte shards", name, per_shard, opts.shard_bytes)
     n = shard_count(total, per_shard)
-    tok = json.loads((opts.out / WORK_DIR / "tokenizer_set.json").read_text())["sha256"]
+    tok = opts.store.read_json(f"{WORK_DIR}/tokenizer_set.json")["sha256"]
     fp = fingerprint(dataset=name, seed=opts.seed, shards=n, tokenizers=tok, **inputs)
-    done = prepare_dataset(opts.out, name, fp, n, opts.fresh)
+    done = prepare_dataset(opts.store, name, fp, n, opts.fresh)
     if len(done) == n:
         return []
     return [dataclasses.replace(t, skip=done) for t in make(n)]
 
 
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
     from vlamix.pipelines.beam_jobs import beam_options, counters, run_build
 
-    (opts.out / WORK_DIR / "beam_build.json").unlink(missing_ok=True)
+    opts.store.rm(f"{WORK_DIR}/beam_build.json")
     tasks: list[BuildTask | ItemBuildTask] = []
     tok = _tokenizer_dir(opts)
     kept_by_robot: dict[str, dict[int, Extracted]] = {}
@@ -260,7 +264,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         kept, _, _ = _outcomes(opts, src)
         kept_by_robot[src.name] = {e.episode: e for e in kept}
         if not kept:
-            prepare_dataset(opts.out, src.name, "", 0, True)
+            prepare_dataset(opts.store, src.name, "", 0, True)
             continue
         state_stats, action_stats = _load_stats(opts, src.name)
         emb = sources.embodiment(src)
@@ -269,7 +273,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         )  # before any job starts
 
         def robot_tasks(n, src=src, emb=emb, kept=kept, st=state_stats, at=action_stats):
-            return [BuildTask(e, src, emb, st, at, str(opts.out), opts.seed, n, None, tok) for e in kept]
+            return [BuildTask(e, src, emb, st, at, opts.url, opts.seed, n, None, tok) for e in kept]
 
         tasks += _plan(
             opts,
@@ -278,13 +282,13 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
             robot_tasks,
             source=src,
             embodiment=emb,
-            stats=_file_sha(opts.out / STATS_PATH.format(dataset=src.name)),
+            stats=opts.store.sha256(STATS_PATH.format(dataset=src.name)),
             units=[e.to_json() for e in kept],
         )
     for a in sources.annotations:
-        spans = annotation_spans(opts.out, a.name)
+        spans = annotation_spans(opts.store, a.name)
         if not spans:
-            prepare_dataset(opts.out, a.name, "", 0, True)
+            prepare_dataset(opts.store, a.name, "", 0, True)
             continue
         robot = sources.robot(a.dataset)
         emb = sources.embodiment(robot)
@@ -298,7 +302,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
                     emb,
                     st,
                     at,
-                    str(opts.out),
+                    opts.url,
                     opts.seed,
                     n,
                     AnnotationJob(a.name, a.kind, group, a.stride),
@@ -315,13 +319,13 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
             source=a,
             robot=robot,
             embodiment=emb,
-            stats=_file_sha(opts.out / STATS_PATH.format(dataset=robot.name)),
+            stats=opts.store.sha256(STATS_PATH.format(dataset=robot.name)),
             units=[kept_by_robot[robot.name][ep].to_json() for ep in spans] + [repr(spans)],
         )
     for w in sources.web:
-        kept, _, _ = web_outcomes(opts.out, w.name)
+        kept, _, _ = web_outcomes(opts.store, w.name)
         if not kept:
-            prepare_dataset(opts.out, w.name, "", 0, True)
+            prepare_dataset(opts.store, w.name, "", 0, True)
             continue
         by_file: dict[str, set[int]] = {}
         for it in kept:
@@ -329,7 +333,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
 
         def item_tasks(n, w=w, by_file=by_file):
             return [
-                ItemBuildTask(w.name, path, frozenset(items), str(opts.out), opts.seed, n, tok)
+                ItemBuildTask(w.name, path, frozenset(items), opts.url, opts.seed, n, tok)
                 for path, items in sorted(by_file.items())
             ]
 
@@ -339,12 +343,12 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         from vlamix.pipelines import ray_jobs
 
         with ray_jobs.ray_session(opts.ray_address, opts.workers):
-            engine = ray_jobs.run_build(tasks, str(opts.out))
-        write_json_atomic(opts.out / WORK_DIR / "ray_build.json", engine)
+            engine = ray_jobs.run_build(tasks, opts.url)
+        opts.store.write_json(f"{WORK_DIR}/ray_build.json", engine)
     elif tasks:
-        result = run_build(tasks, str(opts.out), beam_options(opts.workers, opts.runner_args))
-        write_json_atomic(opts.out / WORK_DIR / "beam_build.json", counters(result))
-    shutil.rmtree(opts.out / SPILL_DIR, ignore_errors=True)
+        result = run_build(tasks, opts.url, beam_options(opts.workers, opts.runner_args))
+        opts.store.write_json(f"{WORK_DIR}/beam_build.json", counters(result))
+    opts.store.rmtree(SPILL_DIR)
 
 
 def _peak_rss_mib() -> float:
@@ -357,8 +361,9 @@ def run_ingest(opts: IngestOptions) -> dict:
     """Run every step (or `opts.only`) and return the manifest (None of it when a single early step runs)."""
     opts.check()
     sources = load_sources(opts.sources)
-    opts.out.mkdir(parents=True, exist_ok=True)
-    remove_stray_temps(opts.out)
+    if opts.store.local() is not None:
+        opts.store.local().mkdir(parents=True, exist_ok=True)
+    remove_stray_temps(opts.store)
     timings: dict[str, float] = {}
     peaks: dict[str, float] = {}
     manifest: dict = {}
@@ -377,7 +382,7 @@ def run_ingest(opts: IngestOptions) -> dict:
         elif step == "build":
             _step_build(opts, sources)
         else:
-            manifest = write_index_and_manifest(opts.out, sources)
+            manifest = write_index_and_manifest(opts.store, sources)
             quality = _quality_gates(opts, sources)
         timings[step] = round(time.perf_counter() - start, 3)
         peaks[step] = _peak_rss_mib()
@@ -390,13 +395,15 @@ def run_ingest(opts: IngestOptions) -> dict:
         "driver_peak_rss_mib_after_step": peaks,
     }
     for step in ("extract", "build"):
-        path = opts.out / WORK_DIR / f"beam_{step}.json"
-        if path.is_file():  # this run's Beam counters per dataset, to compare with the manifest's accounting
-            report.setdefault("counters", {})[step] = json.loads(path.read_text())
+        rel = f"{WORK_DIR}/beam_{step}.json"
+        if opts.store.exists(
+            rel
+        ):  # this run's Beam counters per dataset, to compare with the manifest's accounting
+            report.setdefault("counters", {})[step] = opts.store.read_json(rel)
     if manifest:
         report["accounting"] = {k: v["accounting"] for k, v in manifest["datasets"].items()}
         report["quality"] = quality
-    write_json_atomic(opts.out / REPORTS_DIR / "ingest.json", report)
+    opts.store.write_json(f"{REPORTS_DIR}/ingest.json", report)
     failed = {k: v for k, v in quality.items() if not v["success"]}
     if failed:  # after the manifest and the reports: everything that passed is written and accounted for
         raise QualityGateFailed(
@@ -405,7 +412,7 @@ def run_ingest(opts: IngestOptions) -> dict:
                 f"{k}: {v['failed']} of {v['rows']} rows failed ({v['share']:.1%}, at most {opts.max_bad_share:.1%} allowed)"
                 for k, v in failed.items()
             )
-            + f". The failing rows are in {opts.out}/quarantine/<dataset>.jsonl, the report in {opts.out}/{DOCS_DIR}/index.html"
+            + f". The failing rows are in {opts.url}/quarantine/<dataset>.jsonl, the report in {opts.url}/{DOCS_DIR}/index.html"
         )
     return manifest
 
@@ -414,7 +421,7 @@ def _quality_gates(opts: IngestOptions, sources: SourcesFile) -> dict:
     """Per dataset (robot and web), one row per episode or item: did it pass the row-level gates."""
     outcomes = {}
     for src in sources.datasets:
-        kept, quarantined, dups = robot_outcomes(opts.out, src.name)
+        kept, quarantined, dups = robot_outcomes(opts.store, src.name)
         ids = [f"episode {e.episode}" for e in kept + dups]
         gated = [q for q in quarantined if q.reason.startswith(GATE_PREFIX)]
         outcomes[src.name] = pd.DataFrame(
@@ -424,7 +431,7 @@ def _quality_gates(opts: IngestOptions, sources: SourcesFile) -> dict:
             }
         )
     for w in sources.web:
-        kept, quarantined, dups = web_outcomes(opts.out, w.name)
+        kept, quarantined, dups = web_outcomes(opts.store, w.name)
         ids = [f"item {i.item}" for i in kept + dups]
         gated = [q for q in quarantined if q.reason.startswith(GATE_PREFIX)]
         outcomes[w.name] = pd.DataFrame(
@@ -433,4 +440,11 @@ def _quality_gates(opts: IngestOptions, sources: SourcesFile) -> dict:
                 "passed": [True] * len(ids) + [False] * len(gated),
             }
         )
-    return dataset_gates(opts.out / DOCS_DIR, outcomes, opts.max_bad_share)
+    local = opts.store.local()
+    if local is not None:
+        return dataset_gates(local / DOCS_DIR, outcomes, opts.max_bad_share)
+    with tempfile.TemporaryDirectory() as tmp:  # Data Docs are written locally, then uploaded
+        summary = dataset_gates(Path(tmp), outcomes, opts.max_bad_share)
+        opts.store.rmtree(DOCS_DIR)
+        opts.store.put_dir(tmp, DOCS_DIR)
+    return summary

@@ -6,15 +6,14 @@ one episode's or one shard's samples, whatever the size of the dataset."""
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from vlamix.shards.layout import WORK_DIR
+from vlamix.shards.store import store_for
 
 __all__ = ["SPILL_DIR", "read_spills", "spill_dir", "write_spills"]
 
@@ -58,12 +57,8 @@ def write_spills(
     written = []
     for (dataset, shard), rows in sorted(groups.items()):
         rel = f"{spill_dir(dataset, shard)}/{unit}.arrow"
-        path = Path(out) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with ipc.new_file(tmp, SPILL_SCHEMA) as writer:
+        with store_for(out).open_write(rel) as f, ipc.new_file(f, SPILL_SCHEMA) as writer:
             writer.write_table(pa.Table.from_pylist(rows, schema=SPILL_SCHEMA))
-        os.replace(tmp, path)
         written.append(((dataset, shard), rel))
     return written
 
@@ -72,7 +67,7 @@ def read_spills(out: str, files: Iterable[str]) -> list[tuple[int, dict, dict]]:
     """One shard's (position, webdataset entry, index row) items from its spill files."""
     items = []
     for rel in sorted(files):
-        with ipc.open_file(Path(out) / rel) as reader:
+        with store_for(out).open(rel) as f, ipc.open_file(f) as reader:
             table = reader.read_all()
         for row in table.to_pylist():
             entry = {"__key__": row["key"], **dict(zip(row["names"], row["payloads"], strict=True))}

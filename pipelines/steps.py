@@ -4,10 +4,8 @@ these together; steps hand results to each other through files under the layout'
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +20,7 @@ from vlamix.schemas.sample import SAMPLE
 from vlamix.shards.assign import place
 from vlamix.shards.layout import FRAMES_DIR, WORK_DIR, shard_path
 from vlamix.shards.members import to_members
+from vlamix.shards.store import store_for
 from vlamix.shards.writer import ShardResult, write_shard
 from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource
@@ -74,16 +73,13 @@ def frames_file(dataset: str, episode: int) -> str:
 
 def extract_episode(task: ExtractTask) -> Extracted:
     """Raw episode -> validated frame Parquet (atomic). Raises BadRecord for input to quarantine."""
-    ref, root = task.ref, Path(task.out)
+    ref, store = task.ref, store_for(task.out)
     rel = frames_file(ref.dataset, ref.index)
-    final = root / rel
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     rows = reader_for(task.source.format).read_episode(ref, task.source, task.embodiment)
     first: dict | None = None
     n = 0
-    try:
-        with pq.ParquetWriter(tmp, FRAME.arrow, compression="zstd") as writer:
+    with store.open_write(rel) as f:
+        with pq.ParquetWriter(f, FRAME.arrow, compression="zstd") as writer:
             batch: list[dict] = []
             for row in rows:
                 first = first or row
@@ -94,17 +90,15 @@ def extract_episode(task: ExtractTask) -> Extracted:
             if batch:
                 writer.write_table(FRAME.table(batch, f"{ref.source_file} (episode {ref.index})"))
                 n += len(batch)
-        if first is None:
+        if first is None:  # raised inside: nothing is written
             raise BadRecord(
                 QuarantineRecord(ref.dataset, ref.source_file, "episode has no frames", ref.index)
             )
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    cols = pq.read_table(final, columns=["state", "action", "timestamp", "task"]).to_pydict()
+    with store.open(rel) as f:
+        cols = pq.read_table(f, columns=["state", "action", "timestamp", "task"]).to_pydict()
     bad = failures(frame_table(cols, task.embodiment), f"frames_{task.source.kind}", _suite(task.embodiment))
     if bad:  # the quality gate: the first failing row names the expectation; the episode is quarantined
-        final.unlink()
+        store.rm(rel)
         f = bad[0]
         raise BadRecord(
             QuarantineRecord(
@@ -232,7 +226,8 @@ def _plain(record: dict) -> dict:
 def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     """Frame Parquet of one episode -> (shard, position, webdataset entry, index row) per sample."""
     ext, emb = task.extracted, task.embodiment
-    table = pq.read_table(Path(task.out) / ext.frames_path)
+    with store_for(task.out).open(ext.frames_path) as f:
+        table = pq.read_table(f)
     FRAME.validate(table, ext.frames_path)
     rows = table.to_pylist()
     chain = build_chain(emb, task.state_stats, task.action_stats, task.source.normalization, task.tokenizers)
@@ -296,14 +291,11 @@ def write_shard_group(out: str, dataset: str, shard: int, items: list[tuple[int,
     """Write one shard from its (position, entry, index row) items, ordered by position, and its part
     of the index (one row per sample with the sample's byte range in the tar)."""
     items = sorted(items, key=lambda it: (it[0], it[1]["__key__"]))
-    root, rel = Path(out), shard_path(dataset, shard)
-    result = write_shard(root, rel, (entry for _, entry, _ in items))
+    store, rel = store_for(out), shard_path(dataset, shard)
+    result = write_shard(store, rel, (entry for _, entry, _ in items))
     rows = []
     for (key, offset, length), (_, _, meta) in zip(result.offsets, items, strict=True):
         rows.append({**meta, "key": key, "shard": rel, "offset": offset, "length": length})
-    part = root / index_part_file(dataset, shard)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part.with_name(f".{part.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA), tmp)
-    os.replace(tmp, part)
+    with store.open_write(index_part_file(dataset, shard)) as f:
+        pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA), f)
     return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from vlamix.schemas.sample import SAMPLE
 from vlamix.shards.assign import place
 from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.members import to_members
+from vlamix.shards.store import store_for
 from vlamix.sources.web import ItemBatch, read_items
 from vlamix.transforms.image import black_jpeg
 from vlamix.transforms.tokenize import TokenizeSample
@@ -55,11 +55,8 @@ def extract_items(batch: ItemBatch) -> tuple[list[ItemExtracted], list[Quarantin
     good = [it for i, it in enumerate(good) if i not in failed]
     rel = f"{WORK_DIR}/items/{batch.dataset}/{batch.batch:06d}.parquet"
     if good:
-        path = Path(batch.out) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        pq.write_table(ITEM.table(good, f"{batch.dataset} batch {batch.batch}"), tmp, compression="zstd")
-        tmp.replace(path)
+        with store_for(batch.out).open_write(rel) as f:
+            pq.write_table(ITEM.table(good, f"{batch.dataset} batch {batch.batch}"), f, compression="zstd")
     return [
         ItemExtracted(batch.dataset, r["item"], len(r["turns"]), r["content_hash"], rel) for r in good
     ], bad
@@ -86,7 +83,8 @@ def _choose(key: str, seed: int, n: int) -> int:
 
 
 def build_items(task: ItemBuildTask) -> Iterator[tuple[int, int, dict, dict]]:
-    table = pq.read_table(Path(task.out) / task.items_path)
+    with store_for(task.out).open(task.items_path) as f:
+        table = pq.read_table(f)
     ITEM.validate(table, task.items_path)
     records = []
     for row in table.to_pylist():

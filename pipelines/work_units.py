@@ -4,15 +4,14 @@ by shard, write one shard group, write one dataset's outcome lines. Engines only
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from vlamix.pipelines.spill import read_spills, spill_dir, write_spills
 from vlamix.pipelines.steps import BuildTask, ExtractTask, build_episode, extract_episode, write_shard_group
 from vlamix.pipelines.web_steps import ItemBuildTask, build_items, extract_items
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.shards.layout import WORK_DIR
+from vlamix.shards.store import store_for
 from vlamix.shards.writer import ShardResult
 from vlamix.sources.web import ItemBatch
 
@@ -65,28 +64,23 @@ def spill_task(out: str, task: BuildTask | ItemBuildTask) -> list[tuple[tuple[st
 def write_spilled_group(out: str, dataset: str, shard: int, files: Iterable[str]) -> ShardResult:
     """Merge one shard's spill files into the shard, then drop them."""
     result = write_group(out, dataset, shard, read_spills(out, files))
-    shutil.rmtree(Path(out) / spill_dir(dataset, shard), ignore_errors=True)
+    store_for(out).rmtree(spill_dir(dataset, shard))
     return result
 
 
 def write_group(out: str, dataset: str, shard: int, items: Iterable[tuple[int, dict, dict]]) -> ShardResult:
     """Write one shard and its `work/shards/<dataset>/<shard>.json` summary."""
     result = write_shard_group(out, dataset, shard, list(items))
-    path = Path(out) / WORK_DIR / "shards" / dataset / f"{shard:06d}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     summary = {"path": result.path, "samples": result.samples, "bytes": result.bytes, "sha256": result.sha256}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(summary, sort_keys=True))
-    tmp.replace(path)
+    store_for(out).write_text(
+        f"{WORK_DIR}/shards/{dataset}/{shard:06d}.json", json.dumps(summary, sort_keys=True)
+    )
     return result
 
 
 def write_outcome_lines(out: str, name: str, dataset: str, records: Iterable) -> str:
     """`work/<name>/<dataset>.jsonl`: one JSON line per record, sorted (engine order never shows)."""
-    path = Path(out) / WORK_DIR / name / f"{dataset}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    rel = f"{WORK_DIR}/{name}/{dataset}.jsonl"
     lines = sorted(r.to_json() for r in records)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    tmp.replace(path)
-    return str(path)
+    store_for(out).write_text(rel, "".join(line + "\n" for line in lines))
+    return rel

@@ -3,27 +3,11 @@ hash and verified against it) and the embodiment specs, from a local folder or a
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 from vlamix.schemas.embodiment import Embodiment, embodiment_from_text
 from vlamix.shards.store import Store
-from vlamix.tokenizers.fast import BPE_FILE, CONFIG_FILE
-from vlamix.tokenizers.tokenizer_set import FAST_DIR, TEXT_FILE
-from vlamix.tokenizers.vocab import LAYOUT_FILE, hash_tokenizer_dir
+from vlamix.tokenizers.tokenizer_set import cache_dir, fetch_tokenizer_set
 
-__all__ = ["SET_FILES", "cache_dir", "embodiment_of", "tokenizer_dir"]
-
-SET_FILES = (LAYOUT_FILE, TEXT_FILE, f"{FAST_DIR}/{CONFIG_FILE}", f"{FAST_DIR}/{BPE_FILE}")
-
-
-def cache_dir() -> Path:
-    """`$VLAMIX_CACHE`, else `$XDG_CACHE_HOME/vlamix`, else `~/.cache/vlamix`."""
-    if os.environ.get("VLAMIX_CACHE"):
-        return Path(os.environ["VLAMIX_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlamix"
+__all__ = ["embodiment_of", "tokenizer_dir"]
 
 
 def tokenizer_dir(store: Store, manifest: dict) -> str:
@@ -32,25 +16,10 @@ def tokenizer_dir(store: Store, manifest: dict) -> str:
     local = store.local()
     if local is not None:
         return str(local / ref["path"])
-    target = cache_dir() / "tokenizers" / ref["sha256"]
-    if target.is_dir() and hash_tokenizer_dir(target) == ref["sha256"]:
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent))
-    try:
-        for name in SET_FILES:
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(store.read_bytes(f"{ref['path']}/{name}"))
-        got = hash_tokenizer_dir(tmp)
-        if got != ref["sha256"]:
-            raise ValueError(
-                f"{store.url_of(ref['path'])}: the tokenizer set's files hash to {got}, the manifest says {ref['sha256']}"
-            )
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    path = fetch_tokenizer_set(store.url_of(ref["path"]), cache_dir() / "tokenizers")
+    if path.name != ref["sha256"]:
+        raise ValueError(f"{store.url}: the manifest names set {ref['path']} but its hash is {ref['sha256']}")
+    return str(path)
 
 
 def embodiment_of(store: Store, entry: dict) -> Embodiment | None:

@@ -7,17 +7,21 @@ S3 endpoints and credentials come from the standard AWS variables (`AWS_ENDPOINT
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import posixpath
+import shutil
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import fsspec
 
 from vlamix.shards.layout import MANIFEST
 
-__all__ = ["Store", "StoreError", "is_url"]
+__all__ = ["Store", "StoreError", "is_url", "store_for"]
 
 REMOTE = ("http://", "https://", "s3://", "hf://", "gs://", "az://", "abfs://")
 
@@ -93,12 +97,16 @@ class Store:
 
     def exists(self, rel: str) -> bool:
         try:
+            if self.remote:
+                self.fs.invalidate_cache(self.path(rel))
             return self.fs.exists(self.path(rel))
         except Exception as e:
             raise self._fail(rel, e, "check") from e
 
     def size(self, rel: str) -> int | None:
         try:
+            if self.remote:
+                self.fs.invalidate_cache(self.path(rel))
             return int(self.fs.size(self.path(rel)))
         except FileNotFoundError:
             return None
@@ -111,3 +119,92 @@ class Store:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         return h.hexdigest()
+
+    # --- writing (ingest writes its layout, `work/` included, through these) ---
+
+    @contextlib.contextmanager
+    def open_write(self, rel: str) -> Iterator:
+        """A binary file that appears at `rel` whole or not at all: locally a temp name renamed on
+        success, on an object store one PUT when closed (discarded on error)."""
+        local = self.local()
+        if local is not None:
+            target = local / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            try:
+                with tmp.open("wb") as f:
+                    yield f
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return
+        f = self.fs.open(self.path(rel), "wb")
+        try:
+            yield f
+        except BaseException:
+            if hasattr(f, "discard"):
+                f.discard()
+            raise
+        f.close()
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        with self.open_write(rel) as f:
+            f.write(data)
+
+    def write_text(self, rel: str, text: str) -> None:
+        self.write_bytes(rel, text.encode())
+
+    def write_json(self, rel: str, data: dict) -> None:
+        self.write_text(rel, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def read_text(self, rel: str) -> str:
+        return self.read_bytes(rel).decode()
+
+    def put_file(self, local_path: str | Path, rel: str) -> None:
+        """Copy a local file to `rel` (atomically, as open_write)."""
+        local = self.local()
+        if local is not None:
+            with self.open_write(rel) as f, open(local_path, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+            return
+        self.fs.put_file(str(local_path), self.path(rel))
+
+    def put_dir(self, local_dir: str | Path, rel: str) -> None:
+        """Copy a local folder's files under `rel`."""
+        for p in sorted(Path(local_dir).rglob("*")):
+            if p.is_file():
+                self.put_file(p, f"{rel}/{p.relative_to(local_dir).as_posix()}")
+
+    def rm(self, rel: str) -> None:
+        local = self.local()
+        if local is not None:
+            (local / rel).unlink(missing_ok=True)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(rel))
+
+    def rmtree(self, rel: str) -> None:
+        local = self.local()
+        if local is not None:
+            shutil.rmtree(local / rel, ignore_errors=True)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if self.fs.exists(self.path(rel)):
+                self.fs.rm(self.path(rel), recursive=True)
+
+    def glob(self, pattern: str) -> list[str]:
+        """Layout-relative paths matching `pattern` (e.g. `work/index/d/*.parquet`), sorted."""
+        local = self.local()
+        if local is not None:
+            return sorted(p.relative_to(local).as_posix() for p in local.glob(pattern) if p.is_file())
+        self.fs.invalidate_cache()  # other processes (workers) write here too: never trust a cached listing
+        root = self.root.rstrip("/") + "/"
+        return sorted(p[len(root) :] if p.startswith(root) else p for p in self.fs.glob(self.path(pattern)))
+
+
+@cache
+def store_for(where: str) -> Store:
+    """One Store per layout per process (workers reuse it for every task)."""
+    return Store(where)

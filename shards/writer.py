@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import webdataset as wds
+
+from vlamix.shards.store import Store
 
 __all__ = ["MTIME", "ShardResult", "entry_sizes", "write_shard"]
 
@@ -52,11 +55,18 @@ def entry_sizes(entries: Iterable[dict]) -> list[int]:
     return sizes
 
 
-def write_shard(root: Path, rel_path: str, entries: Iterable[dict]) -> ShardResult:
-    """Write `entries` (webdataset dicts with `__key__` and bytes members) in the order given."""
-    final = root / rel_path
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+def write_shard(store: Store, rel_path: str, entries: Iterable[dict]) -> ShardResult:
+    """Write `entries` (webdataset dicts with `__key__` and bytes members) in the order given, to a temp
+    file first (beside the shard on a local layout, in the system's temp folder for a remote one), then
+    renamed or uploaded: a shard appears whole or not at all."""
+    local = store.local()
+    if local is not None:
+        (local / rel_path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = (local / rel_path).with_name(f".{Path(rel_path).name}.tmp-{os.getpid()}")
+    else:
+        fd, name = tempfile.mkstemp(prefix=".shard-", suffix=".tar")
+        os.close(fd)
+        tmp = Path(name)
     offsets = []
     try:
         with tmp.open("wb") as f:
@@ -68,8 +78,11 @@ def write_shard(root: Path, rel_path: str, entries: Iterable[dict]) -> ShardResu
             writer.close()
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
+        size, digest = tmp.stat().st_size, _sha256(tmp)
+        if local is not None:
+            os.replace(tmp, local / rel_path)
+        else:
+            store.put_file(tmp, rel_path)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
-    return ShardResult(rel_path, len(offsets), final.stat().st_size, _sha256(final), offsets)
+    return ShardResult(rel_path, len(offsets), size, digest, offsets)

@@ -12,13 +12,28 @@ from functools import cache
 from pathlib import Path
 
 from tokenizers import Tokenizer
-from vlamix.tokenizers.fast import FastTokenizer
-from vlamix.tokenizers.vocab import LAYOUT_FILE, SPECIALS, VocabLayout, write_tokenizer_set
+from vlamix.tokenizers.fast import BPE_FILE, CONFIG_FILE, FastTokenizer
+from vlamix.tokenizers.vocab import (
+    LAYOUT_FILE,
+    SPECIALS,
+    VocabLayout,
+    hash_tokenizer_dir,
+    write_tokenizer_set,
+)
 
-__all__ = ["FAST_DIR", "TEXT_FILE", "TokenizerSet", "load_tokenizer_set"]
+__all__ = [
+    "FAST_DIR",
+    "SET_FILES",
+    "TEXT_FILE",
+    "TokenizerSet",
+    "cache_dir",
+    "fetch_tokenizer_set",
+    "load_tokenizer_set",
+]
 
 TEXT_FILE = "text.json"
 FAST_DIR = "fast"
+SET_FILES = (LAYOUT_FILE, TEXT_FILE, f"{FAST_DIR}/{CONFIG_FILE}", f"{FAST_DIR}/{BPE_FILE}")
 _LOC = re.compile(r"<loc(\d{4})>")
 _SPECIAL = {name: i for i, name in enumerate(SPECIALS)}
 
@@ -112,10 +127,52 @@ class TokenizerSet:
         return write_tokenizer_set(parent, self.layout, files)
 
 
+def fetch_tokenizer_set(url: str, cache_root: Path) -> Path:
+    """A set at a URL (`.../tokenizers/<sha256>`) copied into `cache_root/<sha256>/`, checked against
+    its hash (once: a verified copy is reused)."""
+    import os
+    import shutil
+    import tempfile
+
+    from vlamix.shards.store import Store
+
+    digest = url.rstrip("/").rsplit("/", 1)[-1]
+    target = cache_root / digest
+    if target.is_dir() and hash_tokenizer_dir(target) == digest:
+        return target
+    store = Store(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent))
+    try:
+        for name in SET_FILES:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(store.read_bytes(name))
+        got = hash_tokenizer_dir(tmp)
+        if got != digest:
+            raise ValueError(f"{url}: the tokenizer set's files hash to {got}, not {digest}")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def cache_dir() -> Path:
+    """Where fetched assets live: `$VLAMIX_CACHE`, else `$XDG_CACHE_HOME/vlamix`, else `~/.cache/vlamix`."""
+    import os
+
+    if os.environ.get("VLAMIX_CACHE"):
+        return Path(os.environ["VLAMIX_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlamix"
+
+
 @cache
 def load_tokenizer_set(folder: str) -> TokenizerSet:
-    """Load a set folder (cached per process: Beam and Ray workers load it once)."""
-    path = Path(folder)
+    """Load a set folder, or a set at a URL (fetched into the cache first); cached per process: Beam and
+    Ray workers load it once."""
+    if "://" in folder and not folder.startswith("file://"):
+        folder = str(fetch_tokenizer_set(folder, cache_dir() / "tokenizers"))
+    path = Path(folder.removeprefix("file://"))
     for need in (LAYOUT_FILE, TEXT_FILE, f"{FAST_DIR}/fast.json"):
         if not (path / need).is_file():
             raise FileNotFoundError(f"{path}: not a tokenizer set ({need} is missing)")

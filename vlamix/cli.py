@@ -57,8 +57,12 @@ def ingest(
         "samples/sources.yaml"
     ),
     out: Annotated[
-        Path, typer.Option(help="Layout folder to write (manifest.json, shards/, index/, stats/ ...).")
-    ] = Path("out"),
+        str,
+        typer.Option(
+            help="Layout to write (manifest.json, shards/, index/, stats/ ...): a folder, or a URL every "
+            "worker reaches, e.g. s3://bucket/prefix (endpoint and keys from the AWS_* variables)."
+        ),
+    ] = "out",
     engine: Annotated[
         str, typer.Option(help="Engine that runs the steps: beam (default) or ray (Ray Data).")
     ] = "beam",
@@ -142,7 +146,7 @@ def ingest(
         _fail(f"--engine {engine!r}: engines are beam and ray")
     opts = IngestOptions(
         sources=sources,
-        out=out.resolve(),
+        out=out if "://" in out else Path(out).resolve(),
         engine=engine,
         workers=workers,
         seed=seed,

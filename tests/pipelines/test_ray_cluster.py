@@ -1,5 +1,7 @@
 """Ray Data on a real two-node cluster started on this machine (`ray start --head` and a second
-`ray start --address=...`): the ingest runs there, tasks land on both nodes, and the bytes equal Beam's."""
+`ray start --address=...`): the ingest runs there and writes its whole layout, `work/` included, into an
+S3 bucket (moto's server on 127.0.0.1), so no node depends on a node-local path; tasks land on both nodes,
+and the bytes equal Beam's local run."""
 
 from __future__ import annotations
 
@@ -16,8 +18,12 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLES
+from servers import s3_server
+
+from vlamix.shards.store import Store
 
 pytestmark = pytest.mark.slow
+BUCKET = "vlamix-ray"
 
 
 def _free_port() -> int:
@@ -40,7 +46,19 @@ def _wait_for_nodes(address: str, n: int, env: dict, timeout: float = 120.0) -> 
 
 
 @pytest.fixture
-def cluster():
+def s3():
+    import logging
+
+    import boto3
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with s3_server() as endpoint:  # sets the AWS_* variables, which the cluster's nodes inherit
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
+
+
+@pytest.fixture
+def cluster(s3):
     """Head and worker run with --block in their own process groups: the teardown stops this cluster
     only (`ray stop` would stop every Ray process on the machine)."""
     ray = str(Path(sys.executable).parent / "ray")
@@ -86,7 +104,7 @@ def cluster():
                 p.wait(timeout=30)
 
 
-def _ingest(sources: Path, out: Path, *extra: str) -> None:
+def _ingest(sources: Path, out: Path | str, *extra: str) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -125,10 +143,21 @@ def test_two_node_cluster_runs_the_ingest_on_both_nodes(cluster, tmp_path):
             """
         )
     )
-    _ingest(sources, tmp_path / "ray", "--engine", "ray", "--ray-address", cluster)
+    url = f"s3://{BUCKET}/layouts/ray"
+    _ingest(sources, url, "--engine", "ray", "--ray-address", cluster)
     _ingest(sources, tmp_path / "beam")
-    nodes = json.loads((tmp_path / "ray" / "work" / "ray_extract.json").read_text())["nodes"]
+    store = Store(url)
+    nodes = store.read_json("work/ray_extract.json")["nodes"]
     assert len(nodes) == 2, nodes  # both nodes extracted episodes
-    a = json.loads((tmp_path / "beam" / "manifest.json").read_text())
-    b = json.loads((tmp_path / "ray" / "manifest.json").read_text())
-    assert a == b
+    beam = tmp_path / "beam"
+    assert store.read_json("manifest.json") == json.loads((beam / "manifest.json").read_text())
+    published = [
+        p
+        for p in beam.rglob("*")
+        if p.is_file() and not p.relative_to(beam).as_posix().startswith(("work/", "reports/"))
+    ]
+    assert len(published) > 10
+    for p in published:  # every published file, shards included, byte for byte
+        rel = p.relative_to(beam).as_posix()
+        assert store.read_bytes(rel) == p.read_bytes(), rel
+    assert not store.glob("work/spill/*")

@@ -7,6 +7,7 @@ import numpy as np
 
 from vlamix.shards.assign import place, shard_count
 from vlamix.shards.members import npy_bytes
+from vlamix.shards.store import Store
 from vlamix.shards.writer import write_shard
 
 
@@ -23,8 +24,8 @@ def _entries(n: int) -> list[dict]:
 
 
 def test_same_entries_same_bytes_sorted_members_fixed_mtime(tmp_path):
-    a = write_shard(tmp_path / "a", "s.tar", _entries(5))
-    b = write_shard(tmp_path / "b", "s.tar", _entries(5))
+    a = write_shard(Store(tmp_path / "a"), "s.tar", _entries(5))
+    b = write_shard(Store(tmp_path / "b"), "s.tar", _entries(5))
     assert a.sha256 == b.sha256 and a.bytes == (tmp_path / "a" / "s.tar").stat().st_size
     with tarfile.open(tmp_path / "a" / "s.tar") as tar:
         members = tar.getmembers()
@@ -38,7 +39,7 @@ def test_same_entries_same_bytes_sorted_members_fixed_mtime(tmp_path):
 
 
 def test_offsets_cover_each_sample_exactly(tmp_path):
-    res = write_shard(tmp_path, "s.tar", _entries(4))
+    res = write_shard(Store(tmp_path), "s.tar", _entries(4))
     data = (tmp_path / "s.tar").read_bytes()
     for i, (key, offset, length) in enumerate(res.offsets):
         with tarfile.open(fileobj=io.BytesIO(data[offset : offset + length])) as part:
