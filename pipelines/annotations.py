@@ -4,6 +4,7 @@ and account for every annotation line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 
@@ -82,22 +83,33 @@ def extract_annotations(out: Store, sources: SourcesFile) -> None:
 
 
 def annotation_accounting(
-    out: Store, a: AnnotationSource, written_samples: int
+    out: Store, a: AnnotationSource, written_samples: int, late: list[QuarantineRecord] = ()
 ) -> tuple[Accounting, list[QuarantineRecord]]:
-    spans = [s for group in annotation_spans(out, a.name).values() for s in group]
+    """Spans read = written + quarantined (lines that did not parse or point nowhere, and the spans of
+    episodes whose samples failed the build's quality gate: `late`, one record per span)."""
+    by_episode = annotation_spans(out, a.name)
+    late_by_ep = {q.episode: q for q in late}
+    spans = [s for group in by_episode.values() for s in group]
     bad = [QuarantineRecord(**d) for d in read_jsonl(out, f"{WORK_DIR}/quarantined/{a.name}.jsonl")]
+    gated = [s for ep, group in by_episode.items() if ep in late_by_ep for s in group]
+    for s in gated:
+        q = late_by_ep[s.episode]
+        bad.append(
+            dataclasses.replace(q, reason=f"span {s.start}..{s.end}: {q.reason}", frames=s.end - s.start)
+        )
     read = out.read_json(f"{WORK_DIR}/annotations/{a.name}.lines.json")["read"]
     frames = sum(s.end - s.start for s in spans)
+    gated_frames = sum(s.end - s.start for s in gated)
     acc = Accounting(
         unit="annotation",
         read=read,
-        written=len(spans),
+        written=len(spans) - len(gated),
         quarantined=len(bad),
         duplicates=0,
         frames_read=frames,
         frames_written=written_samples,
-        frames_filtered=frames - written_samples,
-        frames_quarantined=0,
+        frames_filtered=frames - gated_frames - written_samples,
+        frames_quarantined=gated_frames,
         frames_duplicates=0,
     )
     return acc, bad

@@ -62,6 +62,7 @@ def _clean(out: Store, dataset: str) -> None:
         f"{WORK_DIR}/shards/{dataset}",
         f"{WORK_DIR}/index/{dataset}",
         f"{SPILL_DIR}/{dataset}",
+        f"{WORK_DIR}/build_quarantine/{dataset}",
     ):
         out.rmtree(folder)
 

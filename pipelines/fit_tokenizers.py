@@ -13,6 +13,7 @@ import polars as pl
 
 from tokenizers import Tokenizer
 from vlamix.pipelines.outcomes import robot_outcomes
+from vlamix.schemas.expectations import SAMPLE_BAND
 from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR, WORK_DIR
 from vlamix.shards.store import Store
 from vlamix.sources.config import SourcesFile
@@ -55,9 +56,20 @@ def _normalized_chunks(out: Store, sources: SourcesFile, seed: int, max_chunks: 
             frames = np.arange(len(state))
             if keep_p < 1.0:
                 frames = frames[np.random.default_rng([seed, 7, e.episode]).random(len(frames)) < keep_p]
-            batches.append(
-                apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})["actions"]
-            )
+            chunks = apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})[
+                "actions"
+            ]
+            # chunks the samples' quality gate will reject do not shape the vocabulary
+            ok = np.abs(chunks).reshape(len(chunks), -1).max(axis=1, initial=0.0) <= SAMPLE_BAND
+            if not ok.all():
+                log.warning(
+                    "tokenizers: %s episode %d: %d chunks beyond the normalized band %g left out of the FAST fit",
+                    src.name,
+                    e.episode,
+                    int((~ok).sum()),
+                    SAMPLE_BAND,
+                )
+            batches.append(chunks[ok])
     return batches
 
 

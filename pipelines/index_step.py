@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 from vlamix.pipelines.annotations import annotation_accounting, annotation_spans, span_samples
-from vlamix.pipelines.outcomes import robot_outcomes, web_outcomes
+from vlamix.pipelines.outcomes import build_quarantine, robot_outcomes, web_outcomes
 from vlamix.pipelines.steps import INDEX_SCHEMA
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.card import CARD, dataset_card
@@ -89,6 +89,9 @@ def write_index_and_manifest(out: Store, sources: SourcesFile) -> dict:
     datasets = {}
     for src in sources.datasets:
         kept, quarantined, dups = robot_outcomes(out, src.name)
+        late = build_quarantine(out, src.name)  # episodes whose samples failed the gate at build
+        kept = [e for e in kept if e.episode not in {q.episode for q in late}]
+        quarantined = quarantined + late
         emb = sources.embodiment(src)
         written = sum(e.samples for e in kept)
         frames_kept = sum(e.frames for e in kept)
@@ -121,10 +124,15 @@ def write_index_and_manifest(out: Store, sources: SourcesFile) -> dict:
         )
     for a in sources.annotations:
         robot = sources.robot(a.dataset)
+        late = build_quarantine(out, a.name)
+        late_eps = {q.episode for q in late}
         built = sum(
-            span_samples(s, a.stride) for group in annotation_spans(out, a.name).values() for s in group
+            span_samples(s, a.stride)
+            for ep, group in annotation_spans(out, a.name).items()
+            if ep not in late_eps
+            for s in group
         )
-        acc, bad = annotation_accounting(out, a, built)
+        acc, bad = annotation_accounting(out, a, built, late)
         qrel = _write_quarantine(out, a.name, bad)
         has_stats = out.exists(STATS_PATH.format(dataset=robot.name))
         entry = _entry(

@@ -31,7 +31,7 @@ from vlamix.pipelines.build_plan import (
 )
 from vlamix.pipelines.fit_tokenizers import FAST_FIT_CHUNKS, fit_tokenizer_set, reuse_tokenizer_set
 from vlamix.pipelines.index_step import write_index_and_manifest
-from vlamix.pipelines.outcomes import robot_outcomes, web_outcomes, write_jsonl
+from vlamix.pipelines.outcomes import build_quarantine, robot_outcomes, web_outcomes, write_jsonl
 from vlamix.pipelines.quality import DOCS_DIR, GATE_PREFIX, QualityGateFailed, dataset_gates
 from vlamix.pipelines.spill import SPILL_DIR
 from vlamix.pipelines.steps import AnnotationJob, BuildTask, Extracted, ExtractTask
@@ -422,8 +422,10 @@ def _quality_gates(opts: IngestOptions, sources: SourcesFile) -> dict:
     outcomes = {}
     for src in sources.datasets:
         kept, quarantined, dups = robot_outcomes(opts.store, src.name)
+        late = build_quarantine(opts.store, src.name)  # samples that failed the gate at build
+        kept = [e for e in kept if e.episode not in {q.episode for q in late}]
         ids = [f"episode {e.episode}" for e in kept + dups]
-        gated = [q for q in quarantined if q.reason.startswith(GATE_PREFIX)]
+        gated = [q for q in quarantined + late if q.reason.startswith(GATE_PREFIX)]
         outcomes[src.name] = pd.DataFrame(
             {
                 "id": ids + [f"episode {q.episode}" for q in gated],

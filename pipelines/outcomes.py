@@ -10,7 +10,7 @@ from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.store import Store
 
-__all__ = ["read_jsonl", "robot_outcomes", "web_outcomes", "write_jsonl"]
+__all__ = ["build_quarantine", "read_jsonl", "robot_outcomes", "web_outcomes", "write_jsonl"]
 
 
 def read_jsonl(store: Store, rel: str) -> list[dict]:
@@ -63,3 +63,9 @@ def web_outcomes(
         (dups if it.content_hash in seen else kept).append(it)
         seen.add(it.content_hash)
     return kept, quarantined, dups
+
+
+def build_quarantine(store: Store, dataset: str) -> list[QuarantineRecord]:
+    """Episodes the build's sample gate quarantined for `dataset` (after extract counted them as kept)."""
+    rels = store.glob(f"{WORK_DIR}/build_quarantine/{dataset}/*.json")
+    return sorted((QuarantineRecord(**store.read_json(r)) for r in rels), key=lambda q: q.episode or 0)

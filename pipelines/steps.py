@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vlamix.pipelines.quality import failures
+from vlamix.pipelines.quality import GATE_PREFIX, failures
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
-from vlamix.schemas.expectations import frame_expectations, frame_table
+from vlamix.schemas.expectations import frame_expectations, frame_table, sample_expectations, sample_table
 from vlamix.schemas.frame import FRAME, frame_key, image_column
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.schemas.sample import SAMPLE
@@ -26,6 +26,8 @@ from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
+from vlamix.tokenizers.fast import FastRangeError
+from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.transforms.chain import apply, build_chain
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.image import black_jpeg
@@ -234,13 +236,8 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
     episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
     duration = len(rows) / emb.control_rate_hz
     records = []
-    for pick in _picks(task, rows):
+    for pick in _picks(task, rows):  # every sample, also those of shards already built: the gate sees all
         row = rows[pick.frame]
-        if (
-            place(frame_key(pick.dataset, row["episode"], row["frame"]), task.seed, task.shards)[0]
-            in task.skip
-        ):
-            continue
         sample = {
             "state": np.asarray(row["state"], np.float32),
             "episode_actions": episode_actions,
@@ -249,11 +246,52 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
             "target": pick.target,
             "key": frame_key(pick.dataset, row["episode"], row["frame"]),
         }
-        records.append(_sample_record(apply(chain, sample), row, pick, emb, duration))
+        try:
+            built = apply(chain, sample)
+        except FastRangeError as e:  # a chunk no token of the set can say: the gate quarantines the episode
+            raise BadRecord(
+                QuarantineRecord(
+                    pick.dataset,
+                    ext.source_file,
+                    f"{GATE_PREFIX}FAST coefficients outside the tokenizer set's fitted range ({e})",
+                    ext.episode,
+                    None,
+                    pick.frame,
+                    "actions",
+                    ext.frames,
+                )
+            ) from e
+        records.append(_sample_record(built, row, pick, emb, duration))
     SAMPLE.table([_plain(r) for r in records], ext.frames_path)  # validate before anything is written
+    _sample_gate(task, records)
     for rec in records:
         shard, position = place(rec["key"], task.seed, task.shards)
-        yield shard, position, to_members(rec), index_row(rec)
+        if shard not in task.skip:
+            yield shard, position, to_members(rec), index_row(rec)
+
+
+def _sample_gate(task: BuildTask, records: list[dict]) -> None:
+    """The samples' quality gate: one failing sample quarantines the episode (for the dataset built)."""
+    if not records or not task.tokenizers:
+        return
+    vocab = max(r[1] for r in load_tokenizer_set(task.tokenizers).ranges.values() if r)
+    emb, ext = task.embodiment, task.extracted
+    bad = failures(sample_table(records, emb), f"samples_{task.source.kind}", sample_expectations(emb, vocab))
+    if bad:
+        f = bad[0]
+        dataset = task.annotation.dataset if task.annotation else ext.dataset
+        raise BadRecord(
+            QuarantineRecord(
+                dataset,
+                ext.source_file,
+                f"{f.reason()} in the built sample; {len(bad)} failure(s) in all",
+                ext.episode,
+                None,
+                int(records[f.row]["frame"]),
+                f.column,
+                ext.frames,
+            )
+        )
 
 
 def index_row(rec: dict) -> dict:

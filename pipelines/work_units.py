@@ -56,9 +56,19 @@ def keyed_samples(
         yield (dataset, shard), (position, entry, index_row)
 
 
+BUILD_QUARANTINE = f"{WORK_DIR}/build_quarantine"  # read back by outcomes.build_quarantine
+
+
 def spill_task(out: str, task: BuildTask | ItemBuildTask) -> list[tuple[tuple[str, int], str]]:
-    """Build one task's samples into spill files, one per shard touched: ((dataset, shard), file) each."""
-    return write_spills(out, task.unit, keyed_samples(task))
+    """Build one task's samples into spill files, one per shard touched: ((dataset, shard), file) each.
+    An episode whose samples fail the quality gate spills nothing and leaves its quarantine record in
+    `work/build_quarantine/<dataset>/<task>.json` for the index step."""
+    try:
+        return write_spills(out, task.unit, keyed_samples(task))
+    except BadRecord as bad:
+        q = bad.record
+        store_for(out).write_text(f"{BUILD_QUARANTINE}/{q.dataset}/{task.unit}.json", q.to_json())
+        return []
 
 
 def write_spilled_group(out: str, dataset: str, shard: int, files: Iterable[str]) -> ShardResult:

@@ -7,6 +7,9 @@ quarantined with the expectation that failed (pipelines/quality.py runs them).
   control rate (each step within 0.5x..2x of 1/rate); task text valid Unicode (no replacement character
   U+FFFD, nor lone surrogates, the marks of a broken decode).
 - Items (WD): image bytes present and a JPEG/PNG signature; every turn's prompt and target valid Unicode.
+- Samples of robot data (after the chain, at build): normalized state and actions within SAMPLE_BAND,
+  dim masks as wide as the embodiment, token ids inside the tokenizer set's vocabulary, every camera
+  image decodable at 224x224. A failing sample quarantines its episode.
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ import pandas as pd
 
 from vlamix.schemas.embodiment import Embodiment, dim_range
 
-__all__ = ["BROKEN_TEXT", "frame_expectations", "frame_table", "item_expectations", "item_table"]
+__all__ = [
+    "BROKEN_TEXT",
+    "SAMPLE_BAND",
+    "frame_expectations",
+    "frame_table",
+    "item_expectations",
+    "item_table",
+    "sample_expectations",
+    "sample_table",
+]
 
 BROKEN_TEXT = "\ufffd"  # the replacement character: text that went through a broken decode
 
@@ -94,4 +106,63 @@ def item_expectations() -> list:
     return [
         gxe.ExpectColumnValuesToMatchRegex(column="image_head", regex=IMAGE_SIGNATURE),
         gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=BROKEN_TEXT),
+    ]
+
+
+# Samples (after the chain): normalized values past this many half-spans from the middle mean the dataset's
+# statistics do not describe the sample (a glitch inside the declared range, or a mostly-constant dim).
+SAMPLE_BAND = 100.0
+IMAGE_SIZE = 224
+
+
+def sample_table(records: list[dict], emb: Embodiment) -> pd.DataFrame:
+    """Per built sample: the largest normalized |value| over its real state dims and real action
+    steps/dims, its mask widths, its token id range and whether every camera image decodes at 224x224."""
+    import io
+
+    from PIL import Image
+
+    def images_ok(rec: dict) -> bool:
+        try:
+            for key in ("image_base_0", "image_base_1", "image_left_wrist", "image_right_wrist"):
+                with Image.open(io.BytesIO(rec[key])) as im:
+                    im.load()
+                    if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+                        return False
+            return True
+        except Exception:  # any decoder error is a row that fails the expectation, never a crash
+            return False
+
+    rows = []
+    for rec in records:
+        state = np.abs(np.asarray(rec["state"], np.float64)[: emb.state_dim])
+        actions = np.asarray(rec["actions"], np.float64)[~np.asarray(rec["action_is_pad"], bool)][
+            :, : emb.action_dim
+        ]
+        ids = np.asarray(rec["input_ids"] if rec.get("input_ids") is not None else [0])
+        rows.append(
+            {
+                "state_abs_max": float(np.nan_to_num(state, nan=np.inf).max(initial=0.0)),
+                "actions_abs_max": float(np.nan_to_num(np.abs(actions), nan=np.inf).max(initial=0.0)),
+                "state_dims": int(np.sum(rec["state_dim_mask"])),
+                "action_dims": int(np.sum(rec["action_dim_mask"])),
+                "token_min": int(ids.min()),
+                "token_max": int(ids.max()),
+                "images_ok": images_ok(rec),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sample_expectations(emb: Embodiment, vocab_size: int) -> list:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectColumnValuesToBeBetween(column="state_abs_max", min_value=0.0, max_value=SAMPLE_BAND),
+        gxe.ExpectColumnValuesToBeBetween(column="actions_abs_max", min_value=0.0, max_value=SAMPLE_BAND),
+        gxe.ExpectColumnValuesToBeInSet(column="state_dims", value_set=[emb.state_dim]),
+        gxe.ExpectColumnValuesToBeInSet(column="action_dims", value_set=[emb.action_dim]),
+        gxe.ExpectColumnValuesToBeBetween(column="token_min", min_value=0, max_value=vocab_size - 1),
+        gxe.ExpectColumnValuesToBeBetween(column="token_max", min_value=0, max_value=vocab_size - 1),
+        gxe.ExpectColumnValuesToBeInSet(column="images_ok", value_set=[True]),
     ]
