@@ -21,6 +21,8 @@ schemas_app = typer.Typer(no_args_is_help=True, help="The frame, item and sample
 app.add_typer(samples_app, name="samples")
 app.add_typer(fast_app, name="fast")
 app.add_typer(schemas_app, name="schemas")
+mixture_app = typer.Typer(no_args_is_help=True, help="Mixture files: which sources a stage sees, how often.")
+app.add_typer(mixture_app, name="mixture")
 
 
 def _logging(verbose: bool) -> None:
@@ -309,6 +311,73 @@ def publish(
             f"published {layout} to {report['url']}: {report['files']} files, {report['sent']} sent "
             f"({report.get('bytes_sent', 0) / 1e6:.1f} MB), {report['skipped']} already there"
         )
+
+
+def _resolve_mixture(file: Path):
+    from vlamix.config import ConfigError
+    from vlamix.mixtures.resolve import resolve
+
+    try:
+        return resolve(file)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+@mixture_app.command("validate")
+def mixture_validate(
+    file: Annotated[Path, typer.Argument(help="A mixture YAML (mixtures/*.yaml).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print problems and warnings as JSON.")] = False,
+) -> None:
+    """Check a mixture: its schema, weights, datasets, layouts (shards present, one tokenizer set, one
+    schema version) and stage sanity. Lists every problem; exits 1 if there is any."""
+    from vlamix.config import ConfigError
+    from vlamix.mixtures.resolve import resolve
+
+    try:
+        res = resolve(file)
+    except ConfigError as e:  # the file itself is malformed: one line, exit 1
+        typer.secho(f"problem: {e}", fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"mixture": res.spec.name, "problems": res.problems, "warnings": res.warnings}, indent=2
+            )
+        )
+    else:
+        for w in res.warnings:
+            typer.secho(f"warning: {w}", fg=typer.colors.YELLOW)
+        for p in res.problems:
+            typer.secho(f"problem: {p}", fg=typer.colors.RED)
+        if not res.problems:
+            typer.echo(f"{file}: ok ({len(res.entries)} datasets, stage {res.spec.stage})")
+    if res.problems:
+        raise typer.Exit(1)
+
+
+@mixture_app.command("stats")
+def mixture_stats_cmd(
+    file: Annotated[Path, typer.Argument(help="A mixture YAML (mixtures/*.yaml).")],
+    steps: Annotated[int, typer.Option(help="Training steps to account for.")] = 10_000,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write an HTML page with plots into this folder.")
+    ] = None,
+) -> None:
+    """Effective shares per dataset and kind after filters and nesting, epochs at N steps, tokens per
+    example, action dims per embodiment and the non-MM share. Reads manifests, indexes and stats only."""
+    from vlamix.mixtures.stats import format_stats, mixture_stats, write_report
+
+    res = _resolve_mixture(file)
+    if res.problems and not res.entries:
+        _fail("; ".join(res.problems))
+    s = mixture_stats(res, steps, batch_size)
+    if report is not None:
+        s["report"] = str(write_report(res, s, report))
+    typer.echo(json.dumps(s, indent=2) if as_json else format_stats(s))
+    if report is not None and not as_json:
+        typer.echo(f"report: {s['report']}")
 
 
 @fast_app.command("report")

@@ -1,0 +1,229 @@
+"""A mixture file -> the datasets it reads, each with its filter, its share of the draws and the rows of
+its index that pass the filter. Reads only manifests and indexes (never a shard).
+
+Weights: a component's weight splits over the datasets it reaches (equally, or by their filtered sample
+counts with `balance: size`); a nested mixture's shares are scaled by its component's weight; the same
+dataset with the same filter reached by two paths becomes one entry with the summed weight. Shares are
+the weights divided by their sum."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vlamix.config import ConfigError
+from vlamix.mixtures.spec import Filter, MixtureSpec, load_mixture
+from vlamix.shards.manifest import read_manifest
+from vlamix.shards.store import Store, is_url
+
+__all__ = ["Entry", "Resolved", "resolve"]
+
+INDEX_COLUMNS = [
+    "key",
+    "shard",
+    "offset",
+    "length",
+    "episode",
+    "kind",
+    "split",
+    "success",
+    "duration",
+    "input_tokens",
+]
+
+
+@dataclass
+class Entry:
+    """One dataset as the mixture reads it."""
+
+    dataset: str
+    kind: str
+    layout: str  # the layout's URL or folder
+    filter: Filter | None
+    weight: float
+    share: float = 0.0
+    rows: pa.Table | None = None  # the index rows that pass the filter, sorted by key
+
+    @property
+    def samples(self) -> int:
+        return 0 if self.rows is None else self.rows.num_rows
+
+    @property
+    def label(self) -> str:
+        if self.filter is None:
+            return self.dataset
+        parts = [f"{k}={v}" for k, v in vars(self.filter).items() if v is not None]
+        return f"{self.dataset} [{', '.join(parts)}]"
+
+
+@dataclass
+class Resolved:
+    spec: MixtureSpec
+    entries: list[Entry]
+    manifests: dict[str, dict]  # layout -> manifest
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _layout_url(text: str, base: Path) -> str:
+    if is_url(text):
+        return text
+    path = Path(text)
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _filtered(table: pa.Table, f: Filter | None) -> pa.Table:
+    if f is None:
+        return table
+    mask = np.ones(table.num_rows, bool)
+    if f.split is not None:
+        mask &= np.asarray(table.column("split").to_pylist()) == f.split
+    if f.success is not None:
+        mask &= np.asarray([s is f.success for s in table.column("success").to_pylist()])
+    if f.max_seconds is not None:
+        dur = np.asarray([np.inf if d is None else d for d in table.column("duration").to_pylist()])
+        mask &= dur < f.max_seconds
+    if f.kinds is not None:
+        mask &= np.isin(np.asarray(table.column("kind").to_pylist()), f.kinds)
+    return table.filter(pa.array(mask))
+
+
+class _Catalogue:
+    """Every dataset of the mixture's layouts (first layout wins on a name clash, reported)."""
+
+    def __init__(self, layouts: list[str], problems: list[str]):
+        self.manifests: dict[str, dict] = {}
+        self.where: dict[str, str] = {}
+        self._index: dict[str, pa.Table] = {}
+        for url in layouts:
+            try:
+                m = read_manifest(Store(url))
+            except (OSError, ValueError) as e:
+                problems.append(f"layout {url}: {e}")
+                continue
+            self.manifests[url] = m
+            for name in m["datasets"]:
+                if name in self.where:
+                    problems.append(f"dataset {name!r} is in two layouts ({self.where[name]}, {url})")
+                    continue
+                self.where[name] = url
+
+    def entry(self, name: str) -> dict:
+        return self.manifests[self.where[name]]["datasets"][name]
+
+    def index(self, name: str) -> pa.Table:
+        if name not in self._index:
+            ref = self.entry(name).get("index")
+            if ref is None:
+                self._index[name] = pa.table({c: [] for c in INDEX_COLUMNS})
+            else:
+                store = Store(self.where[name])
+                table = pq.read_table(pa.BufferReader(store.read_bytes(ref["path"])), columns=INDEX_COLUMNS)
+                self._index[name] = table.sort_by("key")
+        return self._index[name]
+
+
+def _expand(spec: MixtureSpec, cat: _Catalogue, scale: float, stack: list[str], res: Resolved) -> list[Entry]:
+    from difflib import get_close_matches
+
+    base = Path(spec.path).parent
+    out: list[Entry] = []
+    for i, comp in enumerate(spec.components):
+        where = f"{spec.path}: components[{i}] ({comp.label})"
+        w = comp.weight * scale
+        if comp.mixture is not None:
+            child_path = str((base / comp.mixture).resolve())
+            if child_path in stack:
+                res.problems.append(f"{where}: nesting cycle {' -> '.join([*stack, child_path])}")
+                continue
+            try:
+                child = load_mixture(child_path)
+            except ConfigError as e:
+                res.problems.append(f"{where}: {e}")
+                continue
+            inner = _expand(child, cat, 1.0, [*stack, child_path], res)
+            total = sum(e.weight for e in inner)
+            out += [
+                Entry(e.dataset, e.kind, e.layout, e.filter, w * e.weight / total) for e in inner if total > 0
+            ]
+            continue
+        if comp.dataset is not None:
+            if comp.dataset not in cat.where:
+                close = get_close_matches(comp.dataset, list(cat.where), n=1)
+                hint = (
+                    f" (did you mean {close[0]!r}?)" if close else f" (the layouts have {sorted(cat.where)})"
+                )
+                res.problems.append(f"{where}: unknown dataset {comp.dataset!r}{hint}")
+                continue
+            names = [comp.dataset]
+        else:
+            names = sorted(n for n in cat.where if cat.entry(n)["kind"] == comp.kind)
+            if not names:
+                res.problems.append(f"{where}: no dataset of kind {comp.kind} in the layouts")
+                continue
+        sizes = [_filtered(cat.index(n), comp.filter).num_rows for n in names]
+        if comp.balance == "size" and sum(sizes) > 0:
+            parts = [w * s / sum(sizes) for s in sizes]
+        else:
+            parts = [w / len(names)] * len(names)
+        for n, part, size in zip(names, parts, sizes, strict=True):
+            if size == 0:
+                res.problems.append(f"{where}: dataset {n!r} has no sample left after the filter")
+                continue
+            out.append(Entry(n, cat.entry(n)["kind"], cat.where[n], comp.filter, part))
+    return out
+
+
+def resolve(path: str | Path) -> Resolved:
+    """Resolve a mixture file; problems are collected (all of them), not raised, except an unreadable
+    top-level file."""
+    spec = load_mixture(path)
+    res = Resolved(spec, [], {})
+    base = Path(spec.path).parent
+    if not spec.layouts:
+        res.problems.append(f"{spec.path}: a top-level mixture needs `layouts:` (manifest paths or URLs)")
+        return res
+    cat = _Catalogue([_layout_url(u, base) for u in spec.layouts], res.problems)
+    res.manifests = cat.manifests
+    merged: dict[tuple, Entry] = {}
+    for e in _expand(spec, cat, 1.0, [spec.path], res):
+        key = (e.layout, e.dataset, json.dumps(vars(e.filter) if e.filter else None, sort_keys=True))
+        if key in merged:
+            merged[key].weight += e.weight  # one dataset reached by two paths: read once, weights summed
+        else:
+            merged[key] = e
+    total = sum(e.weight for e in merged.values())
+    for e in merged.values():
+        e.share = e.weight / total
+        e.rows = _filtered(cat.index(e.dataset), e.filter)
+    res.entries = sorted(merged.values(), key=lambda e: (-e.share, e.dataset, e.label))
+    _checks(res)
+    return res
+
+
+def _checks(res: Resolved) -> None:
+    hashes = {m["tokenizer_set"]["sha256"] for m in res.manifests.values()}
+    if len(hashes) > 1:
+        res.problems.append(
+            f"the layouts use {len(hashes)} different tokenizer sets: ingest them with one `--tokenizers DIR`"
+        )
+    versions = {json.dumps(m["schema_versions"], sort_keys=True) for m in res.manifests.values()}
+    if len(versions) > 1:
+        res.problems.append(f"the layouts have different schema versions: {sorted(versions)}")
+    for url, m in res.manifests.items():
+        store = Store(url)
+        used = {e.dataset for e in res.entries if e.layout == url}
+        for name in sorted(used):
+            for s in m["datasets"][name]["shards"]:
+                if store.size(s["path"]) is None:
+                    res.problems.append(f"{name}: shard {s['path']} is missing from {url}")
+    kinds = {e.kind for e in res.entries}
+    if res.spec.stage == "posttrain" and "CE" in kinds:
+        res.warnings.append("CE data in post-training: pi0.5 post-trains on MM, ME, WD, HL and VI only")
+    if res.spec.stage == "pretrain" and "VI" in kinds:
+        res.warnings.append("VI data in pre-training: pi0.5 adds verbal instructions in post-training")
