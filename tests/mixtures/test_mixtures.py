@@ -193,3 +193,23 @@ def test_draws_read_their_sample_by_byte_range(mixdir):
     for d in MixtureSampler(res, seed=1).take(50):
         sample = read_sample(d.layout, d.shard, d.offset, d.length, key=d.key)
         assert json.loads(sample["meta.json"])["key"] == d.key and "input_ids.npy" in sample
+
+
+def test_layouts_with_other_tokenizers_or_schemas_are_problems(mixdir, bundled, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    for part in ("shards", "index", "stats", "tokenizers", "embodiments"):
+        (other / part).symlink_to(bundled / part)
+    m = json.loads((bundled / "manifest.json").read_text())
+    m["datasets"] = {"web_parquet_b": m["datasets"]["web_parquet"]}
+    m["tokenizer_set"]["sha256"] = "0" * 64
+    m["schema_versions"]["sample"] = 2
+    (other / "manifest.json").write_text(json.dumps(m))
+    f = mixdir / "two.yaml"
+    f.write_text(
+        f"name: two\nstage: pretrain\nlayouts: [../out/manifest.json, {other}/manifest.json]\n"
+        "components: [{dataset: widowx_sim}, {dataset: web_parquet_b}]\n"
+    )
+    done = _cli("validate", str(f))
+    assert done.returncode == 1
+    assert "2 different tokenizer sets" in done.stdout and "different schema versions" in done.stdout
