@@ -8,6 +8,11 @@ One global stream of draws g = 0, 1, 2, ... is the same for every reader:
 - reader r of R (R = ranks x workers, r = rank * workers + worker) serves the draws with g mod R == r.
 So across all readers every sample of a dataset is read exactly once per epoch of that dataset, whatever
 its shard count, and a reader resumes from a small state dict to exactly the draws it would have made.
+
+With `stratified=B`, the datasets of each block of about B global draws are allotted, not drawn at
+random: entry i is owed round(k * B * share_i) draws before block k, so every block is within one draw
+of its shares per entry and the long-run shares are exact; the block's draws come in a seeded order.
+The row rule is unchanged, so the once-per-epoch guarantee holds as well.
 """
 
 from __future__ import annotations
@@ -44,14 +49,25 @@ def _stable(text: str) -> int:
 
 class MixtureSampler:
     def __init__(
-        self, res: Resolved, seed: int = 0, rank: int = 0, world: int = 1, worker: int = 0, workers: int = 1
+        self,
+        res: Resolved,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        worker: int = 0,
+        workers: int = 1,
+        stratified: int | None = None,
     ):
         if not res.entries:
             raise ValueError(f"mixture {res.spec.name!r} has no dataset to draw from: {res.problems}")
         if not (0 <= rank < world and 0 <= worker < workers):
             raise ValueError(f"rank {rank} of {world}, worker {worker} of {workers}: out of range")
+        if stratified is not None and stratified < 1:
+            raise ValueError(f"stratified={stratified}: give the number of draws per stratified block")
         self.entries = res.entries
         self.seed = seed
+        self.stratified = stratified  # None: i.i.d. draws; B: every B global draws allotted by share
+        self.block = stratified or BLOCK  # draws per block of choices
         self.readers = world * workers
         self.reader = rank * workers + worker
         self.shares = np.asarray([e.share for e in self.entries], float)
@@ -63,19 +79,46 @@ class MixtureSampler:
 
     # --- state ---
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "reader": self.reader, "readers": self.readers, "next": int(self.next)}
+        return {
+            "seed": self.seed,
+            "reader": self.reader,
+            "readers": self.readers,
+            "stratified": self.stratified,
+            "next": int(self.next),
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        if (state["seed"], state["reader"], state["readers"]) != (self.seed, self.reader, self.readers):
+        mine = (self.seed, self.reader, self.readers, self.stratified)
+        if (state["seed"], state["reader"], state["readers"], state.get("stratified")) != mine:
             raise ValueError(f"sampler state of another run: {state}")
         self.next = int(state["next"])
         self.counts[:] = 0
         self.scanned = 0  # counts are recomputed by replaying the choices (cheap: integers only)
 
     # --- draws ---
+    def _owed(self, k: int) -> np.ndarray:
+        """Stratified: draws each entry is owed before block k, round(k * B * share): never decreasing,
+        so each block's allotment is >= 0 and within one of B * share."""
+        return np.floor(k * self.block * self.shares / self.shares.sum() + 0.5).astype(np.int64)
+
+    def _stratified_block(self, g: int) -> int:
+        """The block holding global draw g (blocks hold B +- a few draws: their sizes follow the quotas)."""
+        lo, hi = 0, g // self.block + len(self.entries) + 2
+        while lo < hi:  # the largest k with sum(owed(k)) <= g
+            mid = (lo + hi + 1) // 2
+            if int(self._owed(mid).sum()) <= g:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
     def _choices(self, block: int) -> np.ndarray:
-        u = np.random.default_rng([self.seed, 0x6D6978, block]).random(BLOCK)
-        return np.minimum(np.searchsorted(self.cum, u, side="right"), len(self.entries) - 1)
+        rng = np.random.default_rng([self.seed, 0x6D6978, block])
+        if self.stratified is None:
+            u = rng.random(BLOCK)
+            return np.minimum(np.searchsorted(self.cum, u, side="right"), len(self.entries) - 1)
+        counts = self._owed(block + 1) - self._owed(block)
+        return rng.permutation(np.repeat(np.arange(len(self.entries)), counts))
 
     def _perm(self, i: int, epoch: int) -> np.ndarray:
         key = (i, epoch)
@@ -87,13 +130,18 @@ class MixtureSampler:
         return self._perms[key]
 
     def _draw(self, g: int) -> Draw:
-        block, pos = divmod(g, BLOCK)
-        choices = self._choices(block)
-        while self.scanned < block * BLOCK:  # count every earlier draw's dataset
-            b = self.scanned // BLOCK
-            self.counts += np.bincount(self._choices(b), minlength=len(self.entries))
-            self.scanned += BLOCK
-        before = self.counts + np.bincount(choices[:pos], minlength=len(self.entries))
+        if self.stratified is not None:
+            block = self._stratified_block(g)
+            pos = g - int(self._owed(block).sum())
+            choices = self._choices(block)
+            before = self._owed(block) + np.bincount(choices[:pos], minlength=len(self.entries))
+        else:
+            block, pos = divmod(g, BLOCK)
+            choices = self._choices(block)
+            while self.scanned < block * BLOCK:  # count every earlier draw's dataset
+                self.counts += np.bincount(self._choices(self.scanned // BLOCK), minlength=len(self.entries))
+                self.scanned += BLOCK
+            before = self.counts + np.bincount(choices[:pos], minlength=len(self.entries))
         i = int(choices[pos])
         e = self.entries[i]
         epoch, c = divmod(int(before[i]), e.samples)
