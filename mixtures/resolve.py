@@ -100,7 +100,8 @@ class _Catalogue:
         self.manifests: dict[str, dict] = {}
         self.where: dict[str, str] = {}
         self._index: dict[str, pa.Table] = {}
-        for url in layouts:
+        for given in layouts:
+            url = Store(given).url  # the layout's folder or root URL (a manifest path names its folder)
             try:
                 m = read_manifest(Store(url))
             except (OSError, ValueError) as e:

@@ -133,3 +133,15 @@ def first_sample(layout: Path, dataset: str) -> dict:
             members["__key__"] = key
             members[ext] = tar.extractfile(m).read()
     return members
+
+
+@pytest.fixture
+def mixdir(bundled, tmp_path) -> Path:
+    """The shipped mixtures beside an `out` that is the bundled layout (they point at ../out)."""
+    import shutil
+
+    shutil.copytree(
+        REPO / "mixtures", tmp_path / "mixtures", ignore=shutil.ignore_patterns("*.py", "*.md", "__pycache__")
+    )
+    (tmp_path / "out").symlink_to(bundled)
+    return tmp_path / "mixtures"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,16 +19,6 @@ from vlamix.mixtures.stats import mixture_stats
 
 pytestmark = pytest.mark.slow
 SHIPPED = sorted((REPO / "mixtures").glob("*.yaml"))
-
-
-@pytest.fixture
-def mixdir(bundled, tmp_path) -> Path:
-    """The shipped mixtures beside an `out` that is the bundled layout (they point at ../out)."""
-    shutil.copytree(
-        REPO / "mixtures", tmp_path / "mixtures", ignore=shutil.ignore_patterns("*.py", "__pycache__")
-    )
-    (tmp_path / "out").symlink_to(bundled)
-    return tmp_path / "mixtures"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

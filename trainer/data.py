@@ -1,0 +1,109 @@
+"""Draws of the mixture sampler -> model batches: each sample read by its byte range, decoded, its token
+sequence split into the bidirectional prefix and the causal targets, padded.
+
+Token budget and truncation: the prefix is the images (cameras x patches) plus the prompt up to and
+excluding its closing [sep]; the target stream starts at that [sep] and predicts everything after it
+(subtask text, answers, captions, boxes, FAST tokens, [eos]). A prompt longer than `max_prompt` keeps its
+first tokens; targets longer than `max_targets` keep their first tokens (the loss then never sees the
+tail: counted in `truncated`, never silent)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vlamix.mixtures.sampler import Draw
+from vlamix.schemas.embodiment import CAMERA_SLOTS
+from vlamix.shards.random_access import read_sample
+
+__all__ = ["IGNORE", "Batch", "collate", "decode_sample"]
+
+IGNORE = -100  # label of positions without loss
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # [B, C, 3, 224, 224] in [-1, 1]
+    image_mask: torch.Tensor  # [B, C] bool
+    prompt_ids: torch.Tensor  # [B, P]
+    prompt_valid: torch.Tensor  # [B, P] bool
+    target_ids: torch.Tensor  # [B, S] inputs of the causal stream
+    labels: torch.Tensor  # [B, S] next tokens, IGNORE where no loss
+    actions: torch.Tensor  # [B, 50, 32] normalized, padded
+    action_is_pad: torch.Tensor  # [B, 50] bool
+    action_dim_mask: torch.Tensor  # [B, 32] bool
+    has_actions: torch.Tensor  # [B] bool: robot samples (the flow loss' rows)
+    datasets: list[str]
+    truncated: int
+
+
+def _npy(sample: dict, name: str) -> np.ndarray | None:
+    return np.load(io.BytesIO(sample[name])) if name in sample else None
+
+
+def decode_sample(sample: dict) -> dict:
+    """Shard members -> arrays: images [C, 3, 224, 224] float32 in [-1, 1], ids, masks, actions."""
+    images = np.stack(
+        [
+            np.asarray(Image.open(io.BytesIO(sample[f"{s}.jpg"])).convert("RGB"), np.float32)
+            for s in CAMERA_SLOTS
+        ]
+    )
+    out = {
+        "images": images.transpose(0, 3, 1, 2) / 127.5 - 1.0,
+        "image_mask": _npy(sample, "image_mask.npy").astype(bool),
+        "input_ids": _npy(sample, "input_ids.npy").astype(np.int64),
+        "loss_mask": _npy(sample, "loss_mask.npy").astype(bool),
+    }
+    actions = _npy(sample, "actions.npy")
+    out["actions"] = actions if actions is not None else np.zeros((50, 32), np.float32)
+    out["action_is_pad"] = _npy(sample, "action_is_pad.npy") if actions is not None else np.ones(50, bool)
+    dim_mask = _npy(sample, "action_dim_mask.npy")
+    out["action_dim_mask"] = dim_mask if dim_mask is not None else np.zeros(32, bool)
+    out["has_actions"] = actions is not None
+    return out
+
+
+def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 96) -> Batch:
+    """Read, decode and pad the draws of one batch."""
+    rows = [decode_sample(read_sample(d.layout, d.shard, d.offset, d.length, key=d.key)) for d in draws]
+    prompts, targets, labels, truncated = [], [], [], 0
+    for r in rows:
+        ids, mask = r["input_ids"], r["loss_mask"]
+        n_prefix = int(np.argmax(mask)) if mask.any() else len(ids)  # the first loss position
+        prompt = ids[: n_prefix - 1]  # without the closing [sep], which opens the target stream
+        stream = ids[n_prefix - 1 : -1]
+        label = ids[n_prefix:]
+        truncated += int(len(prompt) > max_prompt) + int(len(stream) > max_targets)
+        prompts.append(prompt[:max_prompt])
+        targets.append(stream[:max_targets])
+        labels.append(label[:max_targets])
+    p, s = max(len(x) for x in prompts), max(len(x) for x in targets)
+    prompt_ids = torch.zeros(len(rows), p, dtype=torch.long)
+    prompt_valid = torch.zeros(len(rows), p, dtype=torch.bool)
+    target_ids = torch.zeros(len(rows), s, dtype=torch.long)
+    label_t = torch.full((len(rows), s), IGNORE, dtype=torch.long)
+    for i, (pr, tg, lb) in enumerate(zip(prompts, targets, labels, strict=True)):
+        prompt_ids[i, : len(pr)] = torch.from_numpy(pr)
+        prompt_valid[i, : len(pr)] = True
+        target_ids[i, : len(tg)] = torch.from_numpy(tg)
+        label_t[i, : len(lb)] = torch.from_numpy(lb)
+    stack = lambda k, dt: torch.from_numpy(np.stack([r[k] for r in rows]).astype(dt))  # noqa: E731
+    return Batch(
+        images=stack("images", np.float32),
+        image_mask=stack("image_mask", bool),
+        prompt_ids=prompt_ids,
+        prompt_valid=prompt_valid,
+        target_ids=target_ids,
+        labels=label_t,
+        actions=stack("actions", np.float32),
+        action_is_pad=stack("action_is_pad", bool),
+        action_dim_mask=stack("action_dim_mask", bool),
+        has_actions=torch.tensor([r["has_actions"] for r in rows]),
+        datasets=[d.dataset for d in draws],
+        truncated=truncated,
+    )

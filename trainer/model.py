@@ -1,0 +1,208 @@
+"""A small PaliGemma-like VLA with a pi0-style action expert, readable top to bottom.
+
+    images --ViT--> image tokens \
+    prompt ids --embed----------> prefix  (bidirectional among themselves)
+    target ids --embed----------> targets (causal; see the prefix)            -> logits -> CE
+    noisy actions + time -------> action tokens (the expert's own weights; see the prefix and each
+                                  other, never the targets)                  -> velocity -> flow loss
+
+The backbone and the action expert are a mixture of transformers: same depth and head size, separate
+weights, attention shared layer by layer. Knowledge insulation (arXiv 2505.23705): the expert reads the
+backbone's keys and values through a stop-gradient, so the flow loss trains the expert only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["VLA", "ModelConfig", "flow_loss", "prefix_target_mask", "sample_time"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    width: int = 128  # backbone
+    depth: int = 4
+    heads: int = 4
+    expert_width: int = 64  # the action expert is narrower (pi0: 1024 vs 2048)
+    vit_width: int = 128
+    vit_depth: int = 2
+    patch: int = 32
+    image_size: int = 224
+    cameras: int = 4
+    action_dim: int = 32
+    horizon: int = 50
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+
+def prefix_target_mask(n_prefix: int, n_target: int, key_valid: torch.Tensor) -> torch.Tensor:
+    """[B, T, T] bool, True = may attend, for T = prefix + targets: the prefix attends to the whole
+    prefix (bidirectional), target i to the prefix and to targets <= i; `key_valid` [B, T] drops keys
+    (absent cameras, padding)."""
+    t = n_prefix + n_target
+    allowed = torch.zeros(t, t, dtype=torch.bool, device=key_valid.device)
+    allowed[:, :n_prefix] = True
+    allowed[n_prefix:, n_prefix:] = torch.ones(
+        n_target, n_target, dtype=torch.bool, device=key_valid.device
+    ).tril()
+    allowed = allowed[None] & key_valid[:, None, :]
+    return allowed | torch.eye(t, dtype=torch.bool, device=key_valid.device)[None]  # a row never empty
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.up, self.down = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Stream(nn.Module):
+    """One stream's weights in one layer: norms, q/k/v/o projections and MLP."""
+
+    def __init__(self, width: int, cfg: ModelConfig):
+        super().__init__()
+        inner = cfg.heads * cfg.head_dim
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv, self.out, self.mlp = nn.Linear(width, 3 * inner), nn.Linear(inner, width), MLP(width)
+        self.heads, self.head_dim = cfg.heads, cfg.head_dim
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(self.heads * self.head_dim, dim=-1)
+        return tuple(z.view(b, t, self.heads, self.head_dim).transpose(1, 2) for z in (q, k, v))
+
+    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        b, _, t, _ = attended.shape
+        x = x + self.out(attended.transpose(1, 2).reshape(b, t, -1))
+        return x + self.mlp(self.norm2(x))
+
+
+class Layer(nn.Module):
+    """Backbone and expert streams sharing attention. Backbone tokens never see action tokens; action
+    tokens see the prefix (detached: knowledge insulation) and each other, never the targets."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.backbone = Stream(cfg.width, cfg)
+        self.expert = Stream(cfg.expert_width, cfg)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        n_prefix: int,
+        a: torch.Tensor | None,
+        prefix_valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q, k, v = self.backbone.qkv_heads(x)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None])
+        x_new = self.backbone.finish(x, out)
+        if a is None:
+            return x_new, None
+        qa, ka, va = self.expert.qkv_heads(a)
+        keys = torch.cat([k[:, :, :n_prefix].detach(), ka], dim=2)
+        values = torch.cat([v[:, :, :n_prefix].detach(), va], dim=2)
+        valid = torch.cat([prefix_valid, torch.ones(a.shape[:2], dtype=torch.bool, device=a.device)], dim=1)
+        out_a = F.scaled_dot_product_attention(qa, keys, values, attn_mask=valid[:, None, None, :])
+        return x_new, self.expert.finish(a, out_a)
+
+
+class ViT(nn.Module):
+    """Patches of each camera image -> tokens of the backbone's width."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        n = (cfg.image_size // cfg.patch) ** 2
+        self.patch = nn.Conv2d(3, cfg.vit_width, cfg.patch, cfg.patch)
+        self.pos = nn.Parameter(torch.zeros(1, n, cfg.vit_width))
+        layer = nn.TransformerEncoderLayer(
+            cfg.vit_width, 4, 4 * cfg.vit_width, batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, cfg.vit_depth, enable_nested_tensor=False)
+        self.proj = nn.Linear(cfg.vit_width, cfg.width)
+        self.tokens_per_image = n
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, C, 3, H, W] floats in [-1, 1] -> [B, C * n, width]."""
+        b, c = images.shape[:2]
+        x = self.patch(images.flatten(0, 1)).flatten(2).transpose(1, 2) + self.pos
+        return self.proj(self.blocks(x)).reshape(b, c * self.tokens_per_image, -1)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
+    angles = t[:, None] * freqs[None] * 1000.0
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class VLA(nn.Module):
+    def __init__(self, cfg: ModelConfig, with_expert: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.vit = ViT(cfg)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        self.lm_head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
+        self.with_expert = with_expert
+        self.action_in = nn.Linear(cfg.action_dim, cfg.expert_width)
+        self.time_mlp = nn.Sequential(nn.Linear(2 * cfg.expert_width, cfg.expert_width), nn.SiLU())
+        self.action_norm = nn.LayerNorm(cfg.expert_width)
+        self.action_out = nn.Linear(cfg.expert_width, cfg.action_dim)
+
+    def forward(
+        self,
+        images: torch.Tensor,  # [B, C, 3, H, W]
+        image_mask: torch.Tensor,  # [B, C] bool: camera present
+        prompt_ids: torch.Tensor,  # [B, P]
+        prompt_valid: torch.Tensor,  # [B, P] bool
+        target_ids: torch.Tensor,  # [B, S]
+        noisy_actions: torch.Tensor | None = None,  # [B, H, A]
+        time: torch.Tensor | None = None,  # [B]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits over the vocabulary at every target position [B, S, V], velocity [B, H, A] or None)."""
+        img = self.vit(images)
+        img_valid = image_mask.repeat_interleave(self.vit.tokens_per_image, dim=1)
+        prefix = torch.cat([img, self.embed(prompt_ids)], dim=1)
+        prefix_valid = torch.cat([img_valid, prompt_valid], dim=1)
+        n_prefix = prefix.shape[1]
+        x = torch.cat([prefix, self.embed(target_ids)], dim=1)
+        valid = torch.cat([prefix_valid, torch.ones_like(target_ids, dtype=torch.bool)], dim=1)
+        mask = prefix_target_mask(n_prefix, target_ids.shape[1], valid)
+        a = None
+        if noisy_actions is not None and self.with_expert:
+            a = self.action_in(noisy_actions)
+            temb = timestep_embedding(time, self.cfg.expert_width)[:, None].expand(-1, a.shape[1], -1)
+            a = self.time_mlp(torch.cat([a, temb], dim=-1))
+        for layer in self.layers:
+            x, a = layer(x, mask, n_prefix, a, prefix_valid)
+        logits = self.lm_head(self.norm(x[:, n_prefix:]))
+        velocity = None if a is None else self.action_out(self.action_norm(a))
+        return logits, velocity
+
+
+def sample_time(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flow-matching time t ~ Beta(1.5, 1) * 0.999 + 0.001 (openpi), by inverse transform: Beta(1.5, 1)
+    has CDF t**1.5, so t = u**(2/3)."""
+    u = torch.rand(n, generator=generator)
+    return u.pow(2.0 / 3.0) * 0.999 + 0.001
+
+
+def flow_loss(
+    velocity: torch.Tensor, target: torch.Tensor, is_pad: torch.Tensor, dim_mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean squared error over real steps (is_pad False) and real dims (dim_mask True) only."""
+    keep = (~is_pad)[:, :, None] & dim_mask[:, None, :]
+    err = (velocity - target).pow(2) * keep
+    return err.sum() / keep.sum().clamp(min=1)
