@@ -380,6 +380,79 @@ def mixture_stats_cmd(
         typer.echo(f"report: {s['report']}")
 
 
+@app.command()
+def train(
+    stage: Annotated[
+        str, typer.Option(help="pretrain (CE on text + FAST tokens) or posttrain (+ flow-matching expert).")
+    ],
+    mixture: Annotated[Path, typer.Option(help="A mixture YAML (mixtures/*.yaml); its layouts may be URLs.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Run folder: checkpoints/step_NNNNNN/ and metrics.csv; resumes when it has checkpoints."
+        ),
+    ],
+    config: Annotated[str, typer.Option(help="Model size: tiny (CPU, minutes) or base (a GPU).")] = "tiny",
+    steps: Annotated[
+        int, typer.Option(help="Training steps in all (a resumed run continues up to this).")
+    ] = 100,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (linear warm-up, cosine decay).")] = 3e-4,
+    seed: Annotated[int, typer.Option(help="Seed of the model, the sampler and the flow noise.")] = 0,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Stage 2: the stage-1 checkpoint folder to start from (a fresh action expert)."),
+    ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Save a checkpoint every N steps (and at the end).")
+    ] = 50,
+    stop_at: Annotated[
+        int | None,
+        typer.Option(help="Stop after this step with a checkpoint (time-limited jobs); re-run to resume."),
+    ] = None,
+) -> None:
+    """Train the bundled VLA on a mixture: stage 1 all-discrete, stage 2 with the flow-matching expert."""
+    from tqdm import tqdm
+
+    from vlamix.config import ConfigError
+    from vlamix.trainer.train import CONFIGS, TrainOptions
+    from vlamix.trainer.train import train as run_train
+
+    if stage not in ("pretrain", "posttrain"):
+        _fail(f"--stage {stage!r}: stages are pretrain and posttrain")
+    if config not in CONFIGS:
+        _fail(f"--config {config!r}: configs are {sorted(CONFIGS)}")
+    opts = TrainOptions(
+        stage=stage,
+        mixture=mixture,
+        out=out,
+        config=config,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        init=init,
+        checkpoint_every=checkpoint_every,
+        stop_at=stop_at,
+    )
+    bar = tqdm(total=steps, desc=f"{stage} {config}")
+
+    def progress(step: int, row: dict) -> None:
+        bar.n = step
+        bar.set_postfix(loss=row["loss"], sps=row["samples_per_s"], wait=row["data_wait"], refresh=False)
+        bar.refresh()
+
+    try:
+        row = run_train(opts, progress)
+    except (ConfigError, ValueError, OSError) as e:
+        _fail(str(e))
+    finally:
+        bar.close()
+    typer.echo(
+        f"{stage}: step {row.get('step', steps)}, loss {row.get('loss')}; checkpoints in {out}/checkpoints"
+    )
+
+
 @fast_app.command("report")
 def fast_report_cmd(
     layout: Annotated[
