@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 from vlamix.schemas import RECORDS
 from vlamix.shards.layout import FORMAT, FORMAT_VERSION, MANIFEST
 
-__all__ = ["Accounting", "build_manifest", "file_ref", "read_manifest", "write_json_atomic"]
+__all__ = ["Accounting", "build_manifest", "read_manifest", "write_json_atomic"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,6 @@ class Accounting:
         frames = self.frames_written + self.frames_filtered + self.frames_quarantined + self.frames_duplicates
         if self.frames_read != frames:
             raise AssertionError(f"{dataset}: frames do not add up: {asdict(self)}")
-
-
-def file_ref(root: Path, rel: str) -> dict:
-    h = hashlib.sha256((root / rel).read_bytes()).hexdigest()
-    return {"path": rel, "sha256": h}
 
 
 def build_manifest(tokenizer_path: str, tokenizer_sha256: str, datasets: dict[str, dict]) -> dict:

@@ -13,7 +13,6 @@ URL or to a Hugging Face dataset repo.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from vlamix.shards.card import CARD
 from vlamix.shards.layout import MANIFEST, WORK_DIR
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store
+from vlamix.shards.writer import file_sha256
 
 __all__ = ["PublishFile", "hf_commits", "parse_hf_url", "plan_files", "publish"]
 
@@ -35,14 +35,6 @@ class PublishFile:
     rel: str
     size: int
     sha256: str
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def plan_files(out: Path) -> list[PublishFile]:
@@ -64,13 +56,13 @@ def plan_files(out: Path) -> list[PublishFile]:
             raise ValueError(
                 f"{path}: {size} bytes, the manifest says {known[rel]['bytes']}: re-run `vlamix ingest`"
             )
-        files.append(PublishFile(rel, size, known[rel]["sha256"] if rel in known else _sha256(path)))
+        files.append(PublishFile(rel, size, known[rel]["sha256"] if rel in known else file_sha256(path)))
     missing = sorted(set(known) - {f.rel for f in files})
     if missing:
         raise FileNotFoundError(f"{out}: shards named by the manifest are missing: {missing[:3]}")
     for rel in (CARD, MANIFEST):
         if (out / rel).is_file():
-            files.append(PublishFile(rel, (out / rel).stat().st_size, _sha256(out / rel)))
+            files.append(PublishFile(rel, (out / rel).stat().st_size, file_sha256(out / rel)))
     return files
 
 

@@ -15,7 +15,7 @@ import webdataset as wds
 
 from vlamix.shards.store import Store
 
-__all__ = ["MTIME", "ShardResult", "entry_sizes", "write_shard"]
+__all__ = ["MTIME", "ShardResult", "entry_sizes", "file_sha256", "write_shard"]
 
 MTIME = 0  # fixed member time: the same samples give the same bytes (an int: a float adds a PAX header per member)
 OWNER = "vlamix"
@@ -30,7 +30,8 @@ class ShardResult:
     offsets: list[tuple[str, int, int]]  # (key, byte offset, byte length) of each sample's members
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a local file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -78,7 +79,7 @@ def write_shard(store: Store, rel_path: str, entries: Iterable[dict]) -> ShardRe
             writer.close()
             f.flush()
             os.fsync(f.fileno())
-        size, digest = tmp.stat().st_size, _sha256(tmp)
+        size, digest = tmp.stat().st_size, file_sha256(tmp)
         if local is not None:
             os.replace(tmp, local / rel_path)
         else:
