@@ -21,7 +21,9 @@ from vlamix.mixtures.spec import Filter, MixtureSpec, load_mixture
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store, is_url
 
-__all__ = ["Entry", "Resolved", "resolve"]
+__all__ = ["HELD_OUT", "Entry", "Resolved", "resolve", "split_view"]
+
+HELD_OUT = "val"  # the split the trainer measures held-out loss on and never trains on
 
 INDEX_COLUMNS = [
     "key",
@@ -228,3 +230,25 @@ def _checks(res: Resolved) -> None:
         res.warnings.append("CE data in post-training: pi0.5 post-trains on MM, ME, WD, HL and VI only")
     if res.spec.stage == "pretrain" and "VI" in kinds:
         res.warnings.append("VI data in pre-training: pi0.5 adds verbal instructions in post-training")
+
+
+def split_view(res: Resolved, held_out: bool) -> Resolved:
+    """The mixture over its held-out rows (split == "val") or over every other row: the trainer trains
+    on the second and measures held-out loss on the first. Entries left without rows drop out (named in
+    `warnings`); the others keep their relative weights."""
+    import dataclasses
+
+    entries, dropped = [], []
+    for e in res.entries:
+        split = np.asarray(e.rows.column("split").to_pylist(), dtype=object) == HELD_OUT
+        rows = e.rows.filter(pa.array(split if held_out else ~split))
+        if rows.num_rows:
+            entries.append(dataclasses.replace(e, rows=rows))
+        else:
+            dropped.append(e.label)
+    total = sum(e.weight for e in entries)
+    for e in entries:
+        e.share = e.weight / total
+    which = f"{HELD_OUT} split" if held_out else f"rows outside the {HELD_OUT} split"
+    warnings = [f"no {which} in: {', '.join(dropped)}"] if dropped else []
+    return Resolved(res.spec, entries, res.manifests, list(res.problems), [*res.warnings, *warnings])

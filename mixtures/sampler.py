@@ -95,6 +95,16 @@ class MixtureSampler:
         self.counts[:] = 0
         self.scanned = 0  # counts are recomputed by replaying the choices (cheap: integers only)
 
+    def seek(self, g: int) -> None:
+        """Serve global draw g next (one of this reader's: g = reader mod readers). Moving backwards
+        recounts the earlier choices."""
+        if g % self.readers != self.reader:
+            raise ValueError(f"draw {g} is not one of reader {self.reader} of {self.readers}")
+        if g < self.scanned:
+            self.counts[:] = 0
+            self.scanned = 0
+        self.next = g
+
     # --- draws ---
     def _owed(self, k: int) -> np.ndarray:
         """Stratified: draws each entry is owed before block k, round(k * B * share): never decreasing,

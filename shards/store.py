@@ -204,7 +204,13 @@ class Store:
         return sorted(p[len(root) :] if p.startswith(root) else p for p in self.fs.glob(self.path(pattern)))
 
 
-@cache
 def store_for(where: str) -> Store:
-    """One Store per layout per process (workers reuse it for every task)."""
+    """One Store per layout per process (workers reuse it for every task). Keyed by the process id as
+    well: a forked child (a dataloader worker) must not use its parent's fsspec filesystem, whose event
+    loop stayed behind ("This class is not fork-safe")."""
+    return _store_for(where, os.getpid())
+
+
+@cache
+def _store_for(where: str, pid: int) -> Store:
     return Store(where)

@@ -10,6 +10,7 @@ tail: counted in `truncated`, never silent)."""
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,10 +20,12 @@ from PIL import Image
 from vlamix.mixtures.sampler import Draw
 from vlamix.schemas.embodiment import CAMERA_SLOTS
 from vlamix.shards.random_access import read_sample
+from vlamix.tokenizers.vocab import SPECIALS
 
-__all__ = ["IGNORE", "Batch", "collate", "decode_sample"]
+__all__ = ["ACTION", "IGNORE", "Batch", "collate", "decode_sample"]
 
 IGNORE = -100  # label of positions without loss
+ACTION = SPECIALS.index("<action>")  # opens the FAST tokens; the action expert sees the stream before it
 
 
 @dataclass
@@ -33,11 +36,14 @@ class Batch:
     prompt_valid: torch.Tensor  # [B, P] bool
     target_ids: torch.Tensor  # [B, S] inputs of the causal stream
     labels: torch.Tensor  # [B, S] next tokens, IGNORE where no loss
+    expert_context: torch.Tensor  # [B, S] bool: target positions before `<action>` (subtask text)
     actions: torch.Tensor  # [B, 50, 32] normalized, padded
     action_is_pad: torch.Tensor  # [B, 50] bool
     action_dim_mask: torch.Tensor  # [B, 32] bool
     has_actions: torch.Tensor  # [B] bool: robot samples (the flow loss' rows)
     datasets: list[str]
+    kinds: list[str]
+    keys: list[str]
     truncated: int
 
 
@@ -65,12 +71,20 @@ def decode_sample(sample: dict) -> dict:
     dim_mask = _npy(sample, "action_dim_mask.npy")
     out["action_dim_mask"] = dim_mask if dim_mask is not None else np.zeros(32, bool)
     out["has_actions"] = actions is not None
+    out["kind"] = json.loads(sample["meta.json"])["kind"] if "meta.json" in sample else "?"
     return out
 
 
-def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 96) -> Batch:
+def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 128) -> Batch:
     """Read, decode and pad the draws of one batch."""
     rows = [decode_sample(read_sample(d.layout, d.shard, d.offset, d.length, key=d.key)) for d in draws]
+    return collate_rows(rows, [d.dataset for d in draws], [d.key for d in draws], max_prompt, max_targets)
+
+
+def collate_rows(
+    rows: list[dict], datasets: list[str], keys: list[str], max_prompt: int, max_targets: int
+) -> Batch:
+    """Pad decoded samples (`decode_sample`) into one batch."""
     prompts, targets, labels, truncated = [], [], [], 0
     for r in rows:
         ids, mask = r["input_ids"], r["loss_mask"]
@@ -87,11 +101,14 @@ def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 96) -> B
     prompt_valid = torch.zeros(len(rows), p, dtype=torch.bool)
     target_ids = torch.zeros(len(rows), s, dtype=torch.long)
     label_t = torch.full((len(rows), s), IGNORE, dtype=torch.long)
+    context = torch.zeros(len(rows), s, dtype=torch.bool)
     for i, (pr, tg, lb) in enumerate(zip(prompts, targets, labels, strict=True)):
         prompt_ids[i, : len(pr)] = torch.from_numpy(pr)
         prompt_valid[i, : len(pr)] = True
         target_ids[i, : len(tg)] = torch.from_numpy(tg)
         label_t[i, : len(lb)] = torch.from_numpy(lb)
+        opens = np.flatnonzero(tg == ACTION)
+        context[i, : int(opens[0]) if len(opens) else 0] = True
     stack = lambda k, dt: torch.from_numpy(np.stack([r[k] for r in rows]).astype(dt))  # noqa: E731
     return Batch(
         images=stack("images", np.float32),
@@ -100,10 +117,13 @@ def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 96) -> B
         prompt_valid=prompt_valid,
         target_ids=target_ids,
         labels=label_t,
+        expert_context=context,
         actions=stack("actions", np.float32),
         action_is_pad=stack("action_is_pad", bool),
         action_dim_mask=stack("action_dim_mask", bool),
         has_actions=torch.tensor([r["has_actions"] for r in rows]),
-        datasets=[d.dataset for d in draws],
+        datasets=datasets,
+        kinds=[str(r["kind"]) for r in rows],
+        keys=keys,
         truncated=truncated,
     )

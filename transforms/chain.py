@@ -21,20 +21,25 @@ from vlamix.transforms.rotation import WrapRotations
 from vlamix.transforms.stats import DimStats
 from vlamix.transforms.tokenize import FastEncode, TokenizeSample
 
-__all__ = ["MIN_SPAN", "Transform", "apply", "build_chain", "normalizer", "stats_chain"]
+__all__ = ["MIN_SPAN", "Transform", "apply", "build_chain", "normalizer", "observation_chain", "stats_chain"]
 
 Transform = Callable[[dict], dict]
+
+
+def _closed_grippers(emb: Embodiment, keys: tuple[str, ...]) -> list[Transform]:
+    chain: list[Transform] = []
+    if emb.gripper is not None:
+        for key, dims in (("state", emb.state), ("episode_actions", emb.action)):
+            idx = tuple(i for i, d in enumerate(dims) if d.kind == "gripper")
+            if idx and key in keys:
+                chain.append(GripperToClosed(key, idx, emb.gripper.open, emb.gripper.closed))
+    return chain
 
 
 def stats_chain(emb: Embodiment) -> list[Transform]:
     """Everything before normalization: statistics are taken over exactly what these produce (chunks,
     and deltas for delta dims), by applying them to every frame of an episode at once."""
-    chain: list[Transform] = []
-    if emb.gripper is not None:
-        for key, dims in (("state", emb.state), ("episode_actions", emb.action)):
-            idx = tuple(i for i, d in enumerate(dims) if d.kind == "gripper")
-            if idx:
-                chain.append(GripperToClosed(key, idx, emb.gripper.open, emb.gripper.closed))
+    chain = _closed_grippers(emb, ("state", "episode_actions"))
     native_deltas = tuple(
         i for i, d in enumerate(emb.action) if d.kind == "ee_rotation" and d.representation == "delta"
     )
@@ -90,6 +95,18 @@ def build_chain(
         PadDims("state", "state_dim_mask", MAX_DIMS),
         PadDims("actions", "action_dim_mask", MAX_DIMS),
         *([TokenizeSample(tokenizers)] if tokenizers else []),
+    ]
+
+
+def observation_chain(
+    emb: Embodiment, state_stats: DimStats, normalization: str = "quantile"
+) -> list[Transform]:
+    """The state's part of `build_chain`, for inference: a native `state` [Ds] and `task` -> the
+    normalized `state` and the `prompt` the samples of this embodiment carry (tested against shards)."""
+    return [
+        *_closed_grippers(emb, ("state",)),
+        normalizer("state", state_stats, normalization),
+        StatePrompt(emb.control_mode),
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from vlamix.cli_common import fail
-from vlamix.cli_training import mixture_app, train
+from vlamix.cli_training import mixture_app, predict, train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -26,6 +26,7 @@ app.add_typer(fast_app, name="fast")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(mixture_app, name="mixture")
 app.command()(train)
+app.command()(predict)
 
 
 def _logging(verbose: bool) -> None:

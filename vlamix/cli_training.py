@@ -10,7 +10,7 @@ import typer
 
 from vlamix.cli_common import fail as _fail
 
-__all__ = ["mixture_app", "train"]
+__all__ = ["mixture_app", "predict", "train"]
 
 mixture_app = typer.Typer(no_args_is_help=True, help="Mixture files: which sources a stage sees, how often.")
 
@@ -90,39 +90,62 @@ def train(
     out: Annotated[
         Path,
         typer.Option(
-            help="Run folder: checkpoints/step_NNNNNN/ and metrics.csv; resumes when it has checkpoints."
+            help="Run folder: checkpoints/step_NNNNNN/, metrics.csv, eval.csv; resumes when it has checkpoints."
         ),
     ],
-    config: Annotated[str, typer.Option(help="Model size: tiny (CPU, minutes) or base (a GPU).")] = "tiny",
+    config: Annotated[
+        str | None,
+        typer.Option(
+            help="Model size: tiny (CPU, minutes), base (a GPU) or a YAML `{preset: tiny, depth: 3}`. "
+            "Default: tiny, or the --init checkpoint's."
+        ),
+    ] = None,
     steps: Annotated[
         int, typer.Option(help="Training steps in all (a resumed run continues up to this).")
     ] = 100,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate (linear warm-up, cosine decay).")] = 3e-4,
-    seed: Annotated[int, typer.Option(help="Seed of the model, the sampler and the flow noise.")] = 0,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 10,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the model, the sampler, augmentation and the flow noise.")
+    ] = 0,
     init: Annotated[
         Path | None,
         typer.Option(help="Stage 2: the stage-1 checkpoint folder to start from (a fresh action expert)."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Dataloader processes (0: load in the training process). Any number gives the same batches."
+        ),
+    ] = 2,
+    augment: Annotated[
+        bool, typer.Option(help="Seeded image augmentation (crop, rotation, colour jitter) while training.")
+    ] = True,
+    eval_every: Annotated[int, typer.Option(help="Held-out loss on the val split every N steps.")] = 50,
+    eval_batches: Annotated[int, typer.Option(help="Batches of val rows per evaluation (0: none).")] = 2,
     checkpoint_every: Annotated[
         int, typer.Option(help="Save a checkpoint every N steps (and at the end).")
     ] = 50,
+    log_every: Annotated[int, typer.Option(help="Print a summary line every N steps.")] = 10,
     stop_at: Annotated[
         int | None,
         typer.Option(help="Stop after this step with a checkpoint (time-limited jobs); re-run to resume."),
     ] = None,
+    tensorboard: Annotated[
+        bool, typer.Option(help="Also write TensorBoard scalars to OUT/tensorboard (needs tensorboard).")
+    ] = False,
 ) -> None:
-    """Train the bundled VLA on a mixture: stage 1 all-discrete, stage 2 with the flow-matching expert."""
+    """Train the bundled VLA on a mixture: stage 1 all-discrete, stage 2 with the flow-matching expert.
+
+    Trains on the rows outside the `val` split, reports the held-out loss on the `val` rows, and resumes
+    from the newest checkpoint in --out, bit for bit."""
     from tqdm import tqdm
 
     from vlamix.config import ConfigError
-    from vlamix.trainer.train import CONFIGS, TrainOptions
+    from vlamix.trainer.train import TrainOptions
     from vlamix.trainer.train import train as run_train
 
-    if stage not in ("pretrain", "posttrain"):
-        _fail(f"--stage {stage!r}: stages are pretrain and posttrain")
-    if config not in CONFIGS:
-        _fail(f"--config {config!r}: configs are {sorted(CONFIGS)}")
     opts = TrainOptions(
         stage=stage,
         mixture=mixture,
@@ -131,12 +154,19 @@ def train(
         steps=steps,
         batch_size=batch_size,
         lr=lr,
+        warmup=warmup,
         seed=seed,
         init=init,
         checkpoint_every=checkpoint_every,
+        eval_every=eval_every,
+        eval_batches=eval_batches,
+        workers=workers,
+        augment=augment,
+        log_every=log_every,
         stop_at=stop_at,
+        tensorboard=tensorboard,
     )
-    bar = tqdm(total=steps, desc=f"{stage} {config}")
+    bar = tqdm(total=steps, desc=f"{stage}", dynamic_ncols=True)
 
     def progress(step: int, row: dict) -> None:
         bar.n = step
@@ -144,11 +174,120 @@ def train(
         bar.refresh()
 
     try:
-        row = run_train(opts, progress)
-    except (ConfigError, ValueError, OSError) as e:
-        _fail(str(e))
-    finally:
+        row = run_train(opts, progress, echo=tqdm.write)
+    except (ConfigError, ValueError, OSError, KeyError) as e:
         bar.close()
+        _fail(str(e).strip("'\""))
+    bar.close()
     typer.echo(
         f"{stage}: step {row.get('step', steps)}, loss {row.get('loss')}; checkpoints in {out}/checkpoints"
     )
+
+
+def _read_state_arg(text: str) -> list[float]:
+    path = Path(text)
+    if path.suffix in (".npy", ".json", ".txt") and path.is_file():
+        import numpy as np
+
+        if path.suffix == ".npy":
+            return [float(x) for x in np.load(path).reshape(-1)]
+        if path.suffix == ".json":
+            return [float(x) for x in json.loads(path.read_text())]
+        text = path.read_text()
+    try:
+        return [float(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        _fail(f"--state {text[:60]!r}: give numbers (comma or space separated) or a .npy/.json/.txt file")
+    return []
+
+
+def predict(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint folder (RUN/checkpoints/step_NNNNNN).")],
+    dataset: Annotated[
+        str, typer.Option(help="The dataset whose robot, statistics and prompt format to use.")
+    ],
+    state: Annotated[
+        str,
+        typer.Option(
+            help="The robot's native state: numbers (comma or space separated) or a .npy/.json file."
+        ),
+    ],
+    task: Annotated[str, typer.Option(help="The task, in words.")],
+    images: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--images",
+            help="Camera images as SLOT=FILE or CAMERA=FILE (base_0, left_wrist, cam_high, ...), repeated; "
+            "plain FILEs fill the embodiment's cameras in order. Cameras not given are absent.",
+        ),
+    ] = None,
+    subtask: Annotated[
+        str | None, typer.Option(help="Use this subtask instead of letting the model predict one.")
+    ] = None,
+    hierarchical: Annotated[
+        bool, typer.Option(help="Predict a subtask first (pi0.5's high-level inference).")
+    ] = True,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="flow (the action expert, stage 2) or fast (FAST token decoding). Default: flow for stage-2 checkpoints."
+        ),
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(help="Read the layout here instead of where the checkpoint trained (a folder or URL)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the flow's starting noise.")] = 0,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Also write the chunk as .npy (native units).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the prediction as JSON.")] = False,
+) -> None:
+    """Hierarchical inference: a subtask, then an action chunk in the robot's native units.
+
+    Exit code 3 when the model's FAST tokens do not decode to a chunk (reported, never zeroed)."""
+    import numpy as np
+
+    from vlamix.trainer.predict import Policy
+    from vlamix.transforms.image import decode_jpeg
+
+    try:
+        policy = Policy.load(checkpoint, layout)
+        assets, _ = policy.assets(dataset)
+        named: dict[str, np.ndarray] = {}
+        order = [slot for slot in assets.emb.cameras.values() if slot is not None]
+        for i, item in enumerate(images or []):
+            name, _, file = item.rpartition("=")
+            if not name:
+                if i >= len(order):
+                    _fail(f"--images {item}: {assets.emb.name} has only {len(order)} cameras ({order})")
+                name = order[i]
+            named[name] = decode_jpeg(Path(file).read_bytes())
+        pred = policy.predict(
+            dataset, named, np.asarray(_read_state_arg(state)), task, subtask, hierarchical, mode, seed
+        )
+    except (ValueError, OSError, KeyError) as e:
+        _fail(str(e).strip("'\""))
+    if save is not None and pred.actions is not None:
+        np.save(save, pred.actions.astype(np.float32))
+    if as_json:
+        typer.echo(json.dumps(pred.to_json(), indent=2))
+    else:
+        for w in pred.warnings:
+            typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(f"prompt:  {pred.prompt!r}")
+        typer.echo(f"subtask: {pred.subtask!r} ({pred.subtask_source})")
+        if pred.actions is None:
+            typer.secho(f"invalid: {pred.error}", fg=typer.colors.RED)
+            typer.echo(f"FAST tokens: {pred.fast_tokens}")
+        else:
+            h = len(pred.actions)
+            typer.echo(
+                f"actions: {h} steps x {len(pred.dims)} dims at {pred.control_rate_hz:g} Hz ({pred.mode}), native units"
+            )
+            width = max(len(n) for n in pred.dims)
+            for j, (n, u) in enumerate(zip(pred.dims, pred.units, strict=True)):
+                first, last = pred.actions[0, j], pred.actions[-1, j]
+                typer.echo(f"  {n:<{width}} [{u}]  step 0: {first: .4f}  step {h - 1}: {last: .4f}")
+    if not pred.valid:
+        raise typer.Exit(3)

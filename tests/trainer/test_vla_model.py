@@ -1,4 +1,5 @@
-"""The model's attention pattern and gradient paths, proven by perturbation and autograd (tiny config)."""
+"""The model's attention pattern and gradient paths, proven by perturbation and autograd (tiny config).
+"Unchanged" means bit for bit (torch.equal): a masked key contributes an exact zero, never a small one."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def _inputs(seed: int = 0) -> dict:
         "target_ids": torch.randint(0, 50, (B, S), generator=g),
         "noisy_actions": torch.randn(B, CFG.horizon, CFG.action_dim, generator=g),
         "time": torch.tensor([0.3, 0.9]),
+        # the expert sees target positions 0..1 of row 0 (a subtask's [sep] and one word) and none of row 1
+        "expert_context": torch.tensor([[True, True, False, False], [False, False, False, False]]),
     }
 
 
@@ -51,21 +54,55 @@ def test_targets_are_causal_and_never_see_actions():
     later = {**x, "target_ids": x["target_ids"].clone()}
     later["target_ids"][:, -1] = (later["target_ids"][:, -1] + 1) % 50
     logits2, _ = model(**later)
-    torch.testing.assert_close(logits[:, :-1], logits2[:, :-1])  # earlier targets do not see a later one
+    assert torch.equal(logits[:, :-1], logits2[:, :-1])  # earlier targets do not see a later one
     assert not torch.allclose(logits[:, -1], logits2[:, -1])
-    other_actions = {**x, "noisy_actions": torch.randn_like(x["noisy_actions"])}
-    torch.testing.assert_close(model(**other_actions)[0], logits)  # no target ever attends to an action
+    # nothing the action expert reads changes a prefix or target logit (the FAST ones included)
+    other_actions = {
+        **x,
+        "noisy_actions": torch.randn_like(x["noisy_actions"]),
+        "time": torch.tensor([0.7, 0.1]),
+    }
+    assert torch.equal(model(**other_actions)[0], logits)
+    no_expert = {k: v for k, v in x.items() if k not in ("noisy_actions", "time", "expert_context")}
+    assert torch.equal(model(**no_expert)[0], logits)  # the same logits with no action tokens at all
     other_prompt = {**x, "prompt_ids": (x["prompt_ids"] + 1) % 50}
     assert not torch.allclose(model(**other_prompt)[0], logits)  # targets see the prefix
 
 
-def test_actions_see_the_prefix_but_not_the_targets():
+def test_actions_see_the_prefix_and_subtask_but_never_the_fast_targets():
     model, x = _model(), _inputs()
     _, v = model(**x)
-    _, v_targets = model(**{**x, "target_ids": (x["target_ids"] + 7) % 50})
-    torch.testing.assert_close(v, v_targets)  # FAST targets would leak the answer: never attended
+    fast = x["target_ids"].clone()
+    fast[0, 2:] = (fast[0, 2:] + 7) % 50  # row 0: the targets after its subtask (the FAST tokens)
+    fast[1, :] = (fast[1, :] + 7) % 50  # row 1: every target (a robot sample without subtask)
+    _, v_targets = model(**{**x, "target_ids": fast})
+    assert torch.equal(v, v_targets)  # FAST targets would leak the answer: never attended
+    subtask = x["target_ids"].clone()
+    subtask[0, 1] = (subtask[0, 1] + 1) % 50
+    _, v_subtask = model(**{**x, "target_ids": subtask})
+    assert not torch.allclose(v[0], v_subtask[0]) and torch.equal(v[1], v_subtask[1])  # the subtask is seen
     _, v_prompt = model(**{**x, "prompt_ids": (x["prompt_ids"] + 1) % 50})
     assert not torch.allclose(v, v_prompt)
+
+
+def test_padding_never_changes_a_samples_outputs():
+    """Positions count valid tokens only: padding the prompt (as a longer batch-mate forces) or the
+    targets changes no logit or velocity of the real tokens."""
+    model, x = _model(), _inputs()
+    logits, v = model(**x)
+    pad = 3
+    padded = {
+        **x,
+        "prompt_ids": torch.cat([x["prompt_ids"], torch.randint(0, 50, (B, pad))], dim=1),
+        "prompt_valid": torch.cat([x["prompt_valid"], torch.zeros(B, pad, dtype=torch.bool)], dim=1),
+        "target_ids": torch.cat([x["target_ids"], torch.randint(0, 50, (B, pad))], dim=1),
+        "expert_context": torch.cat([x["expert_context"], torch.zeros(B, pad, dtype=torch.bool)], dim=1),
+    }
+    logits2, v2 = model(**padded)
+    torch.testing.assert_close(logits2[:, :S], logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(v2, v, rtol=1e-5, atol=1e-5)
+    shuffled = {**x, "prompt_ids": x["prompt_ids"].flip(1)}  # but the order of the prompt matters
+    assert not torch.allclose(model(**shuffled)[0], logits)
 
 
 def test_an_absent_camera_changes_nothing():
@@ -74,8 +111,7 @@ def test_an_absent_camera_changes_nothing():
     images = x["images"].clone()
     images[0, 1] = torch.rand_like(images[0, 1])  # sample 0's camera 1 is absent (mask False)
     logits2, v2 = model(**{**x, "images": images})
-    torch.testing.assert_close(logits2, logits)
-    torch.testing.assert_close(v2, v)
+    assert torch.equal(logits2, logits) and torch.equal(v2, v)
 
 
 def test_flow_gradients_stop_at_the_backbone():
@@ -92,6 +128,8 @@ def test_flow_gradients_stop_at_the_backbone():
     ]
     assert backbone and expert
     assert all(p.grad is None or not p.grad.any() for p in backbone)  # knowledge insulation
+    vit = [p for n, p in model.named_parameters() if n.startswith("vit.")]
+    assert vit and all(p.grad is None or not p.grad.any() for p in vit)  # the image encoder included
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in expert)
     model.zero_grad()
     logits, _ = model(**x)

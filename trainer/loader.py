@@ -1,0 +1,66 @@
+"""Batches for the training loop, built in dataloader worker processes, the same whatever their number.
+
+Batch k holds the global draws k*B .. k*B + B - 1 of the mixture sampler (mixtures/sampler.py), read by
+byte range, decoded, padded and augmented with the draws of batch k. Worker w of W builds the batches
+k = w, w + W, ...; torch's DataLoader hands an IterableDataset's items out round-robin over the workers,
+so the loop receives batches 0, 1, 2, ... in order. The batch stream thus depends on (mixture, seed, B)
+only: 0, 1 or 2 workers give the same bytes, and resuming at step s means starting at batch s, with no
+state beyond the step. Each batch comes with its number, which the loop checks."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from vlamix.mixtures.resolve import Resolved
+from vlamix.mixtures.sampler import MixtureSampler
+from vlamix.trainer.augment import AugmentImages
+from vlamix.trainer.data import Batch, collate
+
+__all__ = ["BatchStream", "batches"]
+
+
+@dataclass
+class BatchStream(IterableDataset):
+    res: Resolved
+    seed: int
+    batch_size: int
+    start: int = 0  # the first batch number
+    max_prompt: int = 96
+    max_targets: int = 128
+    augment: AugmentImages | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def __iter__(self) -> Iterator[tuple[int, Batch]]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if info is not None:
+            torch.set_num_threads(1)  # the training process keeps the cores for the model
+        sampler = MixtureSampler(self.res, seed=self.seed)
+        for k in itertools.count(self.start + worker, workers):
+            sampler.seek(k * self.batch_size)
+            batch = collate(sampler.take(self.batch_size), self.max_prompt, self.max_targets)
+            if self.augment is not None:
+                batch = self.augment(batch, k)
+            yield k, batch
+
+
+def batches(stream: BatchStream, workers: int) -> Iterator[tuple[int, Batch]]:
+    """The stream through a DataLoader with `workers` processes (0: in this process). Nothing here
+    touches torch's global random state, so the loop's own draws are the same with or without workers."""
+    if workers == 0:
+        return iter(stream)
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=2,
+        generator=torch.Generator().manual_seed(stream.seed),
+    )
+    return iter(loader)

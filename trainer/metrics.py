@@ -1,0 +1,113 @@
+"""What the training loop measures and where it goes: per-sample losses grouped by source, one CSV row
+per step (`metrics.csv`), a summary line for the terminal, and TensorBoard scalars when asked for.
+
+metrics.csv columns: step, loss, ce, flow, lr, grad_norm, samples_per_s, data_wait (share of the step
+spent waiting for the batch), truncated (prompts or targets cut by the token budget), val_loss, val_ce,
+val_flow (on evaluation steps), then `ce/<dataset>` (and in stage 2 `flow/<dataset>`) for every
+training dataset (empty when the step's batch had none of it)."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vlamix.trainer.data import IGNORE
+
+__all__ = ["BASE_COLUMNS", "MetricsLog", "by_source", "summary", "token_ce"]
+
+BASE_COLUMNS = [
+    "step",
+    "loss",
+    "ce",
+    "flow",
+    "lr",
+    "grad_norm",
+    "samples_per_s",
+    "data_wait",
+    "truncated",
+    "val_loss",
+    "val_ce",
+    "val_flow",
+]
+
+
+def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of next-token CE per row [B], supervised tokens per row [B])."""
+    ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="none")
+    return ce.view(labels.shape).sum(dim=1), (labels != IGNORE).sum(dim=1)
+
+
+def by_source(names: list[str], sums: torch.Tensor, counts: torch.Tensor) -> dict[str, float]:
+    """Token- (or element-) weighted mean per source name, over the rows that have any."""
+    total: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for name, s, c in zip(names, sums.tolist(), counts.tolist(), strict=True):
+        if c > 0:
+            total[name][0] += s
+            total[name][1] += c
+    return {name: s / c for name, (s, c) in sorted(total.items())}
+
+
+class MetricsLog:
+    """metrics.csv (and TensorBoard): a resumed run first drops the rows after its checkpoint's step,
+    which a killed run may have written, so every step appears once."""
+
+    def __init__(
+        self, out: Path, datasets: list[str], flow: bool, resume_step: int, tensorboard: bool = False
+    ):
+        self.path = out / "metrics.csv"
+        self.columns = BASE_COLUMNS + [f"ce/{d}" for d in datasets] + [f"flow/{d}" for d in datasets if flow]
+        kept: list[list[str]] = []
+        if resume_step > 0 and self.path.exists():
+            with self.path.open(newline="") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                if header != self.columns:
+                    raise ValueError(
+                        f"{self.path}: its columns are another run's (other datasets?); use a new --out"
+                    )
+                kept = [r for r in reader if r and int(r[0]) <= resume_step]
+        self.file = self.path.open("w", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerows([self.columns, *kept])
+        self.file.flush()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ValueError(
+                    "--tensorboard needs the tensorboard package: pip install 'vlamix[tensorboard]'"
+                ) from e
+            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step + 1)
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(["" if row.get(c) is None else row[c] for c in self.columns])
+        self.file.flush()
+        if self.tb is not None:
+            for name, value in row.items():
+                if name != "step" and isinstance(value, int | float):
+                    self.tb.add_scalar(name, value, row["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def summary(row: dict, kinds: dict[str, str]) -> str:
+    """One terminal line: totals, CE per source kind (MM, ME, CE, HL, VI, WD), speed."""
+    per_kind: dict[str, list[float]] = defaultdict(list)
+    for key, value in row.items():
+        if key.startswith("ce/") and value is not None:
+            per_kind[kinds.get(key[3:], "?")].append(value)
+    kinds_text = " ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(per_kind.items()))
+    text = f"step {row['step']}: loss {row['loss']:.4f} (ce {row['ce']:.4f}"
+    text += f", flow {row['flow']:.4f})" if row.get("flow") is not None else ")"
+    text += f" | ce by kind: {kinds_text} | {row['samples_per_s']:.1f} samples/s, data wait {row['data_wait']:.0%}"
+    if row.get("val_loss") is not None:
+        text += f" | held-out loss {row['val_loss']:.4f}"
+    return text
