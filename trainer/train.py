@@ -300,7 +300,7 @@ def train(
                 row |= {
                     f"flow/{d}": round(v, 5) for d, v in by_source(batch.datasets, *out["flow_rows"]).items()
                 }
-            if val_rows.entries and opts.eval_batches and (step % opts.eval_every == 0 or step == last):
+            if val_rows.entries and opts.eval_batches and (step % opts.eval_every == 0 or step == opts.steps):
                 ev = evaluate(model, val_rows, opts, run, expert)
                 row |= {k: ev[k] for k in ("val_loss", "val_ce", "val_flow")}
                 _write_eval(opts.out, step, ev)
