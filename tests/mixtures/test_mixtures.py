@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 from vlamix.config import ConfigError
-from vlamix.mixtures.resolve import resolve
+from vlamix.mixtures.resolve import resolve, split_view
 from vlamix.mixtures.sampler import MixtureSampler
 from vlamix.mixtures.spec import load_mixture
 from vlamix.mixtures.stats import mixture_stats
@@ -202,3 +202,21 @@ def test_layouts_with_other_tokenizers_or_schemas_are_problems(mixdir, bundled, 
     done = _cli("validate", str(f))
     assert done.returncode == 1
     assert "2 different tokenizer sets" in done.stdout and "different schema versions" in done.stdout
+
+
+def test_split_view_holds_out_the_val_rows(mixdir):
+    """The trainer never trains on `val` rows and measures its held-out loss on exactly those."""
+    res = resolve(mixdir / "pi05_pretrain.yaml")
+    train, val = split_view(res, held_out=False), split_view(res, held_out=True)
+    assert {e.dataset for e in val.entries} == {"arm6_sim", "widowx_sim"}  # the only TFDS val splits
+    assert "no val split in:" in val.warnings[-1] and "mobile_aloha_sim" in val.warnings[-1]
+    sizes = {e.label: e.samples for e in res.entries}
+    held = {e.label: e.samples for e in val.entries}
+    assert {e.label: e.samples + held.get(e.label, 0) for e in train.entries} == sizes
+    assert all(set(e.rows.column("split").to_pylist()) == {"val"} for e in val.entries)
+    assert all("val" not in e.rows.column("split").to_pylist() for e in train.entries)
+    assert (
+        abs(sum(e.share for e in val.entries) - 1) < 1e-12
+        and abs(sum(e.share for e in train.entries) - 1) < 1e-12
+    )
+    assert [e.share for e in train.entries] == pytest.approx([e.share for e in res.entries])

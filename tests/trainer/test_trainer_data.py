@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from vlamix.mixtures.resolve import resolve
+from vlamix.mixtures.resolve import resolve, split_view
 from vlamix.mixtures.sampler import MixtureSampler
 from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
+from vlamix.trainer.augment import AugmentImages
 from vlamix.trainer.data import IGNORE, collate
+from vlamix.trainer.loader import BatchStream, batches
 from vlamix.trainer.model import VLA, ModelConfig
 
 pytestmark = pytest.mark.slow
@@ -32,6 +34,8 @@ def test_batches_split_tokens_exactly_and_run_forward(mixdir, bundled):
     batch = collate(draws, max_prompt=512, max_targets=512)
     assert batch.truncated == 0 and batch.images.shape == (12, 4, 3, 224, 224)
     assert batch.images.min() >= -1 and batch.images.max() <= 1
+    tok = load_tokenizer_set(str(bundled / res.manifests[draws[0].layout]["tokenizer_set"]["path"]))
+    contexts = 0
     for i, d in enumerate(draws):
         m = _members(d)
         ids = np.load(io.BytesIO(m["input_ids.npy"]))
@@ -42,8 +46,15 @@ def test_batches_split_tokens_exactly_and_run_forward(mixdir, bundled):
         if "actions.npy" in m:
             assert batch.has_actions[i]
             assert np.array_equal(batch.actions[i].numpy(), np.load(io.BytesIO(m["actions.npy"])))
-    assert batch.has_actions.any() and not batch.has_actions.all()  # robot and web samples mixed
-    tok = load_tokenizer_set(str(bundled / res.manifests[draws[0].layout]["tokenizer_set"]["path"]))
+            # the action expert sees [sep], the subtask and its closing [sep] (HL), never FAST tokens
+            subtask = tok.text_ids(m["target.txt"].decode()) if m.get("target.txt") else []
+            seen = int(batch.expert_context[i].sum())
+            assert seen == (len(subtask) + 2 if subtask else 1)
+            assert batch.target_ids[i, seen] == tok.special("<action>")
+            contexts += bool(subtask)
+        else:
+            assert not batch.expert_context[i].any()
+    assert contexts and batch.has_actions.any() and not batch.has_actions.all()  # HL, robot and web mixed
     vocab = max(r[1] for r in tok.ranges.values() if r)
     torch.manual_seed(0)
     model = VLA(
@@ -65,3 +76,22 @@ def test_batches_split_tokens_exactly_and_run_forward(mixdir, bundled):
     )
     assert torch.isfinite(loss) and abs(loss.item() - np.log(vocab)) < 1.0  # untrained: near uniform
     assert velocity.shape == batch.actions.shape
+
+
+def test_batches_are_the_same_for_any_number_of_workers(mixdir):
+    """Batch k holds draws k*B .. k*B+B-1 however many dataloader processes build them, and a stream
+    started at batch 3 (a resume) continues with exactly batch 3."""
+    res = split_view(resolve(mixdir / "pi05_pretrain.yaml"), held_out=False)
+    stream = BatchStream(res, seed=5, batch_size=3, augment=AugmentImages(5))
+    inline = [kb for _, kb in zip(range(5), batches(stream, 0), strict=False)]
+    pooled = [kb for _, kb in zip(range(5), batches(stream, 2), strict=False)]
+    assert [k for k, _ in pooled] == list(range(5))
+    for (_, a), (_, b) in zip(inline, pooled, strict=True):
+        assert (
+            a.keys == b.keys and torch.equal(a.images, b.images) and torch.equal(a.target_ids, b.target_ids)
+        )
+    resumed = next(iter(BatchStream(res, seed=5, batch_size=3, start=3, augment=AugmentImages(5))))
+    assert resumed[0] == 3 and resumed[1].keys == inline[3][1].keys
+    assert torch.equal(resumed[1].images, inline[3][1].images)
+    draws = MixtureSampler(res, seed=5).take(15)
+    assert [k for _, b in inline for k in b.keys] == [d.key for d in draws]  # the sampler's own order

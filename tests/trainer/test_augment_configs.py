@@ -1,0 +1,83 @@
+"""Image augmentation (seeded by batch number, only where it is safe) and the typed model configs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from vlamix.config import ConfigError
+from vlamix.trainer.augment import WARPED_SLOTS, AugmentImages
+from vlamix.trainer.configs import PRESETS, load_config
+from vlamix.trainer.data import Batch
+
+
+def _batch(b: int = 3) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(b, 4, 3, 224, 224, generator=g) * 2 - 1
+    return Batch(
+        images=images,
+        image_mask=torch.tensor([[True, True, True, False]] * b),
+        prompt_ids=torch.zeros(b, 2, dtype=torch.long),
+        prompt_valid=torch.ones(b, 2, dtype=torch.bool),
+        target_ids=torch.zeros(b, 2, dtype=torch.long),
+        labels=torch.zeros(b, 2, dtype=torch.long),
+        expert_context=torch.zeros(b, 2, dtype=torch.bool),
+        actions=torch.zeros(b, 50, 32),
+        action_is_pad=torch.zeros(b, 50, dtype=torch.bool),
+        action_dim_mask=torch.ones(b, 32, dtype=torch.bool),
+        has_actions=torch.tensor([True, True, False][:b]),
+        datasets=["d"] * b,
+        kinds=["MM", "MM", "WD"][:b],
+        keys=[f"d/{i}" for i in range(b)],
+        truncated=0,
+    )
+
+
+def test_augmentation_is_a_function_of_seed_and_batch_number():
+    batch, aug = _batch(), AugmentImages(seed=7)
+    a, again = aug(batch, 5), aug(batch, 5)
+    assert torch.equal(a.images, again.images)  # a resumed run augments batch 5 the same way
+    assert not torch.equal(aug(batch, 6).images, a.images)
+    assert not torch.equal(AugmentImages(seed=8)(batch, 5).images, a.images)
+    assert torch.equal(batch.images, _batch().images)  # the input batch is not edited in place
+    assert a.images.min() >= -1 and a.images.max() <= 1
+
+
+def test_only_present_cameras_change_and_only_robot_base_cameras_are_warped():
+    batch = _batch()
+    jitter_only = AugmentImages(seed=1, crop=1.0, degrees=0.0)  # no warp: colour only
+    warped = AugmentImages(seed=1)(batch, 0)
+    colour = jitter_only(batch, 0)
+    assert torch.equal(warped.images[:, 3], batch.images[:, 3])  # absent camera: untouched
+    for cam in range(3):
+        assert not torch.equal(colour.images[:, cam], batch.images[:, cam])  # colour jitter everywhere
+    for row in range(3):
+        for cam in range(3):
+            same = torch.allclose(warped.images[row, cam], colour.images[row, cam], atol=1e-6)
+            # robot samples warp their base cameras; wrist cameras and web images (boxes!) are not warped
+            assert same == (cam not in WARPED_SLOTS or not batch.has_actions[row]), (row, cam)
+    gray = replace(batch, images=torch.zeros_like(batch.images))
+    still = AugmentImages(seed=1, crop=1.0, degrees=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
+    assert torch.equal(still(gray, 0).images, gray.images)  # with every amount at zero: the identity
+
+
+def test_presets_and_yaml_configs_are_typed(tmp_path):
+    tiny = load_config("tiny")
+    assert tiny is PRESETS["tiny"] and tiny.token_budget == 4 * 16 + 96 + 128
+    assert PRESETS["base"].token_budget == 4 * 196 + 96 + 128
+    good = tmp_path / "wide.yaml"
+    good.write_text("preset: tiny\nwidth: 128\nmax_targets: 64\n")
+    cfg = load_config(good)
+    assert (cfg.name, cfg.width, cfg.depth, cfg.max_targets) == ("wide", 128, tiny.depth, 64)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("preset: tiny\nwidht: 128\n")
+    with pytest.raises(ConfigError, match="did you mean 'width'"):
+        load_config(typo)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("preset: tiny\nheads: 3\n")
+    with pytest.raises(ConfigError, match="heads"):
+        load_config(odd)
+    with pytest.raises(ConfigError, match="give a preset"):
+        load_config("huge")
