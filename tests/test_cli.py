@@ -16,6 +16,8 @@ import pytest
         (["schemas"], "doc"),
         (["schemas", "doc"], "--out"),
         (["schemas", "show"], "frame, item or sample"),
+        (["train"], "--eval-every"),
+        (["predict"], "--subtask"),
     ],
 )
 def test_every_verb_has_help(argv, expect):

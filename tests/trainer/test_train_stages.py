@@ -116,7 +116,12 @@ def test_resume_with_two_workers_is_bitwise_equal(mixdir, tmp_path):
     at step 8, with a killed run's leftovers after it, resumes to exactly the uninterrupted run."""
     mix = mixdir / "pi05_posttrain.yaml"
     kw = {"steps": 16, "batch_size": 4, "lr": 3e-3, "warmup": 2, "workers": 2, "checkpoint_every": 100}
-    train(TrainOptions("posttrain", mix, tmp_path / "whole", **kw))
+    train(TrainOptions("posttrain", mix, tmp_path / "whole", tensorboard=True, **kw))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "whole" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("flow")] == list(range(1, 17))  # the CSV's numbers, as scalars
     part = tmp_path / "part"
     train(TrainOptions("posttrain", mix, part, stop_at=8, **kw))
     assert [p.name for p in (part / "checkpoints").iterdir()] == ["step_000008"]
