@@ -46,6 +46,13 @@ class Batch:
     keys: list[str]
     truncated: int
 
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch with its tensors on `device` (the lists stay)."""
+        moved = {
+            k: v.to(device, non_blocking=True) for k, v in vars(self).items() if isinstance(v, torch.Tensor)
+        }
+        return Batch(**{**vars(self), **moved})
+
 
 def _npy(sample: dict, name: str) -> np.ndarray | None:
     return np.load(io.BytesIO(sample[name])) if name in sample else None

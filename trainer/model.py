@@ -251,7 +251,7 @@ def sample_actions(model: VLA, inputs: dict, noise: torch.Tensor, steps: int = 1
     if "image_tokens" not in inputs:
         inputs = {**inputs, "image_tokens": model.vit(inputs["images"])}  # the same at every step
     for i in range(steps):
-        t = torch.full((noise.shape[0],), 1.0 + i * dt)
+        t = torch.full((noise.shape[0],), 1.0 + i * dt, device=noise.device)
         _, v = model(**inputs, noisy_actions=x, time=t)
         x = x + dt * v
     return x

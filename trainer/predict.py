@@ -85,10 +85,11 @@ class Policy:
     ):
         self.model, self.state, self.tok, self.stores = model.eval(), state, tok, stores
         self.checkpoint = checkpoint
+        self.device = next(model.parameters()).device
         self.manifests = {url: read_manifest(s) for url, s in stores.items()}
 
     @classmethod
-    def load(cls, checkpoint: str | Path, layout: str | None = None) -> Policy:
+    def load(cls, checkpoint: str | Path, layout: str | None = None, device: str = "cpu") -> Policy:
         """`layout` (a folder or URL) replaces the layouts recorded in the checkpoint (moved or mirrored)."""
         checkpoint = Path(checkpoint)
         state = read_state(checkpoint)
@@ -104,7 +105,7 @@ class Policy:
         tok = load_tokenizer_set(tokenizer_dir(store, manifest))
         model = VLA(ModelConfig(**state["model"]), with_expert=state["stage"] == "posttrain")
         model.load_state_dict(load_weights(checkpoint))
-        return cls(model, state, tok, stores, checkpoint)
+        return cls(model.to(device), state, tok, stores, checkpoint)
 
     # --- the observation ---
     def assets(self, dataset: str) -> tuple[_DatasetAssets, list[str]]:
@@ -171,6 +172,7 @@ class Policy:
             "prompt_ids": torch.tensor([ids]),
             "prompt_valid": torch.ones(1, len(ids), dtype=torch.bool),
         }
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
         return inputs, sample["prompt"]
 
     # --- decoding ---
@@ -181,7 +183,7 @@ class Policy:
         """Extend `stream` one argmax token at a time (only `allowed` ids) until a `stop` id or `limit`."""
         out: list[int] = []
         for _ in range(limit):
-            logits, _ = self.model(**inputs, target_ids=torch.tensor([stream + out]))
+            logits, _ = self.model(**inputs, target_ids=torch.tensor([stream + out], device=self.device))
             scores = logits[0, -1].masked_fill(~allowed, float("-inf"))
             out.append(int(scores.argmax()))
             if out[-1] in stop:
@@ -189,7 +191,7 @@ class Policy:
         return out
 
     def _ids(self, *ranges: str, specials: tuple[str, ...] = ()) -> torch.Tensor:
-        allowed = torch.zeros(self.model.cfg.vocab_size, dtype=torch.bool)
+        allowed = torch.zeros(self.model.cfg.vocab_size, dtype=torch.bool, device=self.device)
         for name in ranges:
             lo, hi = self.tok.ranges[name]
             allowed[lo:hi] = True
@@ -201,10 +203,10 @@ class Policy:
         """The expert's chunk [50, 32] (normalized): Euler steps from noise, seeing prompt and subtask."""
         cfg = self.model.cfg
         noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=torch.Generator().manual_seed(seed))
-        target = torch.tensor([stream])
+        target = torch.tensor([stream], device=self.device)
         context = torch.ones_like(target, dtype=torch.bool)
         inputs = {**inputs, "target_ids": target, "expert_context": context}
-        return sample_actions(self.model, inputs, noise, EULER_STEPS)[0].numpy()
+        return sample_actions(self.model, inputs, noise.to(self.device), EULER_STEPS)[0].cpu().numpy()
 
     def predict(
         self,

@@ -43,7 +43,7 @@ from vlamix.trainer.model import VLA, flow_errors, sample_time
 __all__ = ["ALPHA", "TrainOptions", "is_expert_param", "train"]
 
 ALPHA = 10.0  # weight of the flow loss in stage 2 (pi0.5)
-CHECKED = ("batch_size", "seed", "lr", "warmup", "augment")  # a resume must keep these
+CHECKED = ("batch_size", "seed", "lr", "warmup", "augment", "precision")  # a resume must keep these
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class TrainOptions:
     log_every: int = 10
     stop_at: int | None = None  # stop (with a checkpoint) after this step: time-limited or preemptible jobs
     tensorboard: bool = False
+    device: str | None = None  # cuda, cuda:1, cpu, ...; default cuda when there is one
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward and losses (weights stay fp32)
 
     def check(self) -> None:
         if self.stage not in ("pretrain", "posttrain"):
@@ -77,6 +79,16 @@ class TrainOptions:
             raise ValueError("workers, eval_batches and warmup cannot be negative")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision {self.precision!r}: fp32 or bf16")
+
+    def torch_device(self) -> torch.device:
+        if self.device is None:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: torch sees no CUDA device here (use cpu)")
+        return device
 
 
 def is_expert_param(name: str) -> bool:
@@ -86,6 +98,10 @@ def is_expert_param(name: str) -> bool:
 def _seeded(seed: int, what: str, step: int) -> torch.Generator:
     digest = hashlib.blake2b(f"{what}/{seed}/{step}".encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
+
+
+def _autocast(opts: TrainOptions, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.precision == "bf16")
 
 
 def _lr(opts: TrainOptions, step: int) -> float:
@@ -112,8 +128,9 @@ def losses(model: VLA, batch: Batch, expert: bool, g: torch.Generator) -> dict:
     """CE over target tokens (and, with the expert, flow matching on the robot rows) with per-row sums."""
     noisy = t = noise = None
     if expert:
-        t = sample_time(len(batch.keys), g)
-        noise = torch.randn(batch.actions.shape, generator=g)
+        dev = batch.actions.device  # drawn on the CPU: the same numbers on any device
+        t = sample_time(len(batch.keys), g).to(dev)
+        noise = torch.randn(batch.actions.shape, generator=g).to(dev)
         noisy = t[:, None, None] * noise + (1 - t[:, None, None]) * batch.actions
     logits, velocity = model(
         batch.images,
@@ -148,8 +165,10 @@ def evaluate(model: VLA, val: Resolved, opts: TrainOptions, run: RunConfig, expe
     stream = BatchStream(val, opts.seed, opts.batch_size, 0, run.max_prompt, run.max_targets, None)
     sums = {"ce": [0.0, 0], "flow": [0.0, 0]}
     names, ce_rows, fl_rows = [], [], []
+    device = next(model.parameters()).device
     for j, (_, batch) in zip(range(opts.eval_batches), stream, strict=False):
-        out = losses(model, batch, expert, _seeded(opts.seed, "eval", j))
+        with _autocast(opts, device):
+            out = losses(model, batch.to(device), expert, _seeded(opts.seed, "eval", j))
         names += batch.datasets
         ce_rows.append(out["ce_rows"])
         sums["ce"][0] += out["ce_rows"][0].sum().item()
@@ -241,6 +260,8 @@ def train(
         echo("no held-out rows (split 'val') in the mixture's datasets: no held-out loss this run")
     vocab, tok_hash, stats = _assets(res)
     model, run, saved, step = _build(opts, vocab, tok_hash, echo)
+    device = opts.torch_device()
+    model.to(device)
     expert = opts.stage == "posttrain"
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=0.01)
     if saved is not None:
@@ -277,7 +298,8 @@ def train(
                 raise RuntimeError(f"the loader sent batch {k} for step {step}")
             for group in optim.param_groups:
                 group["lr"] = _lr(opts, step)
-            out = losses(model, batch, expert, _seeded(opts.seed, "flow", step))
+            with _autocast(opts, device):
+                out = losses(model, batch.to(device), expert, _seeded(opts.seed, "flow", step))
             optim.zero_grad(set_to_none=True)
             out["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -135,6 +135,12 @@ def train(
     tensorboard: Annotated[
         bool, typer.Option(help="Also write TensorBoard scalars to OUT/tensorboard (needs tensorboard).")
     ] = False,
+    device: Annotated[
+        str | None, typer.Option(help="cuda, cuda:1, cpu, ... (default: cuda when torch sees one).")
+    ] = None,
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 (autocast; weights and optimizer stay fp32).")
+    ] = "fp32",
 ) -> None:
     """Train the bundled VLA on a mixture: stage 1 all-discrete, stage 2 with the flow-matching expert.
 
@@ -165,6 +171,8 @@ def train(
         log_every=log_every,
         stop_at=stop_at,
         tensorboard=tensorboard,
+        device=device,
+        precision=precision,
     )
     bar = tqdm(total=steps, desc=f"{stage}", dynamic_ncols=True)
 
@@ -238,6 +246,7 @@ def predict(
         typer.Option(help="Read the layout here instead of where the checkpoint trained (a folder or URL)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the flow's starting noise.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     save: Annotated[
         Path | None, typer.Option("--save", help="Also write the chunk as .npy (native units).")
     ] = None,
@@ -252,7 +261,7 @@ def predict(
     from vlamix.transforms.image import decode_jpeg
 
     try:
-        policy = Policy.load(checkpoint, layout)
+        policy = Policy.load(checkpoint, layout, device)
         assets, _ = policy.assets(dataset)
         named: dict[str, np.ndarray] = {}
         order = [slot for slot in assets.emb.cameras.values() if slot is not None]
