@@ -34,12 +34,13 @@ class RunConfig:
     patch: int
     max_prompt: int = 96
     max_targets: int = 128
+    lr: float = 3e-4  # the default peak learning rate of this size (--lr overrides)
 
     def check(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, int) and v <= 0:
-                raise ValueError(f"{f.name} must be a positive integer, got {v}")
+            if isinstance(v, int | float) and not v > 0:
+                raise ValueError(f"{f.name} must be positive, got {v}")
         self.model(vocab_size=2).check()
 
     def model(self, vocab_size: int) -> ModelConfig:
@@ -63,7 +64,7 @@ class RunConfig:
 
 PRESETS = {
     # 2 CPU cores, minutes: ~0.8 M parameters, 16 patches of 56 px per camera
-    "tiny": RunConfig("tiny", 64, 2, 4, 32, 32, 1, 4, 56),
+    "tiny": RunConfig("tiny", 64, 2, 4, 32, 32, 1, 4, 56, lr=3e-3),
     # one GPU: a ViT-B/16-sized encoder (196 patches per camera) and a 12-layer, 768-wide decoder
     "base": RunConfig("base", 768, 12, 12, 384, 768, 12, 12, 16),
 }

@@ -54,7 +54,7 @@ class TrainOptions:
     config: str | None = None  # a preset or YAML; default tiny, or the --init checkpoint's
     steps: int = 100
     batch_size: int = 8
-    lr: float = 3e-4
+    lr: float | None = None  # peak learning rate; default the config's (tiny 3e-3, base 3e-4)
     warmup: int = 10
     seed: int = 0
     init: Path | None = None  # a stage-1 checkpoint folder to start stage 2 from
@@ -77,7 +77,7 @@ class TrainOptions:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0 or self.eval_batches < 0 or self.warmup < 0:
             raise ValueError("workers, eval_batches and warmup cannot be negative")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision {self.precision!r}: fp32 or bf16")
@@ -104,12 +104,12 @@ def _autocast(opts: TrainOptions, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.precision == "bf16")
 
 
-def _lr(opts: TrainOptions, step: int) -> float:
-    """Linear warm-up, then cosine decay to zero at `steps`."""
+def _lr(opts: TrainOptions, peak: float, step: int) -> float:
+    """Linear warm-up to `peak`, then cosine decay to zero at `steps`."""
     if step < opts.warmup:
-        return opts.lr * (step + 1) / opts.warmup
+        return peak * (step + 1) / opts.warmup
     progress = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
-    return opts.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _assets(res: Resolved) -> tuple[int, str, dict[str, str]]:
@@ -263,7 +263,8 @@ def train(
     device = opts.torch_device()
     model.to(device)
     expert = opts.stage == "posttrain"
-    optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=0.01)
+    peak = opts.lr if opts.lr is not None else run.lr
+    optim = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=0.01)
     if saved is not None:
         optim.load_state_dict(load_optimizer(latest_checkpoint(opts.out)))
     datasets = sorted({e.dataset for e in train_rows.entries})
@@ -297,7 +298,7 @@ def train(
             if k != step:
                 raise RuntimeError(f"the loader sent batch {k} for step {step}")
             for group in optim.param_groups:
-                group["lr"] = _lr(opts, step)
+                group["lr"] = _lr(opts, peak, step)
             with _autocast(opts, device):
                 out = losses(model, batch.to(device), expert, _seeded(opts.seed, "flow", step))
             optim.zero_grad(set_to_none=True)

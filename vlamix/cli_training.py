@@ -104,7 +104,12 @@ def train(
         int, typer.Option(help="Training steps in all (a resumed run continues up to this).")
     ] = 100,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (linear warm-up, cosine decay).")] = 3e-4,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Peak learning rate (linear warm-up, cosine decay). Default: the config's (tiny 3e-3, base 3e-4)."
+        ),
+    ] = None,
     warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 10,
     seed: Annotated[
         int, typer.Option(help="Seed of the model, the sampler, augmentation and the flow noise.")
