@@ -99,15 +99,21 @@ class MetricsLog:
 
 
 def summary(row: dict, kinds: dict[str, str]) -> str:
-    """One terminal line: totals, CE per source kind (MM, ME, CE, HL, VI, WD), speed."""
-    per_kind: dict[str, list[float]] = defaultdict(list)
-    for key, value in row.items():
-        if key.startswith("ce/") and value is not None:
-            per_kind[kinds.get(key[3:], "?")].append(value)
-    kinds_text = " ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(per_kind.items()))
+    """One terminal line: totals, CE (and flow) per source kind (MM, ME, CE, HL, VI, WD), speed."""
+
+    def by_kind(prefix: str) -> str:
+        per_kind: dict[str, list[float]] = defaultdict(list)
+        for key, value in row.items():
+            if key.startswith(prefix) and value is not None:
+                per_kind[kinds.get(key[len(prefix) :], "?")].append(value)
+        return " ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(per_kind.items()))
+
     text = f"step {row['step']}: loss {row['loss']:.4f} (ce {row['ce']:.4f}"
     text += f", flow {row['flow']:.4f})" if row.get("flow") is not None else ")"
-    text += f" | ce by kind: {kinds_text} | {row['samples_per_s']:.1f} samples/s, data wait {row['data_wait']:.0%}"
+    text += f" | ce by kind: {by_kind('ce/')}"
+    if row.get("flow") is not None:
+        text += f" | flow by kind: {by_kind('flow/')}"
+    text += f" | {row['samples_per_s']:.1f} samples/s, data wait {row['data_wait']:.0%}"
     if row.get("val_loss") is not None:
         text += f" | held-out loss {row['val_loss']:.4f}"
     return text

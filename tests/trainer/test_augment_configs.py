@@ -81,3 +81,31 @@ def test_presets_and_yaml_configs_are_typed(tmp_path):
         load_config(odd)
     with pytest.raises(ConfigError, match="give a preset"):
         load_config("huge")
+
+
+@pytest.mark.slow
+def test_base_builds_and_takes_a_step_on_the_cpu():
+    """The GPU-sized config is a real model: ~205 M parameters, a forward and backward pass of one
+    example over its full token budget (the GPU run itself is not part of the tests)."""
+    from vlamix.trainer.model import VLA, flow_loss
+
+    cfg = PRESETS["base"].model(vocab_size=3000)
+    torch.manual_seed(0)
+    model = VLA(cfg)
+    assert 190e6 < sum(p.numel() for p in model.parameters()) < 220e6
+    run = PRESETS["base"]
+    g = torch.Generator().manual_seed(0)
+    logits, v = model(
+        torch.rand(1, 4, 3, 224, 224, generator=g) * 2 - 1,
+        torch.ones(1, 4, dtype=torch.bool),
+        torch.randint(0, 3000, (1, run.max_prompt), generator=g),
+        torch.ones(1, run.max_prompt, dtype=torch.bool),
+        torch.randint(0, 3000, (1, run.max_targets), generator=g),
+        torch.randn(1, 50, 32, generator=g),
+        torch.tensor([0.5]),
+    )
+    loss = logits.logsumexp(-1).mean() + flow_loss(
+        v, torch.zeros_like(v), torch.zeros(1, 50, dtype=torch.bool), torch.ones(1, 32, dtype=torch.bool)
+    )
+    loss.backward()
+    assert torch.isfinite(loss) and model.vit.patch.weight.grad.abs().sum() > 0
