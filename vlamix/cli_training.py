@@ -269,7 +269,7 @@ def predict(
         policy = Policy.load(checkpoint, layout, device)
         assets, _ = policy.assets(dataset)
         named: dict[str, np.ndarray] = {}
-        order = [slot for slot in assets.emb.cameras.values() if slot is not None]
+        order = list(dict.fromkeys(s for s in assets.emb.cameras.values() if s is not None))  # slots, once
         for i, item in enumerate(images or []):
             name, _, file = item.rpartition("=")
             if not name:
