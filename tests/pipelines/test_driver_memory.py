@@ -1,4 +1,5 @@
-"""The driver's peak memory stays flat as the input grows: nothing collects a dataset in the driver.
+"""The driver's peak memory stays flat as the input grows (1x to 5x): nothing collects a dataset in the
+driver.
 Beam runs in-process here (one worker), so the driver's peak also holds the work of every step.
 Statistics and the FAST fit work on seeded subsamples capped by count (--stats-max-frames,
 --fast-fit-chunks); the test sets the caps below the 1x input so both runs sit at the cap."""
@@ -15,7 +16,7 @@ from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-MARGIN_MIB = 48
+MARGIN_MIB = 64  # the peak varies by up to ~50 MiB between runs of the same input (GC, Beam's threads)
 
 
 def _ingest(root) -> tuple[float, int, int]:
@@ -33,20 +34,20 @@ def _ingest(root) -> tuple[float, int, int]:
     return report["driver_peak_rss_mib"], sum(s["bytes"] for s in d["shards"]), d["samples"]
 
 
-def test_driver_peak_memory_is_flat_from_1x_to_4x(tmp_path, make_aloha_episode):
+def test_driver_peak_memory_is_flat_from_1x_to_5x(tmp_path, make_aloha_episode):
     # whole simulated episodes (~670 frames, every dim moving), cameras at the samples' 120x160
-    for i in range(4):
+    for i in range(5):
         make_aloha_episode(
-            tmp_path / "x4" / "eps" / f"episode_{i}.hdf5", frames=2000, seed=100 + i, start=0, size=(120, 160)
+            tmp_path / "x5" / "eps" / f"episode_{i}.hdf5", frames=2000, seed=100 + i, start=0, size=(120, 160)
         )
     (tmp_path / "x1" / "eps").mkdir(parents=True)
-    shutil.copyfile(tmp_path / "x4" / "eps" / "episode_0.hdf5", tmp_path / "x1" / "eps" / "episode_0.hdf5")
+    shutil.copyfile(tmp_path / "x5" / "eps" / "episode_0.hdf5", tmp_path / "x1" / "eps" / "episode_0.hdf5")
     peak_1x, bytes_1x, samples_1x = _ingest(tmp_path / "x1")
-    peak_4x, bytes_4x, samples_4x = _ingest(tmp_path / "x4")
-    assert samples_4x > 3.5 * samples_1x
-    grown_mib = (bytes_4x - bytes_1x) / 2**20
+    peak_5x, bytes_5x, samples_5x = _ingest(tmp_path / "x5")
+    assert samples_5x > 4.5 * samples_1x
+    grown_mib = (bytes_5x - bytes_1x) / 2**20
     # collecting the samples in the driver would break the margin
     assert grown_mib > 1.5 * MARGIN_MIB
-    assert peak_4x < peak_1x + MARGIN_MIB, (
-        f"driver peak {peak_1x:.0f} MiB at 1x, {peak_4x:.0f} MiB at 4x ({grown_mib:.0f} MiB more shard data)"
+    assert peak_5x < peak_1x + MARGIN_MIB, (
+        f"driver peak {peak_1x:.0f} MiB at 1x, {peak_5x:.0f} MiB at 5x ({grown_mib:.0f} MiB more shard data)"
     )
