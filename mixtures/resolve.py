@@ -9,7 +9,7 @@ the weights divided by their sum."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -236,14 +236,12 @@ def split_view(res: Resolved, held_out: bool) -> Resolved:
     """The mixture over its held-out rows (split == "val") or over every other row: the trainer trains
     on the second and measures held-out loss on the first. Entries left without rows drop out (named in
     `warnings`); the others keep their relative weights."""
-    import dataclasses
-
     entries, dropped = [], []
     for e in res.entries:
         split = np.asarray(e.rows.column("split").to_pylist(), dtype=object) == HELD_OUT
         rows = e.rows.filter(pa.array(split if held_out else ~split))
         if rows.num_rows:
-            entries.append(dataclasses.replace(e, rows=rows))
+            entries.append(replace(e, rows=rows))
         else:
             dropped.append(e.label)
     total = sum(e.weight for e in entries)

@@ -11,7 +11,6 @@ augment."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, replace
 
@@ -20,15 +19,11 @@ import torch.nn.functional as F
 
 from vlamix.schemas.embodiment import CAMERA_SLOTS
 from vlamix.trainer.data import Batch
+from vlamix.trainer.seeds import seeded
 
 __all__ = ["WARPED_SLOTS", "AugmentImages"]
 
 WARPED_SLOTS = tuple(i for i, s in enumerate(CAMERA_SLOTS) if "wrist" not in s)
-
-
-def _generator(seed: int, index: int) -> torch.Generator:
-    digest = hashlib.blake2b(f"augment/{seed}/{index}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
 
 
 @dataclass(frozen=True)
@@ -42,7 +37,7 @@ class AugmentImages:
 
     def __call__(self, batch: Batch, index: int) -> Batch:
         """`batch` (images in [-1, 1]) augmented with the draws of batch number `index`."""
-        g = _generator(self.seed, index)
+        g = seeded(self.seed, "augment", index)
         images = batch.images
         b, c = images.shape[:2]
         u = torch.rand(b, c, 6, generator=g)  # every draw is made, used or not: the stream never shifts

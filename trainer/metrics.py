@@ -33,6 +33,7 @@ BASE_COLUMNS = [
     "val_ce",
     "val_flow",
 ]
+EVAL_COLUMNS = ["step", "dataset", "ce", "flow"]
 
 
 def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,28 +53,17 @@ def by_source(names: list[str], sums: torch.Tensor, counts: torch.Tensor) -> dic
 
 
 class MetricsLog:
-    """metrics.csv (and TensorBoard): a resumed run first drops the rows after its checkpoint's step,
-    which a killed run may have written, so every step appears once."""
+    """metrics.csv, eval.csv (the held-out loss per dataset: step, dataset, ce, flow) and TensorBoard.
+    A resumed run first drops the rows after its checkpoint's step, which a killed run may have
+    written, so every step appears once."""
 
     def __init__(
         self, out: Path, datasets: list[str], flow: bool, resume_step: int, tensorboard: bool = False
     ):
         self.path = out / "metrics.csv"
         self.columns = BASE_COLUMNS + [f"ce/{d}" for d in datasets] + [f"flow/{d}" for d in datasets if flow]
-        kept: list[list[str]] = []
-        if resume_step > 0 and self.path.exists():
-            with self.path.open(newline="") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                if header != self.columns:
-                    raise ValueError(
-                        f"{self.path}: its columns are another run's (other datasets?); use a new --out"
-                    )
-                kept = [r for r in reader if r and int(r[0]) <= resume_step]
-        self.file = self.path.open("w", newline="")
-        self.writer = csv.writer(self.file)
-        self.writer.writerows([self.columns, *kept])
-        self.file.flush()
+        self.file, self.writer = self._open(self.path, self.columns, resume_step)
+        self.eval_file, self.eval_writer = self._open(out / "eval.csv", EVAL_COLUMNS, resume_step)
         self.tb = None
         if tensorboard:
             try:
@@ -84,6 +74,23 @@ class MetricsLog:
                 ) from e
             self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step + 1)
 
+    @staticmethod
+    def _open(path: Path, columns: list[str], resume_step: int):
+        kept: list[list[str]] = []
+        if resume_step > 0 and path.exists():
+            with path.open(newline="") as f:
+                reader = csv.reader(f)
+                if next(reader, None) != columns:
+                    raise ValueError(
+                        f"{path}: its columns are another run's (other datasets?); use a new --out"
+                    )
+                kept = [r for r in reader if r and int(r[0]) <= resume_step]
+        file = path.open("w", newline="")
+        writer = csv.writer(file)
+        writer.writerows([columns, *kept])
+        file.flush()
+        return file, writer
+
     def write(self, row: dict) -> None:
         self.writer.writerow(["" if row.get(c) is None else row[c] for c in self.columns])
         self.file.flush()
@@ -92,8 +99,15 @@ class MetricsLog:
                 if name != "step" and isinstance(value, int | float):
                     self.tb.add_scalar(name, value, row["step"])
 
+    def write_eval(self, step: int, ce: dict[str, float], flow: dict[str, float]) -> None:
+        self.eval_writer.writerows(
+            [step, d, f"{v:.5f}", "" if d not in flow else f"{flow[d]:.5f}"] for d, v in ce.items()
+        )
+        self.eval_file.flush()
+
     def close(self) -> None:
         self.file.close()
+        self.eval_file.close()
         if self.tb is not None:
             self.tb.close()
 

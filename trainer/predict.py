@@ -86,6 +86,7 @@ class Policy:
         self.model, self.state, self.tok, self.stores = model.eval(), state, tok, stores
         self.checkpoint = checkpoint
         self.device = next(model.parameters()).device
+        self._assets: dict[str, tuple[_DatasetAssets, list[str]]] = {}
         self.manifests = {url: read_manifest(s) for url, s in stores.items()}
 
     @classmethod
@@ -109,6 +110,13 @@ class Policy:
 
     # --- the observation ---
     def assets(self, dataset: str) -> tuple[_DatasetAssets, list[str]]:
+        """A dataset's embodiment, statistics and normalization (read once), and warnings about them."""
+        if dataset not in self._assets:
+            self._assets[dataset] = self._read_assets(dataset)
+        assets, warnings = self._assets[dataset]
+        return assets, list(warnings)
+
+    def _read_assets(self, dataset: str) -> tuple[_DatasetAssets, list[str]]:
         for url, m in self.manifests.items():
             if dataset in m["datasets"]:
                 store, entry = self.stores[url], m["datasets"][dataset]

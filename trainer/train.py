@@ -12,7 +12,6 @@ of step s come from a generator seeded by (seed, s)."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from vlamix.trainer.data import Batch
 from vlamix.trainer.loader import BatchStream, batches
 from vlamix.trainer.metrics import MetricsLog, by_source, summary, token_ce
 from vlamix.trainer.model import VLA, flow_errors, sample_time
+from vlamix.trainer.seeds import seeded
 
 __all__ = ["ALPHA", "TrainOptions", "is_expert_param", "train"]
 
@@ -93,11 +93,6 @@ class TrainOptions:
 
 def is_expert_param(name: str) -> bool:
     return ".expert." in name or name.startswith(("action_", "time_mlp"))
-
-
-def _seeded(seed: int, what: str, step: int) -> torch.Generator:
-    digest = hashlib.blake2b(f"{what}/{seed}/{step}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
 
 
 def _autocast(opts: TrainOptions, device: torch.device):
@@ -163,24 +158,18 @@ def evaluate(model: VLA, val: Resolved, opts: TrainOptions, run: RunConfig, expe
     times at every evaluation, no augmentation."""
     model.eval()
     stream = BatchStream(val, opts.seed, opts.batch_size, 0, run.max_prompt, run.max_targets, None)
-    sums = {"ce": [0.0, 0], "flow": [0.0, 0]}
     names, ce_rows, fl_rows = [], [], []
     device = next(model.parameters()).device
     for j, (_, batch) in zip(range(opts.eval_batches), stream, strict=False):
         with _autocast(opts, device):
-            out = losses(model, batch.to(device), expert, _seeded(opts.seed, "eval", j))
+            out = losses(model, batch.to(device), expert, seeded(opts.seed, "eval", j))
         names += batch.datasets
         ce_rows.append(out["ce_rows"])
-        sums["ce"][0] += out["ce_rows"][0].sum().item()
-        sums["ce"][1] += int(out["ce_rows"][1].sum())
-        if expert:
-            fl_rows.append(out["flow_rows"])
-            sums["flow"][0] += out["flow_rows"][0].sum().item()
-            sums["flow"][1] += int(out["flow_rows"][1].sum())
+        fl_rows.append(out["flow_rows"])
     model.train()
-    ce = sums["ce"][0] / max(1, sums["ce"][1])
-    flow = sums["flow"][0] / max(1, sums["flow"][1]) if expert else None
-    cat = lambda rows, i: torch.cat([r[i] for r in rows])  # noqa: E731
+    cat = lambda rows, i: torch.cat([r[i] for r in rows]).double()  # noqa: E731
+    mean = lambda rows: (cat(rows, 0).sum() / cat(rows, 1).sum().clamp(min=1)).item()  # noqa: E731
+    ce, flow = mean(ce_rows), mean(fl_rows) if expert else None
     return {
         "val_ce": round(ce, 5),
         "val_flow": None if flow is None else round(flow, 5),
@@ -190,8 +179,9 @@ def evaluate(model: VLA, val: Resolved, opts: TrainOptions, run: RunConfig, expe
     }
 
 
-def _build(opts: TrainOptions, vocab: int, tok_hash: str, echo) -> tuple[VLA, RunConfig, dict | None, int]:
-    """The model (fresh, from --init, or from the newest checkpoint in --out) and the step to start at."""
+def _build(opts: TrainOptions, vocab: int, tok_hash: str, echo) -> tuple[VLA, RunConfig, Path | None, int]:
+    """The model (fresh, from --init, or from the newest checkpoint in --out), the checkpoint it resumes
+    (or None) and the step to start at."""
     resume = latest_checkpoint(opts.out)
     saved = read_state(resume) if resume else None
     init = read_state(opts.init) if opts.init is not None and saved is None else None
@@ -228,7 +218,7 @@ def _build(opts: TrainOptions, vocab: int, tok_hash: str, echo) -> tuple[VLA, Ru
             )
         model.load_state_dict(load_weights(resume))
         echo(f"resuming {opts.out} from step {saved['step']} ({resume})")
-        return model, run, saved, saved["step"]
+        return model, run, resume, saved["step"]
     if init is not None:
         weights = {k: v for k, v in load_weights(opts.init).items() if not is_expert_param(k)}
         missing = model.load_state_dict(weights, strict=False).missing_keys
@@ -259,14 +249,14 @@ def train(
     if not val_rows.entries:
         echo("no held-out rows (split 'val') in the mixture's datasets: no held-out loss this run")
     vocab, tok_hash, stats = _assets(res)
-    model, run, saved, step = _build(opts, vocab, tok_hash, echo)
+    model, run, resume, step = _build(opts, vocab, tok_hash, echo)
     device = opts.torch_device()
     model.to(device)
     expert = opts.stage == "posttrain"
     peak = opts.lr if opts.lr is not None else run.lr
     optim = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=0.01)
-    if saved is not None:
-        optim.load_state_dict(load_optimizer(latest_checkpoint(opts.out)))
+    if resume is not None:
+        optim.load_state_dict(load_optimizer(resume))
     datasets = sorted({e.dataset for e in train_rows.entries})
     state = {
         "stage": opts.stage,
@@ -300,7 +290,7 @@ def train(
             for group in optim.param_groups:
                 group["lr"] = _lr(opts, peak, step)
             with _autocast(opts, device):
-                out = losses(model, batch.to(device), expert, _seeded(opts.seed, "flow", step))
+                out = losses(model, batch.to(device), expert, seeded(opts.seed, "flow", step))
             optim.zero_grad(set_to_none=True)
             out["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -326,7 +316,7 @@ def train(
             if val_rows.entries and opts.eval_batches and (step % opts.eval_every == 0 or step == opts.steps):
                 ev = evaluate(model, val_rows, opts, run, expert)
                 row |= {k: ev[k] for k in ("val_loss", "val_ce", "val_flow")}
-                _write_eval(opts.out, step, ev)
+                log.write_eval(step, ev["ce_by_dataset"], ev["flow_by_dataset"])
             log.write(row)
             if progress:
                 progress(step, row)
@@ -338,16 +328,3 @@ def train(
         log.close()
         del it  # stops the dataloader's workers
     return row
-
-
-def _write_eval(out: Path, step: int, ev: dict) -> None:
-    """eval.csv: one line per (step, dataset) with its held-out CE and flow loss."""
-    path = out / "eval.csv"
-    kept = []
-    if path.exists():  # earlier evaluations (a resumed run drops those a killed run made after this step)
-        kept = [ln for ln in path.read_text().splitlines(keepends=True)[1:] if int(ln.split(",")[0]) < step]
-    lines = ["step,dataset,ce,flow\n", *kept]
-    for d, ce in ev["ce_by_dataset"].items():
-        flow = ev["flow_by_dataset"].get(d)
-        lines.append(f"{step},{d},{ce:.5f},{'' if flow is None else f'{flow:.5f}'}\n")
-    path.write_text("".join(lines))
