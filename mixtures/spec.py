@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
-from vlamix.config import ConfigError, from_mapping
+from vlamix.config import ConfigError, from_mapping, parse_yaml
 
 __all__ = ["KINDS", "Component", "Filter", "MixtureSpec", "load_mixture"]
 
@@ -88,14 +86,7 @@ def load_mixture(path: str | Path) -> MixtureSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such mixture file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.constructor.ConstructorError as e:
-        tag = getattr(e, "problem", "") or "an unknown tag"
-        line = f" at line {e.problem_mark.line + 1}" if getattr(e, "problem_mark", None) else ""
-        raise ConfigError(f"{path}{line}: refused {tag.strip()}: mixture files are plain YAML data") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    data = parse_yaml(path.read_bytes(), str(path))
     if isinstance(data, dict):
         data = {**data, "path": str(path.resolve())}
     return from_mapping(MixtureSpec, data, str(path))

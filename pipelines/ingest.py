@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from vlamix.config import ConfigError
 from vlamix.pipelines.annotations import annotation_spans, extract_annotations, span_samples
 from vlamix.pipelines.build_plan import (
     ESTIMATE_SAMPLES,
@@ -107,6 +108,15 @@ class IngestOptions:
             raise ValueError(f"--shard-bytes {self.shard_bytes}: a shard needs at least 4096 bytes")
 
 
+def _listed(sources: SourcesFile, name: str, listing, *args) -> list:
+    """The work of one dataset; a dataset whose path cannot be listed is an error naming the sources
+    file and the dataset, raised before any job starts."""
+    try:
+        return list(listing(*args))
+    except (ValueError, OSError) as e:  # ConfigError is a ValueError
+        raise ConfigError(f"{sources.path}: dataset {name!r}: {e}") from e
+
+
 def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
     from vlamix.pipelines.beam_jobs import beam_options, counters, run_extract
 
@@ -115,12 +125,12 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
     tasks = []
     for src in sources.datasets:
         emb = sources.embodiment(src)
-        for ref in reader_for(src.format).list_episodes(sources, src):
+        for ref in _listed(sources, src.name, reader_for(src.format).list_episodes, sources, src):
             tasks.append(ExtractTask(ref, src, emb, opts.url))
         opts.store.rmtree(f"{WORK_DIR}/frames/{src.name}")
     for w in sources.web:
         opts.store.rmtree(f"{WORK_DIR}/items/{w.name}")
-        tasks += list_items(sources, w, opts.url)
+        tasks += _listed(sources, w.name, list_items, sources, w, opts.url)
     log.info("extract: %d tasks from %d datasets", len(tasks), len(sources.datasets) + len(sources.web))
     if opts.engine == "ray":
         from vlamix.pipelines import ray_jobs

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vlamix.config import ConfigError, from_mapping, load_yaml
+from vlamix.config import ConfigError, from_mapping, load_yaml, parse_yaml
 
 __all__ = [
     "CAMERA_SLOTS",
@@ -150,10 +150,5 @@ def load_embodiment(name_or_path: str | Path) -> Embodiment:
 
 def embodiment_from_text(text: str, where: str) -> Embodiment:
     """A spec from YAML text (e.g. read from a published layout at a URL); `where` names it in errors."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: not valid YAML ({e})") from e
+    data = parse_yaml(text, where)
     return from_mapping(Embodiment, data, where)

@@ -1,5 +1,6 @@
 """`vlamix inspect`: what a published layout holds (datasets, samples, bytes, versions, hashes,
-accounting) and `--lint`: manifest against tars, index against tars, hashes."""
+accounting) and `--lint`: manifest against tars (counts, sha256, member names), index against tars,
+hashes, and the accounting proof of shards/accounting.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import tarfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlamix.shards.accounting import accounting_problems
 from vlamix.shards.manifest import read_manifest
+from vlamix.shards.members import member_problem
 from vlamix.shards.store import Store
 from vlamix.tokenizers.vocab import LAYOUT_FILE
 
@@ -59,6 +62,18 @@ def summarize_layout(store: Store) -> dict:
     }
 
 
+def _members(tar: tarfile.TarFile, name: str, shard: str, problems: list[str]):
+    """The regular-file members of a shard; the first unsafe one (a link, a device, `../x`, `/abs`) is a
+    problem, and nothing after it is counted."""
+    for m in tar:
+        problem = None if m.isfile() else f"member {m.name[:200]!r} is not a regular file"
+        problem = problem or member_problem(m.name)
+        if problem:
+            problems.append(f"{name}: shard {shard}: {problem}")
+            return
+        yield m
+
+
 def lint_layout(store: Store) -> list[str]:
     """Problems found: counts and sha256 of every shard, index rows against the tars (each row's byte
     range must hold exactly its sample), stats and tokenizer files present with their hashes. Works on a
@@ -84,7 +99,7 @@ def lint_layout(store: Store) -> list[str]:
                 stream = _Hashing(f)
                 try:
                     with tarfile.open(fileobj=stream, mode="r|") as tar:
-                        n = len({m_.name.split(".", 1)[0] for m_ in tar if m_.isfile()})
+                        n = len({m_.name.split(".", 1)[0] for m_ in _members(tar, name, s["path"], problems)})
                 except tarfile.TarError as e:
                     problems.append(f"{name}: shard {s['path']} is not a readable tar ({e})")
                     continue
@@ -96,6 +111,7 @@ def lint_layout(store: Store) -> list[str]:
                 problems.append(
                     f"{name}: shard {s['path']} holds {n} samples, the manifest says {s['samples']}"
                 )
+        problems += accounting_problems(store, name, d)
         if d.get("index") and store.exists(d["index"]["path"]):
             index = pq.read_table(
                 pa.BufferReader(store.read_bytes(d["index"]["path"])),

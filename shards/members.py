@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 
 from vlamix.schemas.embodiment import CAMERA_SLOTS
 from vlamix.schemas.frame import image_column
 
-__all__ = ["ARRAY_MEMBERS", "META_FIELDS", "npy_bytes", "to_members"]
+__all__ = ["ARRAY_MEMBERS", "META_FIELDS", "member_problem", "npy_bytes", "to_members"]
 
 ARRAY_MEMBERS = {
     "image_mask": np.bool_,
@@ -39,6 +40,18 @@ META_FIELDS = (
     "timestamp",
     "duration",
 )
+
+
+# A member name: a relative key of plain path parts (`dataset/000012/000034`), a dot, an extension. Keys
+# come from validated dataset names and numbers; anything else in a tar is refused on write and on read.
+_MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*\.[a-z0-9_]+(\.[a-z0-9_]+)*")
+
+
+def member_problem(name: str) -> str | None:
+    """Why `name` may not be a member of a shard (absolute, `..`, backslashes, odd characters), or None."""
+    if _MEMBER.fullmatch(name):
+        return None
+    return f"member name {name[:200]!r} is not <key>.<ext> of plain relative path parts"
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

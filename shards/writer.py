@@ -13,6 +13,7 @@ from pathlib import Path
 
 import webdataset as wds
 
+from vlamix.shards.members import member_problem
 from vlamix.shards.store import Store
 
 __all__ = ["MTIME", "ShardResult", "entry_sizes", "file_sha256", "write_shard"]
@@ -39,6 +40,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _checked(entry: dict) -> dict:
+    """The entry, after checking every member name it makes (a sanitized tar on write)."""
+    for ext in entry:
+        if ext != "__key__" and (problem := member_problem(f"{entry['__key__']}.{ext}")):
+            raise ValueError(f"shard entry {entry['__key__']!r}: {problem}")
+    return entry
+
+
 def _tar_writer(f) -> wds.TarWriter:
     return wds.TarWriter(f, user=OWNER, group=OWNER, mtime=MTIME, encoder=False)
 
@@ -50,7 +59,7 @@ def entry_sizes(entries: Iterable[dict]) -> list[int]:
         writer = _tar_writer(f)
         for entry in entries:
             start = writer.tarstream.offset
-            writer.write(entry)
+            writer.write(_checked(entry))
             sizes.append(writer.tarstream.offset - start)
         writer.close()
     return sizes
@@ -74,7 +83,7 @@ def write_shard(store: Store, rel_path: str, entries: Iterable[dict]) -> ShardRe
             writer = _tar_writer(f)
             for entry in entries:
                 start = writer.tarstream.offset
-                writer.write(entry)
+                writer.write(_checked(entry))
                 offsets.append((entry["__key__"], start, writer.tarstream.offset - start))
             writer.close()
             f.flush()

@@ -73,6 +73,22 @@ def decode_example(data: bytes) -> dict[str, list[bytes] | np.ndarray]:
     return out
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _int64_values(name: str, arr: np.ndarray) -> list[int]:
+    """The values as int64, refusing (not wrapping) an unsigned or Python int outside int64's range."""
+    if arr.dtype.kind in "uO" and arr.size:
+        values = arr.tolist()
+        lo, hi = min(values), max(values)
+        if lo < _INT64[0] or hi > _INT64[1]:
+            raise ValueError(
+                f"feature {name!r}: value {hi if hi > _INT64[1] else lo} is outside int64 [{_INT64[0]}, "
+                f"{_INT64[1]}], which is all a tf.train.Example int64_list holds: store it as bytes"
+            )
+    return arr.astype(np.int64).tolist()
+
+
 def encode_example(features: dict[str, list[bytes] | np.ndarray]) -> bytes:
     """{name: list of bytes | float array | int array} -> serialized Example (keys written sorted)."""
     ex = Example()
@@ -86,5 +102,5 @@ def encode_example(features: dict[str, list[bytes] | np.ndarray]) -> bytes:
             if arr.dtype.kind == "f":
                 feat.float_list.value.extend(arr.astype(np.float32).ravel().tolist())
             else:
-                feat.int64_list.value.extend(arr.astype(np.int64).ravel().tolist())
+                feat.int64_list.value.extend(_int64_values(name, arr.ravel()))
     return ex.SerializeToString(deterministic=True)

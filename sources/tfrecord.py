@@ -3,6 +3,7 @@ those 8 bytes, the data, and the masked CRC32C of the data. Both checksums are v
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -65,9 +66,14 @@ def read_record_at(path: str | Path, offset: int, index: int = 0) -> bytes:
         length = _read_header(f, path, index, offset)
         if length is None:
             raise TFRecordError(f"{path}: no record at byte {offset}")
+        left = os.fstat(f.fileno()).st_size - offset - 12
+        if length + 4 > left:  # checked before reading: a corrupted length may claim up to 2**64 bytes
+            raise TFRecordError(
+                f"{path}: record {index} at byte {offset}: truncated data ({max(left, 0)} of {length + 4} bytes)"
+            )
         data = f.read(length)
         tail = f.read(4)
-        if len(data) < length or len(tail) < 4:
+        if len(data) < length or len(tail) < 4:  # the file shrank since
             raise TFRecordError(f"{path}: record {index} at byte {offset}: truncated data")
         if masked_crc(data) != struct.unpack("<I", tail)[0]:
             raise TFRecordError(

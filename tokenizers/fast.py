@@ -130,6 +130,8 @@ class FastTokenizer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(actions [B, horizon, dim], valid [B]). A sequence that does not decode to exactly horizon*dim
         in-range coefficients is invalid: its actions are NaN, never a silent zero chunk."""
+        if horizon < 1 or dim < 1:
+            raise ValueError(f"decode needs horizon >= 1 and dim >= 1, got horizon {horizon}, dim {dim}")
         out = np.full((len(token_lists), horizon, dim), np.nan)
         valid = np.zeros(len(token_lists), dtype=bool)
         n_vocab = self.vocab_size

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vlamix.cli_common import fail
+from vlamix.cli_common import DEBUG_ENV, debugging, fail, one_line
 from vlamix.cli_training import mixture_app, predict, train
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="vlamix turns robot (MM, ME, CE), annotation and web sources into pi0.5 training shards.",
+    pretty_exceptions_enable=False,
 )
 fast_app = typer.Typer(no_args_is_help=True, help="The FAST action tokenizer of a layout.")
 samples_app = typer.Typer(no_args_is_help=True, help="Generate the bundled, realistic sample datasets.")
@@ -27,6 +29,21 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(mixture_app, name="mixture")
 app.command()(train)
 app.command()(predict)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show tracebacks. Without it every error is one line naming the file and record, and a "
+            "reader's unexpected exception quarantines its episode instead of failing the job (also "
+            f"{DEBUG_ENV}=1; the flag may stand anywhere on the line).",
+        ),
+    ] = False,
+) -> None:
+    """vlamix turns robot (MM, ME, CE), annotation and web sources into pi0.5 training shards."""
 
 
 def _logging(verbose: bool) -> None:
@@ -396,8 +413,27 @@ def schemas_show(record: Annotated[str, typer.Argument(help="frame, item or samp
     typer.echo(f"{r.name} v{r.version}\n{r.arrow.remove_metadata()}")
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The `vlamix` entry point: `--debug` anywhere on the line turns tracebacks on (it is taken out
+    before the verbs parse, so `ingest` never hands it to the Beam runner)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        args = [a for a in args if a != "--debug"]
+        os.environ[DEBUG_ENV] = "1"  # the engines' worker processes inherit it
+    try:
+        app(args=args, prog_name="vlamix")
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.RED, err=True)
+        sys.exit(130)
+    except Exception as e:  # anything no verb turned into its own message: one line, unless --debug
+        if debugging():
+            raise
+        typer.secho(
+            f"error: {type(e).__name__}: {one_line(str(e))} (re-run with --debug for the traceback)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

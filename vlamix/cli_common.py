@@ -1,13 +1,35 @@
-"""What every `vlamix` verb shares: a one-line error and its exit code."""
+"""What every `vlamix` verb shares: a one-line error and its exit code, and the `--debug` switch."""
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+
 import typer
 
-__all__ = ["fail"]
+__all__ = ["DEBUG_ENV", "debugging", "fail", "one_line"]
+
+DEBUG_ENV = "VLAMIX_DEBUG"  # set by `vlamix --debug`; engine workers inherit it from the driver
+
+
+def debugging() -> bool:
+    """True under `vlamix --debug` (or VLAMIX_DEBUG=1): errors come with their traceback, and a reader's
+    unexpected exception fails the job instead of quarantining the episode."""
+    return os.environ.get(DEBUG_ENV) == "1"
+
+
+def one_line(message: str, limit: int = 400) -> str:
+    """`message` with its whitespace collapsed, cut at `limit` characters (engines wrap worker errors in
+    whole tracebacks; the first words say what went wrong)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def fail(message: str) -> None:
-    """Print `error: message` in red on stderr and exit with code 2 (a usage or input error)."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    """Print `error: message` in red on stderr and exit with code 2 (a usage or input error). Under
+    --debug the traceback of the exception being handled, if any, comes first."""
+    if debugging() and sys.exc_info()[0] is not None:
+        traceback.print_exc()
+    typer.secho(f"error: {one_line(message, 2000)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)

@@ -179,9 +179,12 @@ def train(
         device=device,
         precision=precision,
     )
-    bar = tqdm(total=steps, desc=f"{stage}", dynamic_ncols=True)
+    bars: list = []  # the bar starts with the first step, so a config error stays one line
 
     def progress(step: int, row: dict) -> None:
+        if not bars:
+            bars.append(tqdm(total=steps, desc=f"{stage}", dynamic_ncols=True))
+        bar = bars[0]
         bar.n = step
         bar.set_postfix(loss=row["loss"], sps=row["samples_per_s"], wait=row["data_wait"], refresh=False)
         bar.refresh()
@@ -189,9 +192,11 @@ def train(
     try:
         row = run_train(opts, progress, echo=tqdm.write)
     except (ConfigError, ValueError, OSError, KeyError) as e:
-        bar.close()
+        for bar in bars:
+            bar.close()
         _fail(str(e).strip("'\""))
-    bar.close()
+    for bar in bars:
+        bar.close()
     typer.echo(
         f"{stage}: step {row.get('step', steps)}, loss {row.get('loss')}; checkpoints in {out}/checkpoints"
     )

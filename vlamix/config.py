@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["ConfigError", "from_mapping", "load_yaml"]
+__all__ = ["ConfigError", "from_mapping", "load_yaml", "parse_yaml"]
 
 T = TypeVar("T")
 
@@ -21,15 +21,70 @@ class ConfigError(ValueError):
     """A config file or mapping that does not match its typed spec."""
 
 
+MAX_CONFIG_BYTES = 4 * 2**20  # a config file is a page of settings, not data
+MAX_CONFIG_NODES = 200_000  # values after expanding YAML aliases ("billion laughs" stays small on disk)
+
+
+def parse_yaml(text: str | bytes, where: str) -> Any:
+    """Parse untrusted YAML text with `yaml.safe_load` only: object tags (`!!python/...`) are refused, never
+    run; non-UTF-8 bytes, files over MAX_CONFIG_BYTES, self-referencing values and alias bombs are
+    one-line errors that name `where`."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: {len(text)} bytes; config files are capped at {MAX_CONFIG_BYTES} bytes")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{where}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        tag = (getattr(e, "problem", "") or "an unknown tag").strip()
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: refused {tag}: config files are plain YAML data") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML ({' '.join(str(e).split())})") from None
+    _check_size(data, where)
+    return data
+
+
+def _check_size(data: Any, where: str) -> None:
+    """Refuse values that refer to themselves or expand (through aliases) beyond MAX_CONFIG_NODES: the
+    typed conversion walks the expanded tree. Shared sub-values are counted once per use, in linear time."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(v: Any) -> int:
+        if not isinstance(v, dict | list):
+            return 1
+        if id(v) in sizes:
+            return sizes[id(v)]
+        if id(v) in open_:
+            raise ConfigError(f"{where}: a value contains itself (a recursive YAML alias)")
+        open_.add(id(v))
+        children = [*v.keys(), *v.values()] if isinstance(v, dict) else v
+        total = 1
+        for c in children:
+            total += size(c)
+            if total > MAX_CONFIG_NODES:
+                raise ConfigError(
+                    f"{where}: expands to over {MAX_CONFIG_NODES} values (YAML aliases?); "
+                    "config files are capped"
+                )
+        open_.discard(id(v))
+        sizes[id(v)] = total
+        return total
+
+    size(data)
+
+
 def load_yaml(path: Path) -> Any:
-    """Parse a YAML file with `yaml.safe_load`, naming the file in any error."""
+    """Parse a YAML file (see `parse_yaml`), naming the file in any error."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    return parse_yaml(path.read_bytes(), str(path))
 
 
 def _suggest(key: str, known: list[str]) -> str:
