@@ -37,8 +37,9 @@ def beam_options(workers: int, extra: list[str]) -> PipelineOptions:
 
 
 class ExtractEpisode(beam.DoFn):
-    """Good episodes to the main output, BadRecord ones to the `quarantine` dead-letter output; any other
-    exception is a bug and fails the job."""
+    """Good episodes to the main output, quarantined ones to the `quarantine` dead-letter output. A reader's
+    unexpected exception quarantines its episode or item too, with the exception named (work_units.py),
+    unless VLAMIX_DEBUG=1 (`vlamix --debug`), where it fails the job with its traceback."""
 
     def process(self, task: ExtractTask | ItemBatch) -> Iterator:
         results, bad = extract_task(task)

@@ -35,6 +35,8 @@ class ray_session:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if not ray.is_initialized():
             kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if os.environ.get("VLAMIX_DEBUG") == "1":  # `vlamix --debug`: a cluster's workers see it too
+                kwargs["runtime_env"] = {"env_vars": {"VLAMIX_DEBUG": "1"}}
             if self.address:
                 ray.init(address=self.address, **kwargs)
             else:

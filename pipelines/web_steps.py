@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,9 +40,13 @@ class ItemExtracted:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def extract_items(batch: ItemBatch) -> tuple[list[ItemExtracted], list[QuarantineRecord]]:
+def extract_items(
+    batch: ItemBatch, records: Iterable[dict | BadRecord] | None = None
+) -> tuple[list[ItemExtracted], list[QuarantineRecord]]:
+    """Item Parquet of a batch and its quarantined items; `records` are the batch's items as read (by
+    default read_items(batch); the engines pass them read under their failure policy)."""
     good, bad = [], []
-    for rec in read_items(batch):
+    for rec in read_items(batch) if records is None else records:
         (bad.append(rec.record) if isinstance(rec, BadRecord) else good.append(rec))
     failed = {}
     for f in failures(item_table(good), "items_WD", item_expectations()):

@@ -111,6 +111,20 @@ def read_spans(
                 )
             )
             continue
+        times = [k for k in need if k in ("start", "end", "time")]
+        wrong = [k for k in times if isinstance(obj[k], bool) or not isinstance(obj[k], int | float)]
+        if wrong:
+            bad.append(
+                _bad(
+                    src,
+                    rel,
+                    n,
+                    f"{wrong[0]} is {obj[wrong[0]]!r}, not a number of seconds from the episode's start",
+                    obj["episode"],
+                    wrong[0],
+                )
+            )
+            continue
         if not isinstance(obj[text_key], str) or not obj[text_key].strip():
             bad.append(_bad(src, rel, n, f"empty {text_key}", obj["episode"], text_key))
             continue
@@ -132,7 +146,9 @@ def read_spans(
                     {
                         **o,
                         "start": o["time"],
-                        "end": items[k + 1][1]["time"] if k + 1 < len(items) else duration,
+                        # until the next one, never past the episode's end (a next one out there is
+                        # quarantined alone, not with the one before it)
+                        "end": min(items[k + 1][1]["time"], duration) if k + 1 < len(items) else duration,
                     },
                 )
                 for k, (n, o) in enumerate(items)

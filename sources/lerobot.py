@@ -18,6 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -26,9 +27,9 @@ from vlamix.schemas.embodiment import Embodiment
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile
 from vlamix.sources.episode import EpisodeRef
-from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row
+from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row, one_line, parquet_size_problem
 from vlamix.sources.success import success_value
-from vlamix.transforms.image import decode_jpeg
+from vlamix.transforms.image import MAX_IMAGE_PIXELS, check_pixels, decode_jpeg
 
 __all__ = ["VERSIONS", "list_episodes", "read_episode"]
 
@@ -107,13 +108,52 @@ class _Episode:
         )
 
 
-def _tasks(root: Path, info: dict) -> dict[int, str]:
+def _read_parquet(path: Path, root: Path, ep: _Episode, columns: list[str] | None = None) -> pa.Table:
+    """A whole parquet file, its declared (uncompressed) size checked against the cap first."""
+    rel = path.relative_to(root)
+    if not path.is_file():
+        raise ep.bad(f"{rel} is missing")
+    try:
+        pf = pq.ParquetFile(path)
+        too_big = parquet_size_problem(pf.metadata)
+        if too_big:
+            raise ep.bad(f"{rel} {too_big}")
+        return pf.read(columns=columns)
+    except (pa.ArrowException, OSError) as e:  # thrift and page errors are OSErrors, bad magic ArrowInvalid
+        raise ep.bad(
+            f"{rel} does not read as parquet: {one_line(e)} (truncated or corrupted? re-download or re-export it)"
+        ) from e
+
+
+def _tasks(root: Path, info: dict, ep: _Episode) -> dict[int, str | None]:
+    """task_index -> task text; None for a text that is not UTF-8 (an episode using it is quarantined)."""
     if info["codebase_version"] == "v3.0":
-        t = pq.read_table(root / "meta/tasks.parquet")
+        t = _read_parquet(root / "meta/tasks.parquet", root, ep)
         names = [c for c in t.column_names if c != "task_index"]
-        return dict(zip(t.column("task_index").to_pylist(), t.column(names[0]).to_pylist(), strict=True))
-    lines = (root / "meta/tasks.jsonl").read_text().splitlines()
-    return {d["task_index"]: d["task"] for d in map(json.loads, filter(None, lines))}
+        raw = t.column(names[0]).cast(pa.binary()).to_pylist()  # bytes: invalid UTF-8 must not raise here
+        return {k: _utf8(b) for k, b in zip(t.column("task_index").to_pylist(), raw, strict=True)}
+    path = root / "meta/tasks.jsonl"
+    if not path.is_file():
+        raise ep.bad("meta/tasks.jsonl is missing", "task_index")
+    out: dict[int, str | None] = {}
+    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line.decode("utf-8", "surrogateescape"))
+            out[int(d["task_index"])] = _utf8(d["task"].encode("utf-8", "surrogateescape"))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ep.bad(
+                f"meta/tasks.jsonl line {n} is not a task line ({e}): fix or remove it", "task"
+            ) from e
+    return out
+
+
+def _utf8(raw: bytes | None) -> str | None:
+    try:
+        return raw.decode("utf-8") if raw is not None else None
+    except UnicodeDecodeError:
+        return None
 
 
 def _episode_rows(root: Path, info: dict, ep: _Episode, meta: dict):
@@ -122,12 +162,15 @@ def _episode_rows(root: Path, info: dict, ep: _Episode, meta: dict):
         path = root / info["data_path"].format(
             chunk_index=meta["data/chunk_index"], file_index=meta["data/file_index"]
         )
-        table = pq.read_table(path)
+        table = _read_parquet(path, root, ep)
         table = table.filter(pc.equal(table.column("episode_index"), e))
     else:
         chunk = e // info.get("chunks_size", 1000)
         path = root / info["data_path"].format(episode_chunk=chunk, episode_index=e)
-        table = pq.read_table(path)
+        table = _read_parquet(path, root, ep)
+    for name in ("timestamp", "frame_index"):
+        if name not in table.column_names:
+            raise ep.bad(f"{path.relative_to(root)} has no column {name!r}", name)
     if table.num_rows == 0:
         raise ep.bad(f"{path.relative_to(root)} holds no rows for episode {e}", "episode_index")
     return table.sort_by("frame_index"), path
@@ -140,7 +183,18 @@ def _decode_video(
     out = []
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ep.bad(
+                    f"video {path.name} has no video stream (a corrupted index? re-encode or re-download it)",
+                    key,
+                )
             stream = container.streams.video[0]
+            try:
+                check_pixels(stream.codec_context.width, stream.codec_context.height, f"video {path.name}")
+            except OSError as e:
+                raise ep.bad(str(e), key) from e
+            # the decoder's own cap too, should a frame claim more than the stream header did
+            stream.codec_context.options = {"max_pixels": str(MAX_IMAGE_PIXELS)}
             if start > 0:
                 container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
             for frame in container.decode(stream):
@@ -150,7 +204,10 @@ def _decode_video(
                 if t >= start - 1e-6:
                     out.append((t - start, frame.to_ndarray(format="rgb24")))
     except (av.error.FFmpegError, OSError) as e:
-        raise ep.bad(f"video {path.name} does not decode: {e}", key) from e
+        raise ep.bad(
+            f"video {path.name} does not decode: {one_line(e).replace(str(path), path.name)} (truncated or corrupted? re-encode it)",
+            key,
+        ) from e
     return out
 
 
@@ -194,7 +251,7 @@ def _cameras(
                 try:
                     images.append(decode_jpeg(cell["bytes"]))
                 except (OSError, TypeError) as e:
-                    raise ep.bad(f"image does not decode: {e}", key, i) from e
+                    raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
             out[slot] = images
             continue
         if info["codebase_version"] == "v3.0":
@@ -234,7 +291,7 @@ def _column(
                 f"no column {name!r}: the {what} is missing (set `keys: {{{what}: ...}}` in the sources file)",
                 name,
             )
-        parts.append(np.asarray(table.column(name).to_pylist(), dtype=np.float32).reshape(table.num_rows, -1))
+        parts.append(_numeric(table.column(name).to_pylist(), name, ep))
     out = np.concatenate(parts, axis=1)
     if out.shape[1] != width:
         raise ep.bad(
@@ -244,6 +301,21 @@ def _column(
     if len(bad):
         raise ep.bad(f"non-finite value (NaN or inf) in {what}", what, int(bad[0]))
     return out
+
+
+def _numeric(values: list, name: str, ep: _Episode) -> np.ndarray:
+    """(rows, width) float32 of a column of lists (or scalars); every row must hold as many values."""
+    try:
+        return np.asarray(values, dtype=np.float32).reshape(len(values), -1)
+    except (ValueError, TypeError) as e:
+        widths = [len(v) if isinstance(v, list) else (None if v is None else 1) for v in values]
+        row = next((i for i, w in enumerate(widths) if w != widths[0] or w is None), 0)
+        raise ep.bad(
+            f"row {row} of {name!r} holds {'no value' if widths[row] is None else f'{widths[row]} values'}, "
+            f"row 0 holds {widths[0]}: rows that disagree in width ({e})",
+            name,
+            row,
+        ) from e
 
 
 def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
@@ -258,12 +330,13 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         )
     state = _column(table, source.keys.state, "observation.state", emb.state_dim, "state", ep)
     action = _column(table, source.keys.action, "action", emb.action_dim, "action", ep)
-    tasks = _tasks(root, info)
+    tasks = _tasks(root, info, ep)
     task_ids = (
         table.column("task_index").to_pylist()
         if "task_index" in table.column_names
         else [None] * table.num_rows
     )
+    _check_tasks(task_ids, tasks, info, ep)
     cameras = _cameras(root, info, ep, meta, table, source, emb)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(state.tobytes())
@@ -280,7 +353,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     )
     stamps = table.column("timestamp").to_pylist()
     for i in range(table.num_rows):
-        task = tasks.get(task_ids[i]) if task_ids[i] is not None else None
+        task = tasks[task_ids[i]] if task_ids[i] is not None else None
         yield frame_row(
             facts,
             i,
@@ -290,3 +363,17 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
             task,
             {slot: frames[i] for slot, frames in cameras.items()},
         )
+
+
+def _check_tasks(task_ids: list, tasks: dict[int, str | None], info: dict, ep: _Episode) -> None:
+    """Every row's task_index names a task whose text is UTF-8."""
+    file = "meta/tasks.parquet" if info["codebase_version"] == "v3.0" else "meta/tasks.jsonl"
+    for i, k in enumerate(task_ids):
+        if k is None:
+            continue
+        if k not in tasks:
+            raise ep.bad(f"task_index {k} is not in {file}", "task_index", i)
+        if tasks[k] is None:
+            raise ep.bad(
+                f"the text of task_index {k} in {file} is not UTF-8: re-write the file as UTF-8", "task", i
+            )

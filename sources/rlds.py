@@ -23,7 +23,7 @@ from vlamix.schemas.embodiment import Embodiment
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
-from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row
+from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row, one_line
 from vlamix.sources.success import success_value
 from vlamix.sources.tf_example import decode_example
 from vlamix.sources.tfrecord import TFRecordError, read_record_at, scan_records
@@ -88,6 +88,8 @@ def _split_of(file: Path, folder: Path) -> str | None:
 
 def _dataset_folder(sources: SourcesFile, source: RobotSource) -> Path:
     base = Path(source.path) if Path(source.path).is_absolute() else sources.root / source.path
+    if not base.exists() and not any(c in source.path for c in "*?["):
+        raise ConfigError(f"path {source.path!r} (under {sources.root}) matches no file or folder")
     return base if base.is_dir() else base.parent
 
 
@@ -109,9 +111,10 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
                     )
                 )
         except TFRecordError as e:  # a broken tail: the records before it are still episodes
+            error = str(e).replace(str(file), rel)  # the file as the sources file names it, on any machine
             refs.append(
                 EpisodeRef(
-                    source.name, len(refs), str(file), rel, record=-1, offset=-1, split=split, error=str(e)
+                    source.name, len(refs), str(file), rel, record=-1, offset=-1, split=split, error=error
                 )
             )
     return refs
@@ -137,7 +140,11 @@ class _Episode:
                 )
             values = np.asarray(self.data[key], dtype=np.float32)
             if self.n == 0 or values.size % self.n:
-                raise self.bad(f"{key} has {values.size} values, not a multiple of the {self.n} steps", key)
+                raise self.bad(
+                    f"{key} has {values.size} values, not a multiple of the {self.n} steps: fields that "
+                    "disagree in length (a truncated or mis-written episode)",
+                    key,
+                )
             parts.append(values.reshape(self.n, -1))
         out = np.concatenate(parts, axis=1)
         if out.shape[1] != width:
@@ -151,12 +158,20 @@ class _Episode:
         return out
 
     def text(self, key: str) -> list[str | None]:
+        values = self.data.get(key, [])
+        if len(values) not in (0, self.n):
+            raise self.bad(
+                f"{key} has {len(values)} values, the episode has {self.n} steps: fields that disagree in length",
+                key,
+            )
         out: list[str | None] = []
-        for i, raw in enumerate(self.data.get(key, [])):
+        for i, raw in enumerate(values):
             try:
                 s = raw.decode("utf-8").strip()
             except UnicodeDecodeError as e:
-                raise self.bad(f"text is not UTF-8: {e}", key, i) from e
+                raise self.bad(
+                    f"text is not UTF-8: {e} (re-write the episode's text as UTF-8)", key, i
+                ) from e
             out.append(s or None)  # an empty instruction is data: no instruction
         return out
 
@@ -179,7 +194,8 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         raw = read_record_at(ref.path, ref.offset, ref.record)
         data = decode_example(raw)
     except (TFRecordError, OSError) as e:
-        raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, str(e), ref.index)) from e
+        reason = str(e).replace(ref.path, ref.source_file)
+        raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, reason, ref.index)) from e
     except DecodeError as e:
         raise BadRecord(
             QuarantineRecord(
@@ -210,11 +226,11 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
             try:
                 images.append(decode_jpeg(jpeg))
             except OSError as e:
-                raise ep.bad(f"image does not decode: {e}", key, i) from e
+                raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
         if max(int(im.max()) for im in images) > _BLACK or _flag(data, key):
             decoded[slot] = images  # all-black frames of a camera flagged absent are data: a masked slot
     for i in range(n):
-        task = instructions[i] if i < len(instructions) else None
+        task = instructions[i]
         yield frame_row(
             facts,
             i,

@@ -4,25 +4,25 @@ parquet with an image column and text columns. One item per image, however many 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from vlamix.config import ConfigError
 from vlamix.schemas.item import item_key
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import SourcesFile, WebSource, resolve_files
+from vlamix.sources.frames import one_line, parquet_size_problem
 from vlamix.transforms.boxes import box_to_padded, location_text
-from vlamix.transforms.image import ResizeWithPad, encode_jpeg
+from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
 
-__all__ = ["ItemBatch", "ItemRef", "RawTurn", "list_items", "read_items"]
+__all__ = ["ItemBatch", "ItemRef", "RawTurn", "list_items", "read_item", "read_items"]
 
 CAPTION_PROMPT = "caption en"
 ITEMS_PER_BATCH = 64
@@ -59,11 +59,16 @@ class ItemBatch:
     image_column: str = "image"
 
 
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by `surrogateescape`
+
+
 def _load_json(root: Path, rel: str) -> dict:
+    """An annotation file. Bytes that are not UTF-8 are kept as lone surrogates (`surrogateescape`): one
+    bad caption quarantines its item, not the whole file."""
     path = root / rel
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return json.loads(path.read_bytes().decode("utf-8", "surrogateescape"))
+    except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: cannot read annotations: {e}") from e
 
 
@@ -120,34 +125,61 @@ def _coco_items(sources: SourcesFile, src: WebSource) -> list[ItemRef]:
     return refs
 
 
+def _text_column(table: pa.Table, name: str) -> list[str | None]:
+    """A text column as str, bytes that are not UTF-8 kept as lone surrogates (see _load_json)."""
+    column = table.column(name)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = column.cast(pa.binary())  # decoding an invalid cell must not raise here
+    return [
+        v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else (None if v is None else str(v))
+        for v in column.to_pylist()
+    ]
+
+
+def _read_listing_table(path: Path) -> pa.Table | str:
+    """The whole parquet file, or why it cannot be read (the file becomes one quarantined item)."""
+    try:
+        pf = pq.ParquetFile(path)
+        return parquet_size_problem(pf.metadata) or pf.read()
+    except (pa.ArrowException, OSError) as e:
+        return (
+            f"does not read as parquet: {one_line(e)} (truncated or corrupted? re-download or re-export it)"
+        )
+
+
 def _parquet_items(sources: SourcesFile, src: WebSource) -> list[ItemRef]:
     cols = {"image": "image", **src.columns}
     grouped: dict[str, list] = {}
+    broken: list[ItemRef] = []
     for path in resolve_files(sources.root, src.path, (".parquet",)):
         rel = str(path.relative_to(sources.root)) if path.is_relative_to(sources.root) else str(path)
-        table = pq.read_table(path)
+        table = _read_listing_table(path)
+        if isinstance(table, str):
+            broken.append(ItemRef(-1, rel, rel, str(path), -1, (), f"{rel} {table}"))
+            continue
         missing = [c for c in cols.values() if c not in table.column_names]
         if missing:
             raise ConfigError(
                 f"{path}: no column(s) {missing}; map them with `columns:` (have {table.column_names})"
             )
         images = table.column(cols["image"]).to_pylist()
+        texts = {k: _text_column(table, c) for k, c in cols.items() if k != "image"}
         for row, cell in enumerate(images):
             data = cell["bytes"] if isinstance(cell, dict) else cell
             image_id = hashlib.blake2b(data or b"", digest_size=16).hexdigest()  # rows of one image merge
             if "caption" in cols:
-                turn = RawTurn(
-                    "caption",
-                    CAPTION_PROMPT,
-                    " ".join(str(table.column(cols["caption"])[row].as_py()).split()),
-                )
+                turn = RawTurn("caption", CAPTION_PROMPT, " ".join(str(texts["caption"][row]).split()))
             else:
-                q, a = table.column(cols["question"])[row].as_py(), table.column(cols["answer"])[row].as_py()
+                q, a = texts["question"][row], texts["answer"][row]
                 turn = RawTurn("vqa", f"answer en {str(q).strip()}", str(a).strip())
             entry = grouped.setdefault(image_id, [f"{rel}#{row}", str(path), row, []])
             entry[3].append(turn)
-    return [
+    refs = [
         ItemRef(k, image_id, e[0], e[1], e[2], tuple(e[3])) for k, (image_id, e) in enumerate(grouped.items())
+    ]
+    return refs + [
+        ItemRef(len(refs) + k, b.image_id, b.source_file, b.path, -1, (), b.error)
+        for k, b in enumerate(broken)
     ]
 
 
@@ -166,62 +198,92 @@ def _bad(dataset: str, ref: ItemRef, reason: str, field: str | None = None) -> B
 
 def read_items(batch: ItemBatch) -> Iterator[dict | BadRecord]:
     """Item records of a batch, or the BadRecord of an item to quarantine (one bad item never stops the rest)."""
-    resize = ResizeWithPad()
     tables: dict[str, object] = {}
     for ref in batch.items:
-        if ref.error:
-            yield _bad(batch.dataset, ref, ref.error, "image")
-            continue
-        if ref.row >= 0:
-            table = tables.setdefault(ref.path, pq.read_table(ref.path, columns=[batch.image_column]))
-            cell = table.column(0)[ref.row].as_py()
-            data = cell["bytes"] if isinstance(cell, dict) else cell
-        else:
-            data = Path(ref.path).read_bytes()
+        yield read_item(batch, ref, tables)
+
+
+def _image_bytes(batch: ItemBatch, ref: ItemRef, tables: dict) -> bytes:
+    if ref.row < 0:
+        return Path(ref.path).read_bytes()
+    if ref.path not in tables:
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                image = np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as e:
-            yield _bad(batch.dataset, ref, f"image does not decode: {e}", "image")
-            continue
-        h, w = image.shape[:2]
-        turns, problem = [], None
-        for t in ref.turns:
-            boxes = []
-            for label, x, y, bw, bh in t.boxes:
-                if bw <= 0 or bh <= 0 or x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
-                    problem = f"box {[x, y, bw, bh]} of {label!r} lies outside the {w}x{h} image"
-                    break
-                boxes.append((label, box_to_padded((x, y, bw, bh), h, w, resize)))
-            if problem:
+            tables[ref.path] = pq.read_table(ref.path, columns=[batch.image_column])
+        except (pa.ArrowException, OSError) as e:
+            raise _bad(
+                batch.dataset, ref, f"{ref.path} does not read as parquet: {one_line(e)}", "image"
+            ) from e
+    cell = tables[ref.path].column(0)[ref.row].as_py()
+    return cell["bytes"] if isinstance(cell, dict) else cell
+
+
+def _undecoded_text(turns: tuple[RawTurn, ...]) -> str | None:
+    for t in turns:
+        for text in (t.prompt, t.target, *(b[0] for b in t.boxes)):
+            bad = _UNDECODED.search(text)
+            if bad:
+                byte = ord(bad.group()) - 0xDC00
+                return (
+                    f"{t.kind} text {text.encode('utf-8', 'surrogateescape')[:60]!r} is not UTF-8 (byte "
+                    f"0x{byte:02x}): re-write the annotations as UTF-8"
+                )
+    return None
+
+
+def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict | BadRecord:
+    """One item record, or the BadRecord that quarantines it. `tables` caches parquet files of a batch."""
+    resize = ResizeWithPad()
+    if ref.error:
+        return _bad(batch.dataset, ref, ref.error, "image")
+    problem = _undecoded_text(ref.turns)
+    if problem:
+        return _bad(batch.dataset, ref, problem, "text")
+    try:
+        data = _image_bytes(batch, ref, tables)
+        if not data:
+            return _bad(batch.dataset, ref, "no image bytes (an empty file or a null image cell)", "image")
+        image = decode_jpeg(data)
+    except BadRecord as bad:
+        return bad
+    except OSError as e:  # ImageDecodeError: undecodable, or above the pixel cap
+        return _bad(batch.dataset, ref, f"image does not decode: {one_line(e)}", "image")
+    h, w = image.shape[:2]
+    turns, problem = [], None
+    for t in ref.turns:
+        boxes = []
+        for label, x, y, bw, bh in t.boxes:
+            if bw <= 0 or bh <= 0 or x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
+                problem = f"box {[x, y, bw, bh]} of {label!r} lies outside the {w}x{h} image"
                 break
-            target = location_text(boxes) if t.kind == "detection" else t.target
-            if not target:
-                problem = f"empty {t.kind} target"
-                break
-            turns.append(
-                {
-                    "kind": t.kind,
-                    "prompt": t.prompt,
-                    "target": target,
-                    "boxes": [
-                        dict(zip(("label", "y_min", "x_min", "y_max", "x_max"), (lb, *b), strict=True))
-                        for lb, b in boxes
-                    ]
-                    or None,
-                }
-            )
+            boxes.append((label, box_to_padded((x, y, bw, bh), h, w, resize)))
         if problem:
-            yield _bad(batch.dataset, ref, problem, "turns")
-            continue
-        yield {
-            "key": item_key(batch.dataset, ref.item),
-            "dataset": batch.dataset,
-            "item": ref.item,
-            "image_id": ref.image_id,
-            "image": encode_jpeg(resize(image)),
-            "turns": turns,
-            "split": batch.split,
-            "content_hash": hashlib.blake2b(data, digest_size=16).hexdigest(),
-            "source_file": ref.source_file,
-        }
+            break
+        target = location_text(boxes) if t.kind == "detection" else t.target
+        if not target:
+            problem = f"empty {t.kind} target"
+            break
+        turns.append(
+            {
+                "kind": t.kind,
+                "prompt": t.prompt,
+                "target": target,
+                "boxes": [
+                    dict(zip(("label", "y_min", "x_min", "y_max", "x_max"), (lb, *b), strict=True))
+                    for lb, b in boxes
+                ]
+                or None,
+            }
+        )
+    if problem:
+        return _bad(batch.dataset, ref, problem, "turns")
+    return {
+        "key": item_key(batch.dataset, ref.item),
+        "dataset": batch.dataset,
+        "item": ref.item,
+        "image_id": ref.image_id,
+        "image": encode_jpeg(resize(image)),
+        "turns": turns,
+        "split": batch.split,
+        "content_hash": hashlib.blake2b(data, digest_size=16).hexdigest(),
+        "source_file": ref.source_file,
+    }
