@@ -52,6 +52,17 @@ def _bad(
     return QuarantineRecord(src.name, f"{rel}:{line}", reason, episode, None, None, field)
 
 
+def _seconds(value: object) -> bool:
+    """A JSON number a float can hold (not a bool, not an int past 1e308); NaN and inf are caught later."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
 def read_spans(
     sources: SourcesFile, src: AnnotationSource, episodes: dict[int, EpisodeInfo]
 ) -> tuple[list[Span], list[QuarantineRecord], int]:
@@ -78,6 +89,9 @@ def read_spans(
         except json.JSONDecodeError as e:
             bad.append(_bad(src, rel, n, f"not a JSON object: {e}"))
             continue
+        except (ValueError, RecursionError) as e:  # an int of over 4300 digits, arrays nested too deep
+            bad.append(_bad(src, rel, n, f"does not parse as JSON: {str(e)[:200]}"))
+            continue
         missing = [k for k in need if not isinstance(obj, dict) or k not in obj]
         if missing:
             bad.append(_bad(src, rel, n, f"missing {missing} (a {src.kind} line has {list(need)})"))
@@ -93,9 +107,19 @@ def read_spans(
                 )
             )
             continue
-        if not isinstance(obj["episode"], int) or obj["episode"] not in episodes:
+        if (
+            isinstance(obj["episode"], bool)  # `true` is not episode 1
+            or not isinstance(obj["episode"], int)
+            or obj["episode"] not in episodes
+        ):
             bad.append(
-                _bad(src, rel, n, f"unknown episode {obj['episode']!r} of {src.dataset}", field="episode")
+                _bad(
+                    src,
+                    rel,
+                    n,
+                    f"unknown episode {repr(obj['episode'])[:60]} of {src.dataset}",
+                    field="episode",
+                )
             )
             continue
         info = episodes[obj["episode"]]
@@ -112,14 +136,14 @@ def read_spans(
             )
             continue
         times = [k for k in need if k in ("start", "end", "time")]
-        wrong = [k for k in times if isinstance(obj[k], bool) or not isinstance(obj[k], int | float)]
+        wrong = [k for k in times if not _seconds(obj[k])]
         if wrong:
             bad.append(
                 _bad(
                     src,
                     rel,
                     n,
-                    f"{wrong[0]} is {obj[wrong[0]]!r}, not a number of seconds from the episode's start",
+                    f"{wrong[0]} is {repr(obj[wrong[0]])[:60]}, not a number of seconds from the episode's start",
                     obj["episode"],
                     wrong[0],
                 )

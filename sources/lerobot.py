@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -43,7 +44,19 @@ def _info(root: str) -> dict:
     path = Path(root) / INFO_PATH
     if not path.is_file():
         raise ConfigError(f"{root}: no {INFO_PATH}; point `path` at a LeRobot dataset's root folder")
-    info = json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 ({e}); re-write it as UTF-8 JSON") from e
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, an int of over 4300 digits, deep nesting
+        raise ConfigError(f"{path}: not valid JSON ({str(e)[:200]}); re-export the dataset's metadata") from e
+    if not isinstance(info, dict):
+        raise ConfigError(
+            f"{path}: holds a JSON {type(info).__name__}, not an object with `codebase_version`, "
+            "`features`, ...; re-export the dataset's metadata"
+        )
     version = info.get("codebase_version")
     if version not in VERSIONS:
         raise ConfigError(
@@ -70,18 +83,32 @@ def _episodes_meta(root: Path, info: dict) -> list[dict]:
     return sorted(rows, key=lambda r: r["episode_index"])
 
 
-def _split_ranges(info: dict) -> list[tuple[str, int, int]]:
+_SPLIT = re.compile(r"(0|[1-9][0-9]{0,17}):(0|[1-9][0-9]{0,17})")  # no leading zeros: one way to write each
+
+
+def _split_ranges(info: dict, path: str | Path = INFO_PATH) -> list[tuple[str, int, int]]:
+    """(split, first episode, end episode) of info.json's `splits`, e.g. {"train": "0:40"}."""
+    splits = info.get("splits") or {}
+    if not isinstance(splits, dict):
+        raise ConfigError(
+            f"{path}: splits is {repr(splits)[:60]}, not a mapping of split name to `start:end` episodes"
+        )
     out = []
-    for name, spec in (info.get("splits") or {}).items():
-        lo, _, hi = str(spec).partition(":")
-        out.append(({"validation": "val"}.get(name, name), int(lo), int(hi)))
+    for name, spec in splits.items():
+        m = _SPLIT.fullmatch(spec) if isinstance(spec, str) else None
+        if m is None or int(m[1]) > int(m[2]):
+            raise ConfigError(
+                f"{path}: split {name!r} is {repr(spec)[:60]}, not `start:end` episode indices (plain "
+                'integers, start <= end, e.g. "0:40"); fix `splits` in it'
+            )
+        out.append(({"validation": "val"}.get(name, name), int(m[1]), int(m[2])))
     return out
 
 
 def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]:
     root = _root(sources, source)
     info = _info(str(root))
-    splits = _split_ranges(info)
+    splits = _split_ranges(info, root / INFO_PATH)
     refs = []
     rel = str(root.relative_to(sources.root)) if root.is_relative_to(sources.root) else str(root)
     for i, ep in enumerate(_episodes_meta(root, info)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ class ItemRef:
     row: int = -1  # parquet row holding the image, for hf_parquet
     turns: tuple[RawTurn, ...] = ()
     error: str | None = None  # a listing-time problem: the item is quarantined with it
+    error_field: str = "image"  # the field `error` is about
 
 
 @dataclass(frozen=True, order=True)
@@ -72,54 +74,106 @@ def _load_json(root: Path, rel: str) -> dict:
         raise ConfigError(f"{path}: cannot read annotations: {e}") from e
 
 
+def _short(value: object, limit: int = 60) -> str:
+    return repr(value)[:limit]
+
+
+def _is_bbox(value: object) -> bool:
+    """[x, y, w, h], four JSON numbers (finiteness and bounds are checked against the image later)."""
+    return (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+
+
 def _coco_items(sources: SourcesFile, src: WebSource) -> list[ItemRef]:
     root = sources.root
     images: dict[int, str] = {}
     turns: dict[int, list[RawTurn]] = defaultdict(list)
+    # image id -> (the first problem of one of its annotations, field): the item is quarantined with it
+    problems: dict[int, tuple[str, str]] = {}
     for ann in src.annotations:
         if ann.format == "vqav2":
             questions = _load_json(root, ann.questions)["questions"]
             answers = {a["question_id"]: a for a in _load_json(root, ann.answers)["annotations"]}
             for q in sorted(questions, key=lambda q: q["question_id"]):
                 a = answers.get(q["question_id"])
-                if a is not None:
-                    turns[q["image_id"]].append(
-                        RawTurn(
-                            "vqa", f"answer en {q['question'].strip()}", a["multiple_choice_answer"].strip()
-                        )
+                if a is None:
+                    continue
+                question, answer = q.get("question"), a.get("multiple_choice_answer")
+                if not isinstance(question, str) or not isinstance(answer, str):
+                    problems.setdefault(
+                        q["image_id"],
+                        (
+                            f"question {q['question_id']}: question {_short(question)} and answer "
+                            f"{_short(answer)} must both be strings ({ann.questions}, {ann.answers})",
+                            "text",
+                        ),
                     )
+                    continue
+                turns[q["image_id"]].append(RawTurn("vqa", f"answer en {question.strip()}", answer.strip()))
             continue
         data = _load_json(root, ann.path)
         images |= {im["id"]: im["file_name"] for im in data.get("images", [])}
         if ann.format == "coco_captions":
             for a in sorted(data["annotations"], key=lambda a: a["id"]):
-                turns[a["image_id"]].append(
-                    RawTurn("caption", CAPTION_PROMPT, " ".join(a["caption"].split()))
-                )
+                caption = a.get("caption")
+                if not isinstance(caption, str):
+                    problems.setdefault(
+                        a["image_id"],
+                        (
+                            f"{ann.path} annotation {a['id']}: caption {_short(caption)} is not a string",
+                            "text",
+                        ),
+                    )
+                    continue
+                turns[a["image_id"]].append(RawTurn("caption", CAPTION_PROMPT, " ".join(caption.split())))
         else:
             names = {c["id"]: c["name"] for c in data["categories"]}
             boxes: dict[int, list] = defaultdict(list)
             for a in sorted(data["annotations"], key=lambda a: a["id"]):
-                boxes[a["image_id"]].append((names.get(a["category_id"], "?"), *a["bbox"]))
+                bbox = a.get("bbox")
+                if not _is_bbox(bbox):
+                    problems.setdefault(
+                        a["image_id"],
+                        (
+                            f"{ann.path} annotation {a['id']}: bbox {_short(bbox)} is not [x, y, width, "
+                            "height], four numbers",
+                            "turns",
+                        ),
+                    )
+                    continue
+                boxes[a["image_id"]].append((names.get(a["category_id"], "?"), *bbox))
             for image_id, bs in boxes.items():
                 labels = " ; ".join(dict.fromkeys(b[0] for b in bs))
                 turns[image_id].append(RawTurn("detection", f"detect {labels}", "", tuple(bs)))
     refs = []
     folder = root / src.images
-    for k, image_id in enumerate(sorted(set(turns) | set(images))):
+    for k, image_id in enumerate(sorted(set(turns) | set(images) | set(problems))):
         name = images.get(image_id)
         path = folder / name if name else None
-        error = None
+        error, field = None, "image"
         if path is None:
             error = f"image id {image_id} has annotations but no entry in any COCO `images` list"
         elif not path.is_file():
             error = f"image file {src.images}/{name} is missing"
+        elif image_id in problems:
+            error, field = problems[image_id]
+            error += ": fix or drop that annotation"
         elif not turns.get(image_id):
             error = f"image {name} has no caption, question or box"
         rel = f"{src.images}/{name}" if name else f"{src.images}/?"
         refs.append(
             ItemRef(
-                k, str(image_id), rel, str(path) if path else "", -1, tuple(turns.get(image_id, ())), error
+                k,
+                str(image_id),
+                rel,
+                str(path) if path else "",
+                -1,
+                tuple(turns.get(image_id, ())),
+                error,
+                field,
             )
         )
     return refs
@@ -230,11 +284,18 @@ def _undecoded_text(turns: tuple[RawTurn, ...]) -> str | None:
     return None
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except (TypeError, OverflowError):  # not a number, an int too large for a float
+        return False
+
+
 def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict | BadRecord:
     """One item record, or the BadRecord that quarantines it. `tables` caches parquet files of a batch."""
     resize = ResizeWithPad()
     if ref.error:
-        return _bad(batch.dataset, ref, ref.error, "image")
+        return _bad(batch.dataset, ref, ref.error, ref.error_field)
     problem = _undecoded_text(ref.turns)
     if problem:
         return _bad(batch.dataset, ref, problem, "text")
@@ -252,6 +313,11 @@ def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict | BadRecord:
     for t in ref.turns:
         boxes = []
         for label, x, y, bw, bh in t.boxes:
+            if not all(_finite(v) for v in (x, y, bw, bh)):  # NaN passes every comparison below
+                problem = (
+                    f"box {_short([x, y, bw, bh], 120)} of {label!r} has a coordinate that is not finite"
+                )
+                break
             if bw <= 0 or bh <= 0 or x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
                 problem = f"box {[x, y, bw, bh]} of {label!r} lies outside the {w}x{h} image"
                 break

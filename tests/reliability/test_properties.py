@@ -375,12 +375,6 @@ def test_annotation_times_of_the_wrong_type_are_quarantined(folder, ann_sources,
     assert 1 in [int(q.source_file.rsplit(":", 1)[1]) for q in bad]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="annotations_jsonl.read_spans: a start/end/time that is an int too large for a float "
-    "(JSON allows 1e400 written as digits) passes the number check and crashes float()",
-)
 @_settings(10)
 @example(kind="HL", field="start", digits=310)
 @given(
@@ -394,12 +388,6 @@ def test_annotation_time_too_large_for_a_float_is_quarantined(folder, ann_source
     _check_spans(lines, src, spans, bad, read)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="annotations_jsonl.read_spans: `episode: true` passes isinstance(..., int) and `True in "
-    "episodes`, so it silently becomes a span of episode 1 (and false of episode 0)",
-)
 @_settings(4)
 @example(kind="HL", value=True)
 @given(kind=st.sampled_from(["HL", "VI"]), value=st.booleans())
@@ -411,12 +399,6 @@ def test_annotation_episode_that_is_a_bool_is_quarantined(folder, ann_sources, k
     _check_spans(lines, src, spans, bad, read)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, RecursionError),
-    reason="annotations_jsonl.read_spans catches only JSONDecodeError: json.loads raises a plain "
-    "ValueError for an int of over 4300 digits and RecursionError for deep nesting",
-)
 @_settings(4)
 @given(
     kind=st.sampled_from(["HL", "VI"]),
@@ -521,12 +503,6 @@ def test_web_items_are_records_or_bad_records(web_images, specs):
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="web.read_items: a NaN box coordinate passes the bounds check (every comparison with NaN is "
-    "false) and crashes location_text's int() instead of being quarantined",
-)
 @_settings(20)
 @example(box=(float("nan"), 1.0, 2.0, 3.0))
 @given(box=st.permutations([float("nan"), 1.0, 2.0, 3.0]).map(tuple))
@@ -544,12 +520,6 @@ _JSONISH = st.recursive(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, ValueError, AttributeError, KeyError),
-    reason="web._coco_items/read_items: a COCO caption that is not a string or a bbox that is not 4 "
-    "numbers crashes (AttributeError, TypeError, ValueError) instead of quarantining its item",
-)
 @_settings(60)
 @example(caption="a cat", bbox=[1, 2, "3", 4])
 @given(
@@ -620,12 +590,6 @@ def test_lerobot_version_detection_knows_the_version_or_names_the_file(folder, v
     _check_info(root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, AttributeError, TypeError),
-    reason="lerobot._info: an info.json that is not UTF-8, not JSON or not an object escapes as "
-    "UnicodeDecodeError / JSONDecodeError / AttributeError instead of a ConfigError naming the file",
-)
 @_settings(30)
 @example(blob=b"{not json")
 @given(blob=st.one_of(st.binary(max_size=30), _JSONISH.map(lambda v: json.dumps(v).encode())))
@@ -633,12 +597,6 @@ def test_lerobot_malformed_info_json_is_a_config_error(folder, blob):
     _check_info(_lerobot_info(folder, blob))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="lerobot._split_ranges: a `splits` entry that is not `lo:hi` integers (e.g. '0-10', '') "
-    "raises a bare int() ValueError that names neither info.json nor the split",
-)
 @_settings(40)
 @example(specs={"train": "0-10"})
 @given(
