@@ -36,6 +36,8 @@ from corpus import (
 from corpus_kit import Data
 
 from vlamix.schemas.quarantine import BadRecord
+from vlamix.shards.inspect import lint_layout
+from vlamix.shards.store import Store
 
 
 def _extract(sources_path: Path, out: Path, dataset: str = "ds") -> tuple[list, list, list[dict]]:
@@ -235,6 +237,7 @@ def test_one_ingest_quarantines_every_case_and_writes_the_rest(tmp_path):
     assert set(manifest["datasets"]) == set(corpus.cases)
     for dataset, cases in corpus.cases.items():
         _check_dataset(out, manifest, dataset, cases, corpus.source_files[dataset])
+    assert lint_layout(Store(out)) == []  # `inspect --lint` proves the accounting from the files alone
 
     # The default share: corpus_mm's gated episode is 1 of 5 rows and corpus_coco's item 1 of 3, above 10%.
     # The gate fails the run with one line, after the manifest, quarantine and reports are written.
