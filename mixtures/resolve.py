@@ -9,6 +9,7 @@ the weights divided by their sum."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ INDEX_COLUMNS = [
     "success",
     "duration",
     "input_tokens",
+    "crc32",  # absent from layouts indexed before it: filled with nulls (sizes are still checked)
 ]
 
 
@@ -102,6 +104,7 @@ class _Catalogue:
         self.manifests: dict[str, dict] = {}
         self.where: dict[str, str] = {}
         self._index: dict[str, pa.Table] = {}
+        self.unchecked: list[str] = []  # datasets whose index has no crc32 (older layouts)
         for given in layouts:
             url = Store(given).url  # the layout's folder or root URL (a manifest path names its folder)
             try:
@@ -126,7 +129,12 @@ class _Catalogue:
                 self._index[name] = pa.table({c: [] for c in INDEX_COLUMNS})
             else:
                 store = Store(self.where[name])
-                table = pq.read_table(pa.BufferReader(store.read_bytes(ref["path"])), columns=INDEX_COLUMNS)
+                index = pq.ParquetFile(pa.BufferReader(store.read_bytes(ref["path"])))
+                have = index.schema_arrow.names
+                table = index.read(columns=[c for c in INDEX_COLUMNS if c in have])
+                if "crc32" not in have:
+                    self.unchecked.append(name)
+                    table = table.append_column("crc32", pa.nulls(table.num_rows, pa.int64()))
                 self._index[name] = table.sort_by("key")
         return self._index[name]
 
@@ -206,7 +214,39 @@ def resolve(path: str | Path) -> Resolved:
         e.rows = _filtered(cat.index(e.dataset), e.filter)
     res.entries = sorted(merged.values(), key=lambda e: (-e.share, e.dataset, e.label))
     _checks(res)
+    unchecked = sorted({e.dataset for e in res.entries} & set(cat.unchecked))
+    if unchecked:
+        res.warnings.append(
+            f"no crc32 in the index of {', '.join(unchecked)} (an older layout): shard sizes are checked, "
+            "sample bytes are not"
+        )
     return res
+
+
+def _shard_problem(store: Store, name: str, shard: dict) -> str | None:
+    size = store.size(shard["path"])
+    if size is None:
+        return f"{name}: shard {shard['path']} is missing from {store.url}"
+    if size != shard["bytes"]:
+        return (
+            f"{name}: shard {store.url_of(shard['path'])} is {size} bytes, its manifest says {shard['bytes']}: "
+            "the layout changed after it was published; re-publish it"
+        )
+    return None
+
+
+def _shard_problems(res: Resolved, threads: int = 8) -> list[str]:
+    """Every shard of the used datasets is there at its manifest's size (one stat, or one HEAD request
+    over HTTP, per shard, several at a time): a shard removed, truncated or replaced after publishing is
+    a problem before anything reads it."""
+    jobs = [
+        (Store(url), name, s)
+        for url, m in res.manifests.items()
+        for name in sorted({e.dataset for e in res.entries if e.layout == url})
+        for s in m["datasets"][name]["shards"]
+    ]
+    with ThreadPoolExecutor(max(1, min(threads, len(jobs)))) as pool:
+        return [p for p in pool.map(lambda job: _shard_problem(*job), jobs) if p]
 
 
 def _checks(res: Resolved) -> None:
@@ -218,13 +258,7 @@ def _checks(res: Resolved) -> None:
     versions = {json.dumps(m["schema_versions"], sort_keys=True) for m in res.manifests.values()}
     if len(versions) > 1:
         res.problems.append(f"the layouts have different schema versions: {sorted(versions)}")
-    for url, m in res.manifests.items():
-        store = Store(url)
-        used = {e.dataset for e in res.entries if e.layout == url}
-        for name in sorted(used):
-            for s in m["datasets"][name]["shards"]:
-                if store.size(s["path"]) is None:
-                    res.problems.append(f"{name}: shard {s['path']} is missing from {url}")
+    res.problems += _shard_problems(res)
     kinds = {e.kind for e in res.entries}
     if res.spec.stage == "posttrain" and "CE" in kinds:
         res.warnings.append("CE data in post-training: pi0.5 post-trains on MM, ME, WD, HL and VI only")

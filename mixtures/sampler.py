@@ -41,6 +41,7 @@ class Draw:
     offset: int
     length: int
     epoch: int  # which pass over the dataset this draw belongs to
+    crc32: int | None = None  # of the sample's bytes, from the index (None: an older layout without it)
 
 
 def _stable(text: str) -> int:
@@ -157,7 +158,18 @@ class MixtureSampler:
         epoch, c = divmod(int(before[i]), e.samples)
         row = int(self._perm(i, epoch)[c])
         r = e.rows.slice(row, 1).to_pylist()[0]
-        return Draw(g, e.dataset, e.label, e.layout, r["key"], r["shard"], r["offset"], r["length"], epoch)
+        return Draw(
+            g,
+            e.dataset,
+            e.label,
+            e.layout,
+            r["key"],
+            r["shard"],
+            r["offset"],
+            r["length"],
+            epoch,
+            r.get("crc32"),
+        )
 
     def __iter__(self) -> Iterator[Draw]:
         while True:

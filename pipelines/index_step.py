@@ -1,6 +1,11 @@
 """The ingest's last step: per dataset, merge the index parts, write the quarantine file, check the
 accounting against the shards, and write manifest.json last (a reader never sees a manifest whose shards
-are missing)."""
+are missing).
+
+The index keeps each sample's byte range and the crc32 of those bytes (computed by the shard writer), so
+a reader that fetches one sample by its byte range can tell a damaged or replaced shard from the sample
+it indexed (`shards/random_access.read_sample`). Indexes without the column (older layouts) stay
+readable."""
 
 from __future__ import annotations
 

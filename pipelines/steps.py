@@ -317,6 +317,10 @@ INDEX_SCHEMA = pa.schema(
         ("prompt_chars", pa.int64()),
         ("fast_tokens", pa.int64()),
         ("input_tokens", pa.int64()),
+        (
+            "crc32",
+            pa.int64(),
+        ),  # zlib crc32 of the sample's bytes [offset, offset + length): read_sample checks it
     ]
 )
 
@@ -332,8 +336,8 @@ def write_shard_group(out: str, dataset: str, shard: int, items: list[tuple[int,
     store, rel = store_for(out), shard_path(dataset, shard)
     result = write_shard(store, rel, (entry for _, entry, _ in items))
     rows = []
-    for (key, offset, length), (_, _, meta) in zip(result.offsets, items, strict=True):
-        rows.append({**meta, "key": key, "shard": rel, "offset": offset, "length": length})
+    for (key, offset, length, crc), (_, _, meta) in zip(result.offsets, items, strict=True):
+        rows.append({**meta, "key": key, "shard": rel, "offset": offset, "length": length, "crc32": crc})
     with store.open_write(index_part_file(dataset, shard)) as f:
         pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA), f)
     return result

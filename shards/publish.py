@@ -7,6 +7,8 @@ URL or to a Hugging Face dataset repo.
 - Verified: after each upload the file is read back and its sha256 compared (`verify=False` skips it
   where reading back costs too much). Local and `file://` destinations get each file atomically (temp name
   + rename); object stores make each object appear whole.
+- Killed at any point (SIGKILL included), re-running the same command gives the same destination as an
+  uninterrupted run: finished files are skipped, the rest sent, the killed run's temp files removed.
 - `hf://datasets/<org>/<name>`: two commits through huggingface_hub's API (data, then the manifest); the
   Hub verifies LFS files by sha256 and skips uploads it already has.
 """
@@ -14,7 +16,6 @@ URL or to a Hugging Face dataset repo.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,22 +67,21 @@ def plan_files(out: Path) -> list[PublishFile]:
     return files
 
 
+def _remove_stale_temps(target: Path) -> None:
+    """Temp files an interrupted publish (or ingest) left for `target` (`.<name>.tmp-<pid>`)."""
+    if target.parent.is_dir():
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            stale.unlink(missing_ok=True)
+
+
 def _put(out: Path, dest: Store, f: PublishFile) -> None:
-    src = out / f.rel
+    """Send one file: locally to a temp name, fsynced and renamed (a reader never sees half a file, a
+    kill leaves only a temp file, removed when the file is sent again); to an object store one PUT or
+    multipart upload, which appears whole or not at all."""
     local = dest.local()
-    if local is not None:  # temp + rename: a reader never sees half a file
-        target = local / f.rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        try:
-            with src.open("rb") as r, tmp.open("wb") as w:
-                while block := r.read(1 << 20):
-                    w.write(block)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return
-    dest.fs.put_file(str(src), dest.path(f.rel))
+    if local is not None:
+        _remove_stale_temps(local / f.rel)
+    dest.put_file(out / f.rel, f.rel)
 
 
 def publish(

@@ -1,35 +1,123 @@
 """One sample by its byte range (from the index): a single range read of its contiguous members, over a
-local file or any URL the Store reaches. What the sampler's draws point at."""
+local file or any URL the Store reaches. What the sampler's draws point at.
+
+Nothing read here is trusted: the chunk must be exactly the range's length, match the index's crc32
+when the index has one (layouts written before that column have none), and hold only regular-file
+members named `<key>.<ext>` of one sample (no absolute names, `..` or `.` parts, backslashes, links or
+devices). Any failure is a `SampleReadError` naming the shard's URL, the byte range, the sample key and
+what to do; remote errors were retried by the Store before that (transient ones only)."""
 
 from __future__ import annotations
 
 import io
+import re
 import tarfile
+import zlib
 
-from vlamix.shards.store import Store, store_for
+from vlamix.shards.store import Store, http_status, store_for
 
-__all__ = ["read_sample"]
+__all__ = ["SampleReadError", "read_sample", "sample_crc32"]
+
+_EXT = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)?$")  # what the writer makes: `actions.npy`, `base_0.jpg`
+
+
+class SampleReadError(OSError):
+    """A sample that cannot be read as the index says: one line with the URL, byte range and key."""
+
+
+def sample_crc32(chunk: bytes) -> int:
+    """The digest the index keeps of each sample's bytes (`crc32` column)."""
+    return zlib.crc32(chunk) & 0xFFFFFFFF
+
+
+def _where(store: Store, shard: str, offset: int, length: int, key: str | None) -> str:
+    sample = "" if key is None else f" (sample {key})"
+    return f"{store.url_of(shard)} bytes {offset}+{length}{sample}"
+
+
+def _unsafe_name(name: str) -> str | None:
+    """Why a member name may not be a sample's, or None."""
+    if "\\" in name:
+        return "a backslash in its name"
+    if name.startswith("/"):
+        return "an absolute name"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "an empty, `.` or `..` path part"
+    return None
+
+
+def _key_and_ext(name: str, key: str | None) -> tuple[str, str] | None:
+    """(key, extension) of a member named `<key>.<ext>`; with `key` given, the name must start with it."""
+    if key is not None:
+        if not name.startswith(key + "."):
+            return None
+        return key, name[len(key) + 1 :]
+    folder, _, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    return ((f"{folder}/{stem}" if folder else stem), ext) if dot and stem else None
+
+
+def _members(tar: tarfile.TarFile, key: str | None, where: str) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for m in tar.getmembers():
+        why = _unsafe_name(m.name) if m.isfile() else f"a {_kind(m)}, not a regular file"
+        split = None if why else _key_and_ext(m.name, key or out.get("__key__"))
+        if why is None and (split is None or not _EXT.match(split[1]) or _unsafe_name(split[0])):
+            why = f"not `<key>.<ext>` of sample {key or out.get('__key__')!r}"
+        if why is not None:
+            raise SampleReadError(
+                f"{where}: member {m.name!r} refused ({why}); the shard is damaged or not a vlamix shard"
+            )
+        out["__key__"], out[split[1]] = split[0], tar.extractfile(m).read()
+    return out
+
+
+def _kind(m: tarfile.TarInfo) -> str:
+    if m.issym() or m.islnk():
+        return "link"
+    if m.isdev():
+        return "device"
+    return "directory" if m.isdir() else f"member of type {m.type!r}"
 
 
 def read_sample(
-    where: str | Store, shard: str, offset: int, length: int, key: str | None = None
+    where: str | Store,
+    shard: str,
+    offset: int,
+    length: int,
+    key: str | None = None,
+    crc32: int | None = None,
 ) -> dict[str, bytes]:
-    """{member extension: bytes} plus `__key__`; `key`, when given, must be the sample found there."""
+    """{member extension: bytes} plus `__key__`; `key`, when given, must be the sample found there, and
+    `crc32` (the index's digest of the range), when given, the digest of the bytes read."""
     store = where if isinstance(where, Store) else store_for(where)
-    chunk = store.read_bytes(shard, offset, offset + length)
-    out: dict = {}
+    at = _where(store, shard, offset, length, key)
+    try:
+        chunk = store.read_bytes(shard, offset, offset + length)
+    except OSError as e:  # the Store's message names the URL and range: keep its cause, add the key
+        cause = str(e).split(": ", 1)[-1] if str(e).startswith(store.url_of(shard)) else str(e)
+        if isinstance(e, FileNotFoundError):
+            hint = "the shard was removed or moved: re-publish the layout or fix the mixture's layouts"
+        elif http_status(e) == 416:
+            hint = "the shard is shorter than its index says (truncated or replaced): re-publish the layout"
+        else:
+            hint = "check the server or store, then run the same command again (it resumes)"
+        raise SampleReadError(f"{at}: {cause}; {hint}") from e
+    if len(chunk) != length:
+        raise SampleReadError(
+            f"{at}: read {len(chunk)} bytes, the index says {length}: the shard is truncated or was "
+            "replaced; re-publish the layout"
+        )
+    if crc32 is not None and sample_crc32(chunk) != crc32:
+        raise SampleReadError(
+            f"{at}: crc32 {sample_crc32(chunk):08x} differs from the index's {crc32:08x}: the shard's "
+            "bytes changed after ingest; re-publish the layout"
+        )
     try:
         with tarfile.open(fileobj=io.BytesIO(chunk)) as tar:
-            for m in tar.getmembers():
-                k, ext = m.name.split(".", 1)
-                out["__key__"] = k
-                out[ext] = tar.extractfile(m).read()
+            out = _members(tar, key, at)
     except tarfile.TarError as e:
-        raise OSError(
-            f"{store.url_of(shard)} bytes {offset}+{length}: not a sample ({e}); is the index stale?"
-        ) from e
+        raise SampleReadError(f"{at}: not a sample ({e}); is the index stale?") from e
     if key is not None and out.get("__key__") != key:
-        raise OSError(
-            f"{store.url_of(shard)} bytes {offset}+{length}: holds {out.get('__key__')!r}, not {key!r}"
-        )
+        raise SampleReadError(f"{at}: holds {out.get('__key__')!r}, not {key!r}")
     return out

@@ -3,16 +3,27 @@
 class, so every tool takes a path or a URL alike.
 
 S3 endpoints and credentials come from the standard AWS variables (`AWS_ENDPOINT_URL_S3`,
-`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`)."""
+`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`).
+
+Safety and faults:
+- Only the schemes in `SCHEMES` are accepted (and plain paths); anything else, a chained fsspec URL
+  (`simplecache::http://...`) included, is refused before fsspec sees it (`UnsupportedURL`).
+- `read_bytes` retries transient remote errors (HTTP 5xx, 408, 429, dropped connections, timeouts)
+  `READ_ATTEMPTS` times in all with exponential backoff, then raises a `StoreError` that names the URL,
+  the byte range, the attempts and the last error. A permanent error (404, 403, 416) is not retried."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import posixpath
+import re
 import shutil
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -21,17 +32,93 @@ import fsspec
 
 from vlamix.shards.layout import MANIFEST
 
-__all__ = ["Store", "StoreError", "is_url", "store_for"]
+__all__ = [
+    "SCHEMES",
+    "Store",
+    "StoreError",
+    "UnsupportedURL",
+    "check_url",
+    "http_status",
+    "is_transient",
+    "is_url",
+    "store_for",
+]
 
 REMOTE = ("http://", "https://", "s3://", "hf://", "gs://", "az://", "abfs://")
+SCHEMES = ("file", "http", "https", "s3", "hf", "gs", "az", "abfs")  # besides plain paths
+READ_ATTEMPTS = 4  # a transient read error is tried again 3 times ...
+BACKOFF_S = 0.25  # ... after 0.25, 0.5 and 1 s
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: `C:` stays a path
+log = logging.getLogger("vlamix.store")
 
 
 class StoreError(OSError):
     """A layout file that cannot be read or written, with the URL and what to check."""
 
 
+class UnsupportedURL(StoreError, ValueError):
+    """A URL whose scheme vlamix does not read or write layouts through."""
+
+
 def is_url(text: str | Path) -> bool:
     return isinstance(text, str) and "://" in text
+
+
+def check_url(text: str | Path) -> None:
+    """Refuse a URL whose scheme is not in SCHEMES, and chained fsspec URLs (`a::b`); paths pass."""
+    if not isinstance(text, str):
+        return
+    allowed = ", ".join(f"{s}://" for s in SCHEMES)
+    if "::" in re.sub(r"\[[^\]]*\]", "", text):  # `simplecache::http://...`; not an IPv6 host `[::1]`
+        raise UnsupportedURL(
+            f"{text}: chained fsspec URLs (`::`) are refused; give a plain path or one of {allowed}"
+        )
+    m = _SCHEME.match(text)
+    if m and m.group(1) not in SCHEMES:
+        hint = "" if "://" in text else f" (a local file whose name has a colon: write ./{text})"
+        raise UnsupportedURL(
+            f"{text}: scheme {m.group(1)!r} is not allowed; give a path or one of {allowed}{hint}"
+        )
+
+
+def http_status(e: BaseException) -> int | None:
+    """The HTTP status behind an error (aiohttp, or botocore behind s3fs's OSError), if any."""
+    for err in (e, e.__cause__, e.__context__):
+        status = getattr(err, "status", None)
+        if isinstance(status, int):
+            return status
+        meta = (getattr(err, "response", None) or {}) if err is not None else {}
+        code = meta.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(meta, dict) else None
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def is_transient(e: BaseException) -> bool:
+    """Worth trying again: a server error (5xx, 408, 429), a dropped connection or a timeout."""
+    if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError):
+        return False
+    status = http_status(e)
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    if isinstance(e, ConnectionError | TimeoutError):
+        return True
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - fsspec[http] brings it
+        return False
+    if isinstance(e, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return True
+    return isinstance(e, OSError) and e.errno in (errno.EIO, errno.ECONNRESET, errno.ETIMEDOUT)
+
+
+def _reason(e: BaseException) -> str:
+    status = http_status(e)
+    if status is not None:
+        message = getattr(e, "message", "") or ""
+        return f"HTTP {status}{' ' + message if message else ''}"
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 def _storage_options(protocol: str) -> dict:
@@ -47,6 +134,7 @@ class Store:
 
     def __init__(self, where: str | Path):
         text = str(where)
+        check_url(text)
         if text.endswith("/" + MANIFEST) or text == MANIFEST:
             text = text[: -len(MANIFEST)].rstrip("/") or "."
         self.url = text.rstrip("/") if is_url(text) else str(Path(text).resolve())
@@ -82,15 +170,34 @@ class Store:
         except Exception as e:
             raise self._fail(rel, e) from e
 
+    def _retrying(self, rel: str, what: str, doing: str, call):
+        """`call()`, tried again after a transient remote error (READ_ATTEMPTS in all, exponential
+        backoff); a permanent error, or the last transient one, becomes a StoreError naming `what`."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return call()
+            except FileNotFoundError:
+                raise
+            except Exception as e:
+                if not self.remote or not is_transient(e) or attempt == READ_ATTEMPTS:
+                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise StoreError(f"{what}: cannot {doing} ({_reason(e)}){tries}") from e
+                log.warning("%s: %s; trying again (%d of %d)", what, _reason(e), attempt + 1, READ_ATTEMPTS)
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
     def read_bytes(self, rel: str, start: int | None = None, end: int | None = None) -> bytes:
+        """The file's bytes, or bytes [start, end). Transient remote errors are retried with backoff;
+        then, or at once for a permanent one, a StoreError names the URL, the range and the cause
+        (FileNotFoundError for a missing file)."""
+        what = self.url_of(rel) + (
+            "" if start is None else f" bytes {start}-{'' if end is None else end - 1}"
+        )
+        kwargs = {} if start is None else {"start": start, "end": end}
         try:
-            if start is None:
-                return self.fs.cat_file(self.path(rel))
-            return self.fs.cat_file(self.path(rel), start=start, end=end)
+            return self._retrying(rel, what, "read", lambda: self.fs.cat_file(self.path(rel), **kwargs))
         except FileNotFoundError as e:
-            raise FileNotFoundError(f"{self.url_of(rel)}: not found") from e
-        except Exception as e:
-            raise self._fail(rel, e) from e
+            raise FileNotFoundError(f"{what}: not found") from e
 
     def read_json(self, rel: str) -> dict:
         return json.loads(self.read_bytes(rel))
@@ -104,14 +211,22 @@ class Store:
             raise self._fail(rel, e, "check") from e
 
     def size(self, rel: str) -> int | None:
-        try:
+        """The file's size (a HEAD request over HTTP), None when it is missing."""
+
+        def stat() -> int:
             if self.remote:
                 self.fs.invalidate_cache(self.path(rel))
-            return int(self.fs.size(self.path(rel)))
+            try:
+                return int(self.fs.size(self.path(rel)))
+            except FileNotFoundError as e:  # fsspec's HTTP stat says "not found" for a 500 too
+                if e.__cause__ is not None and is_transient(e.__cause__):
+                    raise e.__cause__ from None
+                raise
+
+        try:
+            return self._retrying(rel, self.url_of(rel), "stat", stat)
         except FileNotFoundError:
             return None
-        except Exception as e:
-            raise self._fail(rel, e, "stat") from e
 
     def sha256(self, rel: str) -> str:
         h = hashlib.sha256()

@@ -14,6 +14,7 @@ from pathlib import Path
 import webdataset as wds
 
 from vlamix.shards.members import member_problem
+from vlamix.shards.random_access import sample_crc32
 from vlamix.shards.store import Store
 
 __all__ = ["MTIME", "ShardResult", "entry_sizes", "file_sha256", "write_shard"]
@@ -28,7 +29,25 @@ class ShardResult:
     samples: int
     bytes: int
     sha256: str
-    offsets: list[tuple[str, int, int]]  # (key, byte offset, byte length) of each sample's members
+    offsets: list[tuple[str, int, int, int]]  # (key, byte offset, byte length, crc32) of each sample
+
+
+def _digests(path: Path, ranges: list[tuple[int, int]]) -> tuple[str, list[int]]:
+    """sha256 of a local file and the crc32 of each of its (offset, length) ranges (sorted, disjoint),
+    in one read of the file."""
+    h, crcs, pos = hashlib.sha256(), [], 0
+    with path.open("rb") as f:
+        for offset, length in ranges:
+            if offset > pos:
+                h.update(skipped := f.read(offset - pos))
+                pos += len(skipped)
+            data = f.read(length)
+            h.update(data)
+            crcs.append(sample_crc32(data))
+            pos += len(data)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest(), crcs
 
 
 def file_sha256(path: Path) -> str:
@@ -88,11 +107,14 @@ def write_shard(store: Store, rel_path: str, entries: Iterable[dict]) -> ShardRe
             writer.close()
             f.flush()
             os.fsync(f.fileno())
-        size, digest = tmp.stat().st_size, file_sha256(tmp)
+        size = tmp.stat().st_size
+        digest, crcs = _digests(tmp, [(start, length) for _, start, length in offsets])
         if local is not None:
             os.replace(tmp, local / rel_path)
         else:
             store.put_file(tmp, rel_path)
     finally:
         tmp.unlink(missing_ok=True)
-    return ShardResult(rel_path, len(offsets), size, digest, offsets)
+    return ShardResult(
+        rel_path, len(offsets), size, digest, [(*o, crc) for o, crc in zip(offsets, crcs, strict=True)]
+    )

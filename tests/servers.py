@@ -1,5 +1,9 @@
 """Real servers on 127.0.0.1 for the tests: a static HTTP server that honours Range requests (as nginx,
-S3 and the Hugging Face Hub do; Python's own http.server does not), and moto's S3-compatible server."""
+S3 and the Hugging Face Hub do; Python's own http.server does not), and moto's S3-compatible server.
+
+The HTTP server takes an optional `Faults`: a test arms it to make the next K requests for a path answer
+an error status (500, 404, ...) or drop the connection without an answer, and reads how many requests
+each path got."""
 
 from __future__ import annotations
 
@@ -7,19 +11,69 @@ import contextlib
 import functools
 import os
 import re
+import socket
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+DROP = "drop"  # a Faults status: close the connection without answering
+
+
+class Faults:
+    """Failures armed per URL path (`/out/shards/a/a-000000.tar`): `fail_next(path, k, status)` makes
+    the next k requests for it (GET or HEAD; with `ranged=True` only GETs with a Range header, the
+    reads of single samples) answer `status`, or drop the connection for DROP. `requests[path]` counts
+    every request the server got for a path, failed ones included."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: dict[str, list] = {}
+        self.requests: Counter[str] = Counter()
+
+    def fail_next(self, path: str, count: int, status: int | str = 500, ranged: bool = False) -> None:
+        with self._lock:
+            self._armed[path] = [count, status, ranged]
+
+    def pending(self, path: str) -> int:
+        with self._lock:
+            return self._armed.get(path, [0])[0]
+
+    def take(self, path: str, ranged: bool) -> int | str | None:
+        """The failure to answer this request with, or None to serve it."""
+        with self._lock:
+            self.requests[path] += 1
+            armed = self._armed.get(path)
+            if not armed or armed[0] <= 0 or (armed[2] and not ranged):
+                return None
+            armed[0] -= 1
+            return armed[1]
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
+    faults: Faults | None = None
+
     def log_message(self, *args) -> None:  # quiet
         pass
 
+    def _fault(self) -> bool:
+        """Answer with the armed failure, if any; True when the request is answered so."""
+        ranged = self.command == "GET" and "Range" in self.headers
+        failure = None if self.faults is None else self.faults.take(self.path.split("?", 1)[0], ranged)
+        if failure is None:
+            return False
+        if failure == DROP:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        else:
+            self.send_error(int(failure))
+        return True
+
     def send_head(self):
+        if self._fault():
+            return None
         m = _RANGE.match(self.headers.get("Range", ""))
         path = Path(self.translate_path(self.path))
         if not m or not path.is_file():
@@ -57,9 +111,12 @@ class _Limited:
 
 
 @contextlib.contextmanager
-def http_server(folder: Path) -> Iterator[str]:
-    """Serve `folder` on 127.0.0.1; yields its base URL."""
-    handler = functools.partial(RangeHandler, directory=str(folder))
+def http_server(folder: Path, faults: Faults | None = None) -> Iterator[str]:
+    """Serve `folder` on 127.0.0.1 (with the failures `faults` is armed with); yields its base URL."""
+    handler_class = (
+        type("FaultyRangeHandler", (RangeHandler,), {"faults": faults}) if faults else RangeHandler
+    )
+    handler = functools.partial(handler_class, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -19,10 +19,10 @@ from PIL import Image
 
 from vlamix.mixtures.sampler import Draw
 from vlamix.schemas.embodiment import CAMERA_SLOTS
-from vlamix.shards.random_access import read_sample
+from vlamix.shards.random_access import SampleReadError, read_sample
 from vlamix.tokenizers.vocab import SPECIALS
 
-__all__ = ["ACTION", "IGNORE", "Batch", "collate", "decode_sample"]
+__all__ = ["ACTION", "IGNORE", "Batch", "collate", "decode_sample", "read_draw"]
 
 IGNORE = -100  # label of positions without loss
 ACTION = SPECIALS.index("<action>")  # opens the FAST tokens; the action expert sees the stream before it
@@ -82,9 +82,23 @@ def decode_sample(sample: dict) -> dict:
     return out
 
 
+def read_draw(d: Draw) -> dict:
+    """One draw read (its bytes checked against the index's crc32, when the index has one) and decoded;
+    any failure is a SampleReadError that names the shard, byte range and key: never a skipped sample."""
+    sample = read_sample(d.layout, d.shard, d.offset, d.length, key=d.key, crc32=d.crc32)
+    try:
+        return decode_sample(sample)
+    except (OSError, ValueError, KeyError) as e:
+        raise SampleReadError(
+            f"{d.layout}/{d.shard} bytes {d.offset}+{d.length} (sample {d.key}): cannot decode "
+            f"({type(e).__name__}: {e}); the shard is damaged: re-publish the layout"
+        ) from e
+
+
 def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 128) -> Batch:
-    """Read, decode and pad the draws of one batch."""
-    rows = [decode_sample(read_sample(d.layout, d.shard, d.offset, d.length, key=d.key)) for d in draws]
+    """Read, decode and pad the draws of one batch (each checked against its index's crc32, when the
+    layout's index has one)."""
+    rows = [read_draw(d) for d in draws]
     return collate_rows(rows, [d.dataset for d in draws], [d.key for d in draws], max_prompt, max_targets)
 
 

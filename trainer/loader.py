@@ -5,7 +5,11 @@ byte range, decoded, padded and augmented with the draws of batch k. Worker w of
 k = w, w + W, ...; torch's DataLoader hands an IterableDataset's items out round-robin over the workers,
 so the loop receives batches 0, 1, 2, ... in order. The batch stream thus depends on (mixture, seed, B)
 only: 0, 1 or 2 workers give the same bytes, and resuming at step s means starting at batch s, with no
-state beyond the step. Each batch comes with its number, which the loop checks."""
+state beyond the step. Each batch comes with its number, which the loop checks.
+
+A sample that cannot be read ends the stream: in a worker process the error is sent on in the batch's
+place (`LoadFailed`, its one-line message) and raised again by `batches` in the loop's process, where
+torch would otherwise wrap it in a multi-line traceback. No sample is ever skipped or replaced."""
 
 from __future__ import annotations
 
@@ -18,10 +22,18 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vlamix.mixtures.resolve import Resolved
 from vlamix.mixtures.sampler import MixtureSampler
+from vlamix.shards.random_access import SampleReadError
 from vlamix.trainer.augment import AugmentImages
 from vlamix.trainer.data import Batch, collate
 
-__all__ = ["BatchStream", "batches"]
+__all__ = ["BatchStream", "LoadFailed", "batches"]
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    """A worker's batch that could not be built: the error's message, raised again in the loop."""
+
+    message: str
 
 
 @dataclass
@@ -45,7 +57,13 @@ class BatchStream(IterableDataset):
         sampler = MixtureSampler(self.res, seed=self.seed)
         for k in itertools.count(self.start + worker, workers):
             sampler.seek(k * self.batch_size)
-            batch = collate(sampler.take(self.batch_size), self.max_prompt, self.max_targets)
+            try:
+                batch = collate(sampler.take(self.batch_size), self.max_prompt, self.max_targets)
+            except OSError as e:
+                if info is None:
+                    raise
+                yield k, LoadFailed(str(e))  # the loop raises it when batch k is due; this worker stops
+                return
             if self.augment is not None:
                 batch = self.augment(batch, k)
             yield k, batch
@@ -63,4 +81,17 @@ def batches(stream: BatchStream, workers: int) -> Iterator[tuple[int, Batch]]:
         prefetch_factor=2,
         generator=torch.Generator().manual_seed(stream.seed),
     )
-    return iter(loader)
+    return _raising(iter(loader))
+
+
+def _raising(it: Iterator) -> Iterator[tuple[int, Batch]]:
+    """The loader's batches; a worker's LoadFailed raised here as the SampleReadError it was."""
+    while True:
+        try:
+            k, batch = next(it)
+        except StopIteration:
+            return
+        if isinstance(batch, LoadFailed):
+            del it  # the last reference: the workers stop now, not when the error's traceback is freed
+            raise SampleReadError(batch.message)
+        yield k, batch

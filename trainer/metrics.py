@@ -9,6 +9,7 @@ training dataset (empty when the step's batch had none of it)."""
 from __future__ import annotations
 
 import csv
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -76,6 +77,9 @@ class MetricsLog:
 
     @staticmethod
     def _open(path: Path, columns: list[str], resume_step: int):
+        """The CSV for appending, holding its header and the rows up to `resume_step`. The kept rows go
+        to a temp file renamed over the old one, so a kill at any moment loses no row a checkpoint
+        covers; a row a kill cut short (fewer fields) is dropped with the rows after the checkpoint."""
         kept: list[list[str]] = []
         if resume_step > 0 and path.exists():
             with path.open(newline="") as f:
@@ -84,12 +88,13 @@ class MetricsLog:
                     raise ValueError(
                         f"{path}: its columns are another run's (other datasets?); use a new --out"
                     )
-                kept = [r for r in reader if r and int(r[0]) <= resume_step]
-        file = path.open("w", newline="")
-        writer = csv.writer(file)
-        writer.writerows([columns, *kept])
-        file.flush()
-        return file, writer
+                kept = [r for r in reader if len(r) == len(columns) and int(r[0]) <= resume_step]
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", newline="") as f:
+            csv.writer(f).writerows([columns, *kept])
+        os.replace(tmp, path)
+        file = path.open("a", newline="")
+        return file, csv.writer(file)
 
     def write(self, row: dict) -> None:
         self.writer.writerow(["" if row.get(c) is None else row[c] for c in self.columns])

@@ -8,7 +8,12 @@
 The loop trains on the mixture's rows outside the `val` split and measures the held-out loss on the
 `val` rows every `eval_every` steps. A run resumes from the newest checkpoint in DIR and continues bit
 for bit: batches are numbered and built from the step alone (loader.py), and the flow noise and times
-of step s come from a generator seeded by (seed, s)."""
+of step s come from a generator seeded by (seed, s).
+
+Before the first step every shard of the mixture is checked against its manifest's size (resolving the
+mixture does), and every sample read is checked against its index's crc32 (`read_draw`); a sample that cannot be read ends the
+run with an OSError naming its shard, byte range and key (never a skipped sample), after the Store's
+retries of transient errors. Re-running the same command then resumes from the last checkpoint."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from vlamix.trainer.checkpoint import (
     load_optimizer,
     load_weights,
     read_state,
+    remove_partial,
     save_checkpoint,
 )
 from vlamix.trainer.configs import PRESETS, RunConfig, load_config
@@ -153,11 +159,17 @@ def losses(model: VLA, batch: Batch, expert: bool, g: torch.Generator) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: VLA, val: Resolved, opts: TrainOptions, run: RunConfig, expert: bool) -> dict:
+def evaluate(
+    model: VLA,
+    val: Resolved,
+    opts: TrainOptions,
+    run: RunConfig,
+    expert: bool,
+) -> dict:
     """Held-out loss over the first `eval_batches` batches of the val rows: the same draws, noise and
     times at every evaluation, no augmentation."""
     model.eval()
-    stream = BatchStream(val, opts.seed, opts.batch_size, 0, run.max_prompt, run.max_targets, None)
+    stream = BatchStream(val, opts.seed, opts.batch_size, 0, run.max_prompt, run.max_targets)
     names, ce_rows, fl_rows = [], [], []
     device = next(model.parameters()).device
     for j, (_, batch) in zip(range(opts.eval_batches), stream, strict=False):
@@ -248,6 +260,8 @@ def train(
         raise ValueError(f"{opts.mixture}: every sample is in the val split; nothing to train on")
     if not val_rows.entries:
         echo("no held-out rows (split 'val') in the mixture's datasets: no held-out loss this run")
+    for warning in res.warnings:  # e.g. an older layout whose index has no crc32 per sample
+        echo(f"warning: {warning}")
     vocab, tok_hash, stats = _assets(res)
     model, run, resume, step = _build(opts, vocab, tok_hash, echo)
     device = opts.torch_device()
@@ -270,6 +284,8 @@ def train(
         "options": _options(opts),
     }
     opts.out.mkdir(parents=True, exist_ok=True)
+    for p in remove_partial(opts.out):
+        echo(f"removed {p}, a checkpoint a stopped run had not finished")
     log = MetricsLog(opts.out, datasets, expert, step, opts.tensorboard)
     kinds = {e.dataset: e.kind for e in res.entries}
     augment = AugmentImages(opts.seed) if opts.augment else None

@@ -108,6 +108,13 @@ SOURCES_CASES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    """Off unless a test turns it on; `main(["--debug", ...])` sets it in this process, and setenv here
+    makes the teardown take it away again."""
+    monkeypatch.setenv("VLAMIX_DEBUG", "0")
+
+
 def _write(folder: Path, files: dict) -> None:
     for rel, body in files.items():
         data = body if isinstance(body, bytes) else body.replace("{d}", str(folder)).encode()
@@ -129,10 +136,9 @@ def _one_line_error(code: int, err: str, message: str, names: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(SOURCES_CASES))
-def test_broken_sources_and_embodiments_stop_ingest_with_one_line(case, tmp_path, capsys, monkeypatch):
+def test_broken_sources_and_embodiments_stop_ingest_with_one_line(case, tmp_path, capsys):
     files, message, names = SOURCES_CASES[case]
     _write(tmp_path, files)
-    monkeypatch.delenv("VLAMIX_DEBUG", raising=False)
     code, _, err = _run(
         ["ingest", "--sources", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o")], capsys
     )
@@ -140,8 +146,7 @@ def test_broken_sources_and_embodiments_stop_ingest_with_one_line(case, tmp_path
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "o" / "manifest.json").exists()
 
 
-def test_debug_adds_the_traceback(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("VLAMIX_DEBUG", raising=False)
+def test_debug_adds_the_traceback(tmp_path, capsys):
     _write(tmp_path, {"s.yaml": _robot("e.yaml"), "e.yaml": _dims(40)})
     code, _, err = _run(["ingest", "--debug", "--sources", str(tmp_path / "s.yaml")], capsys)
     assert code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error: ")
@@ -151,7 +156,6 @@ def test_an_unforeseen_exception_is_one_line_and_debug_raises_it(monkeypatch, ca
     """What no verb turned into its own message (a bug) is still one line, naming its type."""
     import vlamix.schemas as records
 
-    monkeypatch.delenv("VLAMIX_DEBUG", raising=False)
     monkeypatch.setattr(records, "RECORDS", None)  # `schemas show` now iterates None
     code, _, err = _run(["schemas", "show", "frame"], capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -174,19 +178,17 @@ MIXTURE_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(MIXTURE_CASES))
-def test_broken_mixtures_fail_validate(case, mixdir, capsys, monkeypatch):
+def test_broken_mixtures_fail_validate(case, mixdir, capsys):
     body, message = MIXTURE_CASES[case]
     f = mixdir / "bad.yaml"
     f.write_text(f"name: bad\nstage: pretrain\nlayouts: [../out/manifest.json]\n{body}\n")
-    monkeypatch.delenv("VLAMIX_DEBUG", raising=False)
     code, out, err = _run(["mixture", "validate", str(f)], capsys)
     text = (out + err).strip()
     assert code == 1 and "Traceback" not in text, text
     assert re.search(message, text) and "bad.yaml" in text, text
 
 
-def test_a_trainer_config_is_checked_on_load(mixdir, tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("VLAMIX_DEBUG", raising=False)
+def test_a_trainer_config_is_checked_on_load(mixdir, tmp_path, capsys):
     cfg = tmp_path / "run.yaml"
     for body, message in [
         ("preset: tiny\nlr: fast\n", "expected float, got str"),

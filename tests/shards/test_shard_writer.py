@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import zlib
 
 import numpy as np
 
@@ -41,7 +42,8 @@ def test_same_entries_same_bytes_sorted_members_fixed_mtime(tmp_path):
 def test_offsets_cover_each_sample_exactly(tmp_path):
     res = write_shard(Store(tmp_path), "s.tar", _entries(4))
     data = (tmp_path / "s.tar").read_bytes()
-    for i, (key, offset, length) in enumerate(res.offsets):
+    for i, (key, offset, length, crc) in enumerate(res.offsets):
+        assert crc == zlib.crc32(data[offset : offset + length])  # what the index keeps per sample
         with tarfile.open(fileobj=io.BytesIO(data[offset : offset + length])) as part:
             names = part.getnames()
             assert names == [f"{key}.base_0.jpg", f"{key}.meta.json", f"{key}.state.npy"]
