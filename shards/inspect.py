@@ -66,10 +66,9 @@ def _members(tar: tarfile.TarFile, name: str, shard: str, problems: list[str]):
     """The regular-file members of a shard; the first unsafe one (a link, a device, `../x`, `/abs`) is a
     problem, and nothing after it is counted."""
     for m in tar:
-        problem = None if m.isfile() else f"member {m.name[:200]!r} is not a regular file"
-        problem = problem or member_problem(m.name)
+        problem = member_problem(m.name) if m.isfile() else "not a regular file"
         if problem:
-            problems.append(f"{name}: shard {shard}: {problem}")
+            problems.append(f"{name}: shard {shard}: member {m.name[:200]!r} refused ({problem})")
             return
         yield m
 

@@ -48,10 +48,16 @@ _MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*\
 
 
 def member_problem(name: str) -> str | None:
-    """Why `name` may not be a member of a shard (absolute, `..`, backslashes, odd characters), or None."""
-    if _MEMBER.fullmatch(name):
-        return None
-    return f"member name {name[:200]!r} is not <key>.<ext> of plain relative path parts"
+    """Why `name` may not be a member of a shard (the writer's check, and every reader's), or None."""
+    if "\\" in name:
+        return "a backslash in its name"
+    if name.startswith("/"):
+        return "an absolute name"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "an empty, `.` or `..` path part"
+    if not _MEMBER.fullmatch(name):
+        return "not `<key>.<ext>` of plain path parts"
+    return None
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

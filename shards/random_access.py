@@ -10,15 +10,13 @@ what to do; remote errors were retried by the Store before that (transient ones 
 from __future__ import annotations
 
 import io
-import re
 import tarfile
 import zlib
 
+from vlamix.shards.members import member_problem
 from vlamix.shards.store import Store, http_status, store_for
 
 __all__ = ["SampleReadError", "read_sample", "sample_crc32"]
-
-_EXT = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)?$")  # what the writer makes: `actions.npy`, `base_0.jpg`
 
 
 class SampleReadError(OSError):
@@ -35,17 +33,6 @@ def _where(store: Store, shard: str, offset: int, length: int, key: str | None) 
     return f"{store.url_of(shard)} bytes {offset}+{length}{sample}"
 
 
-def _unsafe_name(name: str) -> str | None:
-    """Why a member name may not be a sample's, or None."""
-    if "\\" in name:
-        return "a backslash in its name"
-    if name.startswith("/"):
-        return "an absolute name"
-    if any(part in ("", ".", "..") for part in name.split("/")):
-        return "an empty, `.` or `..` path part"
-    return None
-
-
 def _key_and_ext(name: str, key: str | None) -> tuple[str, str] | None:
     """(key, extension) of a member named `<key>.<ext>`; with `key` given, the name must start with it."""
     if key is not None:
@@ -60,9 +47,9 @@ def _key_and_ext(name: str, key: str | None) -> tuple[str, str] | None:
 def _members(tar: tarfile.TarFile, key: str | None, where: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for m in tar.getmembers():
-        why = _unsafe_name(m.name) if m.isfile() else f"a {_kind(m)}, not a regular file"
+        why = member_problem(m.name) if m.isfile() else f"a {_kind(m)}, not a regular file"
         split = None if why else _key_and_ext(m.name, key or out.get("__key__"))
-        if why is None and (split is None or not _EXT.match(split[1]) or _unsafe_name(split[0])):
+        if why is None and split is None:
             why = f"not `<key>.<ext>` of sample {key or out.get('__key__')!r}"
         if why is not None:
             raise SampleReadError(

@@ -62,8 +62,9 @@ def file_sha256(path: Path) -> str:
 def _checked(entry: dict) -> dict:
     """The entry, after checking every member name it makes (a sanitized tar on write)."""
     for ext in entry:
-        if ext != "__key__" and (problem := member_problem(f"{entry['__key__']}.{ext}")):
-            raise ValueError(f"shard entry {entry['__key__']!r}: {problem}")
+        name = f"{entry['__key__']}.{ext}"
+        if ext != "__key__" and (problem := member_problem(name)):
+            raise ValueError(f"shard entry {entry['__key__']!r}: member {name!r} refused ({problem})")
     return entry
 
 
