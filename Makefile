@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: env ingest test test-fast lint format samples schema-doc check-layout clean
+.PHONY: env ingest test test-fast bench bench-peers lint format samples schema-doc check-layout clean
 
 env: $(STAMP)
 
@@ -27,6 +27,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+# Speed and memory against the baselines users would pick instead (benchmarks/RESULTS.md, results.json,
+# plots/); scratch data in .bench/. Under 15 minutes on 2 cores.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --work .bench --out benchmarks
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,4 +50,4 @@ check-layout: $(STAMP)
 	$(BIN)/python ../shared/tools/check-layout out
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache .bench

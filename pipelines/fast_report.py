@@ -15,7 +15,7 @@ from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.transforms.chain import apply, normalizer, stats_chain
 from vlamix.transforms.stats import DimStats
 
-__all__ = ["TABLE_I", "fast_report"]
+__all__ = ["TABLE_I", "dataset_chunks", "fast_report"]
 
 # FAST paper (arXiv 2501.09747) Table I: (dims, control rate Hz, tokens per 1-second chunk)
 TABLE_I = {"BridgeV2": (7, 5, 20), "DROID": (7, 15, 29), "Bussing": (7, 20, 28), "Shirt fold": (14, 50, 53)}
@@ -24,6 +24,32 @@ TABLE_I = {"BridgeV2": (7, 5, 20), "DROID": (7, 15, 29), "Bussing": (7, 20, 28),
 def _closest(dims: int, hz: float) -> tuple[str, int]:
     name = min(TABLE_I, key=lambda k: abs(np.log(TABLE_I[k][1] / hz)) + abs(np.log(TABLE_I[k][0] / dims)))
     return name, TABLE_I[name][2]
+
+
+def dataset_chunks(root: Path, name: str, entry: dict):
+    """(embodiment, normalizer, native chunks [N, H, D], normalized chunks [N, H, D]) of one robot dataset
+    of a layout, rebuilt from its work/ folder with the ingest's own chain: one chunk per frame."""
+    emb = load_embodiment(root / entry["embodiment_spec"])
+    stats = json.loads((root / entry["stats"]["path"]).read_text())
+    norm = normalizer("actions", DimStats.from_json(stats["actions"]), stats.get("normalization", "quantile"))
+    frames_dir = root / "work" / "frames" / name
+    if not frames_dir.is_dir():
+        raise FileNotFoundError(
+            f"{frames_dir}: the report needs the layout's work/ folder (run it where the ingest ran)"
+        )
+    native, normalized = [], []
+    for part in sorted(frames_dir.glob("*.parquet")):
+        df = pl.read_parquet(part, columns=["state", "action"])
+        state, action = (
+            np.asarray(df["state"].to_list(), np.float32),
+            np.asarray(df["action"].to_list(), np.float32),
+        )
+        pre = apply(
+            stats_chain(emb), {"state": state, "episode_actions": action, "frame": np.arange(len(state))}
+        )
+        native.append(pre["actions"])
+        normalized.append(norm({"actions": pre["actions"]})["actions"])
+    return emb, norm, np.concatenate(native), np.concatenate(normalized)
 
 
 def fast_report(root: Path, max_chunks: int = 2000, seed: int = 0) -> dict:
@@ -40,29 +66,7 @@ def fast_report(root: Path, max_chunks: int = 2000, seed: int = 0) -> dict:
     for name, entry in sorted(manifest["datasets"].items()):
         if entry["kind"] not in ("MM", "ME", "CE") or "stats" not in entry:
             continue
-        emb = load_embodiment(root / entry["embodiment_spec"])
-        stats = json.loads((root / entry["stats"]["path"]).read_text())
-        norm = normalizer(
-            "actions", DimStats.from_json(stats["actions"]), stats.get("normalization", "quantile")
-        )
-        frames_dir = root / "work" / "frames" / name
-        if not frames_dir.is_dir():
-            raise FileNotFoundError(
-                f"{frames_dir}: the report needs the layout's work/ folder (run it where the ingest ran)"
-            )
-        native, normalized = [], []
-        for part in sorted(frames_dir.glob("*.parquet")):
-            df = pl.read_parquet(part, columns=["state", "action"])
-            state, action = (
-                np.asarray(df["state"].to_list(), np.float32),
-                np.asarray(df["action"].to_list(), np.float32),
-            )
-            pre = apply(
-                stats_chain(emb), {"state": state, "episode_actions": action, "frame": np.arange(len(state))}
-            )
-            native.append(pre["actions"])
-            normalized.append(norm({"actions": pre["actions"]})["actions"])
-        native_all, norm_all = np.concatenate(native), np.concatenate(normalized)
+        emb, norm, native_all, norm_all = dataset_chunks(root, name, entry)
         pick = np.sort(np.random.default_rng(seed).permutation(len(norm_all))[:max_chunks])
         chunks, natives = norm_all[pick], native_all[pick]
         h, d = emb.chunk_horizon, emb.action_dim

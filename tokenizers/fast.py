@@ -43,6 +43,20 @@ def _unsymbol(cp: np.ndarray) -> np.ndarray:
     return np.where(bad, -1, k)
 
 
+def _texts(shifted: np.ndarray) -> list[str]:
+    """Rows of shifted integers [B, N] -> one string of N symbols per row, built in one UTF-32 decode
+    (not a chr() per integer)."""
+    if shifted.size == 0:
+        return [""] * len(shifted)
+    n = shifted.shape[1]
+    text = _symbol(shifted).astype("<u4").tobytes().decode("utf-32-le")
+    return [text[i * n : (i + 1) * n] for i in range(len(shifted))]
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)
+
+
 def _as_batch(chunks: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     batch = np.asarray(chunks, dtype=np.float64)
     if batch.ndim == 2:
@@ -70,9 +84,14 @@ class FastTokenizer:
     def quantize(self, chunks: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per chunk: round(dct(chunk, axis=0, norm="ortho") * scale), flattened frequency-major (all dims'
         frequency 0, then frequency 1, ...), as int64, before the min shift."""
+        return list(self._coefficients(chunks))
+
+    def _coefficients(self, chunks: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """`quantize` as one [B, H*D] array."""
         batch = _as_batch(chunks)
-        coeffs = np.around(dct(batch, axis=1, norm="ortho") * self.scale).astype(np.int64)
-        return list(coeffs.reshape(len(batch), -1))
+        return (
+            np.around(dct(batch, axis=1, norm="ortho") * self.scale).astype(np.int64).reshape(len(batch), -1)
+        )
 
     @classmethod
     def fit(
@@ -114,16 +133,18 @@ class FastTokenizer:
     def encode(self, chunks: np.ndarray | Sequence[np.ndarray]) -> list[list[int]]:
         """Token ids per chunk. Raises FastRangeError naming the chunks whose coefficients fall outside the
         fitted range (check `in_range` first to route them elsewhere)."""
-        ints = self.quantize(chunks)
-        bad = [i for i, q in enumerate(ints) if q.min() < self.min_token or q.max() > self.max_token]
-        if bad:
+        ints = self._coefficients(chunks)
+        bad = np.flatnonzero(
+            (ints.min(axis=1, initial=0) < self.min_token) | (ints.max(axis=1, initial=0) > self.max_token)
+        )
+        if len(bad):
             q = ints[bad[0]]
             raise FastRangeError(
                 f"{len(bad)} chunk(s) (first: {bad[0]}) have DCT coefficients in [{q.min()}, {q.max()}], outside the "
                 f"fitted range [{self.min_token}, {self.max_token}]: refit the tokenizer on data that covers them"
             )
-        texts = ["".join(map(chr, _symbol(q - self.min_token))) for q in ints]
-        return [e.ids for e in self.bpe.encode_batch(texts)]
+        texts = _texts(ints - self.min_token)
+        return [e.ids for e in self.bpe.encode_batch_fast(texts)]  # no character offsets: not needed here
 
     def decode(
         self, token_lists: Sequence[Sequence[int]], horizon: int, dim: int
@@ -134,17 +155,17 @@ class FastTokenizer:
             raise ValueError(f"decode needs horizon >= 1 and dim >= 1, got horizon {horizon}, dim {dim}")
         out = np.full((len(token_lists), horizon, dim), np.nan)
         valid = np.zeros(len(token_lists), dtype=bool)
-        n_vocab = self.vocab_size
-        for b, ids in enumerate(token_lists):
-            if any(not 0 <= int(i) < n_vocab for i in ids):
-                continue
-            text = self.bpe.decode([int(i) for i in ids])
-            k = _unsymbol(np.array([ord(c) for c in text], dtype=np.int64))
-            if len(k) != horizon * dim or (k < 0).any() or (k > self.max_token - self.min_token).any():
-                continue
-            coeffs = (k + self.min_token).reshape(horizon, dim) / self.scale
-            out[b] = idct(coeffs, axis=0, norm="ortho")
-            valid[b] = True
+        n_vocab, span = self.vocab_size, self.max_token - self.min_token
+        known = [b for b, ids in enumerate(token_lists) if all(0 <= int(i) < n_vocab for i in ids)]
+        texts = self.bpe.decode_batch([[int(i) for i in token_lists[b]] for b in known]) if known else []
+        coeffs = []
+        for b, text in zip(known, texts, strict=True):
+            k = _unsymbol(_codepoints(text))
+            if len(k) == horizon * dim and not (k < 0).any() and not (k > span).any():
+                coeffs.append((k + self.min_token).reshape(horizon, dim))
+                valid[b] = True
+        if coeffs:  # one inverse DCT for the whole batch
+            out[valid] = idct(np.stack(coeffs) / self.scale, axis=1, norm="ortho")
         return out, valid
 
     def files(self) -> dict[str, bytes]:

@@ -3,6 +3,7 @@ whatever engine runs. `stats/<dataset>.json` holds them, with histograms for plo
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,24 +52,33 @@ class DimStats:
         return cls(d["count"], d["mean"], d["std"], d["min"], d["max"], pct, d["histograms"])
 
 
-def compute_stats(values: np.ndarray) -> DimStats:
+def _dim(col: np.ndarray) -> tuple:
+    """Everything of one dim, in float64 (numpy's sort, partition and reductions release the GIL)."""
+    c = col.astype(np.float64)
+    counts, edges = np.histogram(c, bins=HISTOGRAM_BINS)
+    return c.mean(), c.std(), c.min(), c.max(), np.percentile(c, PERCENTILES), counts, edges
+
+
+def compute_stats(values: np.ndarray, threads: int = 2) -> DimStats:
     """Exact statistics of `values` [N, D] (float64 arithmetic; rounded to float32 precision on output
-    so the JSON is short and stable)."""
-    x = np.asarray(values, dtype=np.float64)
+    so the JSON is short and stable). One dim at a time on `threads` threads: a float64 copy of one
+    column at a time instead of the whole array, so memory stays near the input's own."""
+    x = np.asarray(values)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"statistics need a non-empty [N, D] array, got shape {x.shape}")
     r = lambda a: [float(np.float32(v)) for v in np.atleast_1d(a)]  # noqa: E731
-    q = np.percentile(x, PERCENTILES, axis=0)
-    hists = []
-    for d in range(x.shape[1]):
-        counts, edges = np.histogram(x[:, d], bins=HISTOGRAM_BINS)
-        hists.append({"edges": r(edges), "counts": [int(c) for c in counts]})
+    with ThreadPoolExecutor(max(1, min(threads, x.shape[1]))) as pool:
+        dims = list(pool.map(_dim, (x[:, d] for d in range(x.shape[1]))))
+    mean, std, lo, hi, q, counts, edges = (list(v) for v in zip(*dims, strict=True))
+    q = np.stack(q, axis=1)  # [percentiles, D]
     return DimStats(
         count=len(x),
-        mean=r(x.mean(axis=0)),
-        std=r(x.std(axis=0)),
-        min=r(x.min(axis=0)),
-        max=r(x.max(axis=0)),
+        mean=r(mean),
+        std=r(std),
+        min=r(lo),
+        max=r(hi),
         percentiles={f"q{p:02d}": r(q[i]) for i, p in enumerate(PERCENTILES)},
-        histograms=hists,
+        histograms=[
+            {"edges": r(e), "counts": [int(c) for c in n]} for n, e in zip(counts, edges, strict=True)
+        ],
     )

@@ -1,0 +1,153 @@
+"""Ingest: frames/s per core from each raw format to published shards (`vlamix ingest --workers 1`, one
+dataset at a time, the whole job), against the bound of decoding the same source frames (HDF5 JPEG
+frames, mp4 video, TFRecord images) and resizing + JPEG-encoding them alone, in one process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import h5py
+import yaml
+
+from benchmarks.common import Result
+from vlamix.sources.tf_example import decode_example
+from vlamix.sources.tfrecord import read_record_at, scan_records
+from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+FORMATS = {  # dataset of samples/sources.yaml -> the format it stands for
+    "mobile_aloha_sim": "Mobile-ALOHA HDF5 (3 cameras)",
+    "lerobot_v21_sim": "LeRobot v2.1 (parquet + mp4, 2 cameras)",
+    "lerobot_v30_sim": "LeRobot v3.0 (parquet + mp4, 2 cameras)",
+    "arm6_sim": "RLDS TFRecord (2 cameras)",
+}
+_resize = ResizeWithPad()
+
+
+def _encode(image) -> None:
+    encode_jpeg(_resize(image))
+
+
+def _bound_hdf5(folder: Path) -> int:
+    n = 0
+    for path in sorted(folder.glob("*.hdf5")):
+        with h5py.File(path) as f:
+            for cam in f["observations/images"].values():
+                for frame in cam:
+                    _encode(decode_jpeg(frame.tobytes()) if frame.ndim == 1 else frame)
+                    n += 1
+    return n
+
+
+def _bound_video(folder: Path) -> int:
+    n = 0
+    for path in sorted(folder.rglob("*.mp4")):
+        with av.open(str(path)) as box:
+            for frame in box.decode(video=0):
+                _encode(frame.to_ndarray(format="rgb24"))
+                n += 1
+    return n
+
+
+def _bound_tfrecord(folder: Path) -> int:
+    n = 0
+    for path in sorted(folder.glob("*.tfrecord*")):
+        for index, offset, _ in scan_records(path):
+            example = decode_example(read_record_at(path, offset, index))
+            for key, values in example.items():
+                if "image" in key and isinstance(values, list):
+                    for data in values:
+                        _encode(decode_jpeg(data))
+                        n += 1
+    return n
+
+
+def _bound(dataset: str, path: Path) -> tuple[float, int]:
+    """(seconds, images) of decode + resize + encode alone."""
+    fn = (
+        _bound_hdf5
+        if dataset == "mobile_aloha_sim"
+        else _bound_tfrecord
+        if "arm6" in dataset
+        else _bound_video
+    )
+    t0 = time.perf_counter()
+    images = fn(path)
+    return time.perf_counter() - t0, images
+
+
+def ingest_one(dataset: str, out: Path, workers: int = 1, sources: Path | None = None) -> dict:
+    """Run `vlamix ingest` on one dataset of the samples (or a given sources file); its wall time, frames
+    written, and the job's own report (steps' seconds, the driver's peak RSS)."""
+    if sources is None:
+        spec = yaml.safe_load((SAMPLES / "sources.yaml").read_text())
+        entry = next(d for d in spec["datasets"] if d["name"] == dataset)
+        entry["path"] = str(SAMPLES / entry["path"])
+        if entry["embodiment"].endswith((".yaml", ".yml")):  # else the name of a shipped spec
+            entry["embodiment"] = str(SAMPLES / entry["embodiment"])
+        sources = out.parent / f"{dataset}_sources.yaml"
+        sources.parent.mkdir(parents=True, exist_ok=True)
+        sources.write_text(yaml.safe_dump({"datasets": [entry]}))
+    cmd = [
+        sys.executable,
+        "-m",
+        "vlamix.cli",
+        "ingest",
+        "--sources",
+        str(sources),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--fresh",
+        "--json",
+    ]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
+    summary = json.loads(done.stdout)["datasets"]
+    report = json.loads((out / "reports" / "ingest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    frames = sum(d["accounting"].get("frames_written", 0) for d in manifest["datasets"].values())
+    return {"wall": wall, "frames": frames, "report": report, "summary": summary}
+
+
+def run(folder: Path) -> tuple[list[Result], dict[str, Path]]:
+    spec = {d["name"]: d for d in yaml.safe_load((SAMPLES / "sources.yaml").read_text())["datasets"]}
+    results, layouts = [], {}
+    for dataset, label in FORMATS.items():
+        out = folder / "ingest" / dataset
+        job = ingest_one(dataset, out)
+        layouts[dataset] = out
+        seconds, images = _bound(dataset, SAMPLES / spec[dataset]["path"])
+        cams = images / job["frames"]
+        steps = job["report"]["steps_seconds"]
+        per_frame = steps["extract"] + steps["build"]
+        results.append(
+            Result(
+                "ingest",
+                f"frames/s per core: {label}",
+                "frames/s",
+                job["frames"] / per_frame,
+                job["frames"] / seconds,
+                "decode source + resize + JPEG encode alone",
+                goal=0.6,
+                note=f"{job['frames']} frames ({cams:.0f} images each): the extract and build steps of "
+                "`vlamix ingest --workers 1`; the whole job with start-up, stats, tokenizer fit and index: "
+                f"{job['frames'] / job['wall']:.0f} frames/s",
+                extra={
+                    "wall_s": job["wall"],
+                    "steps_seconds": steps,
+                    "extract_build_frames_per_s": job["frames"] / per_frame,
+                },
+            )
+        )
+    return results, layouts

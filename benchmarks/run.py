@@ -1,0 +1,66 @@
+"""`make bench`: every benchmark in one run on this machine, then benchmarks/RESULTS.md, results.json and
+plots/. Scratch data goes to --work (git-ignored).
+
+    python -m benchmarks.run [--only fast,stats] [--work .bench] [--out benchmarks]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import bench_fast, bench_ingest, bench_loader, bench_scaling, bench_stats, bench_trainer
+from benchmarks.report import write_results
+
+ALL = ("ingest", "fast", "loader", "trainer", "stats", "scaling")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    p.add_argument("--work", type=Path, default=Path(".bench"), help="scratch folder (layouts, runs)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks"), help="where RESULTS.md etc. go")
+    args = p.parse_args(argv)
+    only = [b.strip() for b in args.only.split(",") if b.strip()]
+    unknown = sorted(set(only) - set(ALL))
+    if unknown:
+        p.error(f"unknown benchmarks {unknown}; known: {', '.join(ALL)}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    t0, results, scaling = time.perf_counter(), [], []
+    mm = work / "ingest" / "mobile_aloha_sim"
+
+    def step(name: str, fn):
+        if name in only:
+            print(f"[{time.perf_counter() - t0:6.0f}s] {name} ...", file=sys.stderr, flush=True)
+            return fn()
+        return None
+
+    ingested = step("ingest", lambda: bench_ingest.run(work))
+    if ingested:
+        results += ingested[0]
+    if not (mm / "manifest.json").is_file() and {"fast", "loader", "trainer"} & set(only):
+        bench_ingest.ingest_one("mobile_aloha_sim", mm)  # the layout the next three read
+    results += step("fast", lambda: bench_fast.run(mm)) or []
+    results += step("loader", lambda: bench_loader.run(mm, work)) or []
+    results += step("trainer", lambda: bench_trainer.run(mm, work)) or []
+    results += step("stats", bench_stats.run) or []
+    scaled = step("scaling", lambda: bench_scaling.run(work))
+    if scaled:
+        results += scaled[0]
+        scaling = scaled[1]
+    seconds = time.perf_counter() - t0
+    write_results(args.out, results, scaling, seconds)
+    for r in results:
+        met = {True: "ok", False: "SHORT", None: "--"}[r.met]
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "  - "
+        print(f"{met:>5}  {ratio:>7}  {r.bench}: {r.name}", file=sys.stderr)
+    print(f"wrote {args.out}/RESULTS.md in {seconds / 60:.1f} min", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
