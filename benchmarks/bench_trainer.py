@@ -5,6 +5,7 @@ run's own metrics.csv after its first steps."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 from benchmarks.common import Result
@@ -20,6 +21,7 @@ def run(layout: Path, folder: Path, steps: int = 45) -> list[Result]:
         "components: [{dataset: mobile_aloha_sim}]\n"
     )
     out = folder / "trainer_run"
+    shutil.rmtree(out, ignore_errors=True)  # a run folder with checkpoints would resume, not train
     opts = TrainOptions(
         "posttrain",
         mixture,

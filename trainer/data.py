@@ -59,15 +59,13 @@ def _npy(sample: dict, name: str) -> np.ndarray | None:
 
 
 def decode_sample(sample: dict) -> dict:
-    """Shard members -> arrays: images [C, 3, 224, 224] float32 in [-1, 1], ids, masks, actions."""
+    """Shard members -> arrays: images [C, 224, 224, 3] uint8 (the batch scales them to [-1, 1] in one
+    pass, `collate_rows`), ids, masks, actions."""
     images = np.stack(
-        [
-            np.asarray(Image.open(io.BytesIO(sample[f"{s}.jpg"])).convert("RGB"), np.float32)
-            for s in CAMERA_SLOTS
-        ]
+        [np.asarray(Image.open(io.BytesIO(sample[f"{s}.jpg"])).convert("RGB")) for s in CAMERA_SLOTS]
     )
     out = {
-        "images": images.transpose(0, 3, 1, 2) / 127.5 - 1.0,
+        "images": images,
         "image_mask": _npy(sample, "image_mask.npy").astype(bool),
         "input_ids": _npy(sample, "input_ids.npy").astype(np.int64),
         "loss_mask": _npy(sample, "loss_mask.npy").astype(bool),
@@ -102,6 +100,16 @@ def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 128) -> 
     return collate_rows(rows, [d.dataset for d in draws], [d.key for d in draws], max_prompt, max_targets)
 
 
+def _scaled_images(rows: list[dict]) -> np.ndarray:
+    """[B, C, 3, H, W] float32 in [-1, 1] from the rows' uint8 [C, H, W, 3]: written once into the batch's
+    own array (x / 127.5 - 1 in float32, as the model expects), with no per-sample float copies."""
+    c, h, w, _ = rows[0]["images"].shape
+    out = np.empty((len(rows), c, 3, h, w), np.float32)
+    for i, r in enumerate(rows):
+        np.divide(r["images"].transpose(0, 3, 1, 2), np.float32(127.5), out=out[i])
+    return np.subtract(out, np.float32(1.0), out=out)
+
+
 def collate_rows(
     rows: list[dict], datasets: list[str], keys: list[str], max_prompt: int, max_targets: int
 ) -> Batch:
@@ -132,7 +140,7 @@ def collate_rows(
         context[i, : int(opens[0]) if len(opens) else 0] = True
     stack = lambda k, dt: torch.from_numpy(np.stack([r[k] for r in rows]).astype(dt))  # noqa: E731
     return Batch(
-        images=stack("images", np.float32),
+        images=torch.from_numpy(_scaled_images(rows)),
         image_mask=stack("image_mask", bool),
         prompt_ids=prompt_ids,
         prompt_valid=prompt_valid,
