@@ -67,7 +67,7 @@ def write_results(out: Path, results: list[Result], scaling: list[dict], seconds
     lines += ["", "## Notes", ""]
     lines += [f"- **{r.bench} / {r.name}**: {r.note}" for r in results if r.note]
     lines += ["", "## Goals", ""] + [f"- {k}: {v}" for k, v in GOALS.items()]
-    lines += ["", "Plots: `plots/ratios.png`, `plots/scaling.png`.", ""]
+    lines += ["", "Plots: `plots/ratios.png`, `plots/scaling.png`. Why a figure falls short: README.md.", ""]
     (out / "RESULTS.md").write_text("\n".join(lines))
     _plot_ratios(out / "plots" / "ratios.png", results)
     if scaling:
