@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: env ingest test test-fast bench bench-peers lint format samples schema-doc check-layout clean
+.PHONY: env ingest test test-fast bench lint format samples schema-doc check-layout clean
 
 env: $(STAMP)
 
