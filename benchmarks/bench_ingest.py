@@ -82,6 +82,12 @@ def _bound(dataset: str, path: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, images
 
 
+def ingest_cmd(sources: Path, out: Path, workers: int) -> list[str]:
+    """The `vlamix ingest` command line every ingest benchmark runs (always a fresh build)."""
+    cmd = ["ingest", "--sources", str(sources), "--out", str(out), "--workers", str(workers), "--fresh"]
+    return [sys.executable, "-m", "vlamix.cli", *cmd]
+
+
 def ingest_one(dataset: str, out: Path, workers: int = 1, sources: Path | None = None) -> dict:
     """Run `vlamix ingest` on one dataset of the samples (or a given sources file); its wall time, frames
     written, and the job's own report (steps' seconds, the driver's peak RSS)."""
@@ -94,20 +100,7 @@ def ingest_one(dataset: str, out: Path, workers: int = 1, sources: Path | None =
         sources = out.parent / f"{dataset}_sources.yaml"
         sources.parent.mkdir(parents=True, exist_ok=True)
         sources.write_text(yaml.safe_dump({"datasets": [entry]}))
-    cmd = [
-        sys.executable,
-        "-m",
-        "vlamix.cli",
-        "ingest",
-        "--sources",
-        str(sources),
-        "--out",
-        str(out),
-        "--workers",
-        str(workers),
-        "--fresh",
-        "--json",
-    ]
+    cmd = [*ingest_cmd(sources, out, workers), "--json"]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0

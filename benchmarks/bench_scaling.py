@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import yaml
 
-from benchmarks.bench_ingest import REPO, SAMPLES
+from benchmarks.bench_ingest import REPO, SAMPLES, ingest_cmd
 from benchmarks.common import Result
 
 SCALES = (1, 4, 16)
@@ -55,19 +55,7 @@ def run(folder: Path) -> tuple[list[Result], list[dict]]:
     for scale in SCALES:
         eps = episodes(folder / "episodes", scale)
         out = folder / "scaling" / f"{scale}x"
-        cmd = [
-            sys.executable,
-            "-m",
-            "vlamix.cli",
-            "ingest",
-            "--sources",
-            str(_sources(folder, eps)),
-            "--out",
-            str(out),
-            "--workers",
-            "2",
-            "--fresh",
-        ]
+        cmd = ingest_cmd(_sources(folder, eps), out, workers=2)
         t0 = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True, cwd=REPO)
         wall = time.perf_counter() - t0
