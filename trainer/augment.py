@@ -7,7 +7,8 @@ images are not warped either, because their `<loc>` box targets would no longer 
 
 The draws of batch k come from a generator seeded by (seed, k) alone, so a resumed run (or a batch built
 by another dataloader worker) is augmented exactly like the uninterrupted run. Evaluation does not
-augment."""
+augment. Images stay uint8 [B, C, H, W, 3] on the way in and out (the batch's layout): the work is done
+in floats in [0, 1] and rounded back."""
 
 from __future__ import annotations
 
@@ -36,12 +37,12 @@ class AugmentImages:
     saturation: float = 0.5
 
     def __call__(self, batch: Batch, index: int) -> Batch:
-        """`batch` (images in [-1, 1]) augmented with the draws of batch number `index`."""
+        """`batch` (uint8 images) augmented with the draws of batch number `index`."""
         g = seeded(self.seed, "augment", index)
         images = batch.images
         b, c = images.shape[:2]
         u = torch.rand(b, c, 6, generator=g)  # every draw is made, used or not: the stream never shifts
-        x = images.flatten(0, 1)
+        x = images.flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, H, W] in [0, 1]
         warp = torch.zeros(b, c, dtype=torch.bool)
         warp[:, list(WARPED_SLOTS)] = True
         warp &= batch.image_mask & batch.has_actions[:, None]
@@ -55,7 +56,6 @@ class AugmentImages:
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
             x = torch.where(warp.flatten()[:, None, None, None], warped, x)
-        x = (x + 1) / 2  # colour jitter in [0, 1]
         jitter = lambda k, amount: (1 + (u[..., k] * 2 - 1) * amount).flatten()[:, None, None, None]  # noqa: E731
         x = (x * jitter(3, self.brightness)).clamp(0, 1)
         gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
@@ -63,6 +63,7 @@ class AugmentImages:
         x = ((x - mean) * jitter(4, self.contrast) + mean).clamp(0, 1)
         gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
         x = ((x - gray) * jitter(5, self.saturation) + gray).clamp(0, 1)
+        x = (x * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
         present = batch.image_mask.flatten()[:, None, None, None]
-        x = torch.where(present, x * 2 - 1, images.flatten(0, 1))
-        return replace(batch, images=x.view_as(images))
+        x = torch.where(present, x, images.flatten(0, 1))
+        return replace(batch, images=x.reshape(images.shape))

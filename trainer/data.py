@@ -9,18 +9,18 @@ tail: counted in `truncated`, never silent)."""
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vlamix.mixtures.sampler import Draw
 from vlamix.schemas.embodiment import CAMERA_SLOTS
+from vlamix.shards.members import npy_array
 from vlamix.shards.random_access import SampleReadError, read_sample
 from vlamix.tokenizers.vocab import SPECIALS
+from vlamix.transforms.image import IMAGE_SIZE, decode_jpeg_into
 
 __all__ = ["ACTION", "IGNORE", "Batch", "collate", "decode_sample", "read_draw"]
 
@@ -30,7 +30,7 @@ ACTION = SPECIALS.index("<action>")  # opens the FAST tokens; the action expert 
 
 @dataclass
 class Batch:
-    images: torch.Tensor  # [B, C, 3, 224, 224] in [-1, 1]
+    images: torch.Tensor  # [B, C, 224, 224, 3] uint8 as decoded: the model scales them on its device
     image_mask: torch.Tensor  # [B, C] bool
     prompt_ids: torch.Tensor  # [B, P]
     prompt_valid: torch.Tensor  # [B, P] bool
@@ -55,18 +55,25 @@ class Batch:
 
 
 def _npy(sample: dict, name: str) -> np.ndarray | None:
-    return np.load(io.BytesIO(sample[name])) if name in sample else None
+    return npy_array(sample[name]) if name in sample else None
 
 
-def decode_sample(sample: dict) -> dict:
-    """Shard members -> arrays: images [C, 224, 224, 3] uint8 (the batch scales them to [-1, 1] in one
-    pass, `collate_rows`), ids, masks, actions."""
-    images = np.stack(
-        [np.asarray(Image.open(io.BytesIO(sample[f"{s}.jpg"])).convert("RGB")) for s in CAMERA_SLOTS]
-    )
+def decode_sample(sample: dict, images: np.ndarray | None = None) -> dict:
+    """Shard members -> arrays: images [C, 224, 224, 3] uint8, decoded straight into `images` when given
+    (a row of the batch's own array: no copies), ids, masks, actions. An absent camera's slot holds the
+    black stand-in JPEG; it is not decoded, just zeroed (what it decodes to; the model masks it anyway)."""
+    if images is None:
+        images = np.empty((len(CAMERA_SLOTS), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    present = _npy(sample, "image_mask.npy").astype(bool)
+    for i, slot in enumerate(CAMERA_SLOTS):
+        jpeg = sample[f"{slot}.jpg"]
+        if present[i]:
+            decode_jpeg_into(jpeg, images[i])
+        else:
+            images[i] = 0
     out = {
         "images": images,
-        "image_mask": _npy(sample, "image_mask.npy").astype(bool),
+        "image_mask": present,
         "input_ids": _npy(sample, "input_ids.npy").astype(np.int64),
         "loss_mask": _npy(sample, "loss_mask.npy").astype(bool),
     }
@@ -80,13 +87,14 @@ def decode_sample(sample: dict) -> dict:
     return out
 
 
-def read_draw(d: Draw) -> dict:
-    """One draw read (its bytes checked against the index's crc32, when the index has one) and decoded;
-    any failure is a SampleReadError that names the shard, byte range and key: never a skipped sample."""
+def read_draw(d: Draw, images: np.ndarray | None = None) -> dict:
+    """One draw read (its bytes checked against the index's crc32, when the index has one) and decoded,
+    its images into `images` when given; any failure is a SampleReadError that names the shard, byte
+    range and key: never a skipped sample."""
     sample = read_sample(d.layout, d.shard, d.offset, d.length, key=d.key, crc32=d.crc32)
     try:
-        return decode_sample(sample)
-    except (OSError, ValueError, KeyError) as e:
+        return decode_sample(sample, images)
+    except (OSError, ValueError, KeyError, IndexError) as e:
         raise SampleReadError(
             f"{d.layout}/{d.shard} bytes {d.offset}+{d.length} (sample {d.key}): cannot decode "
             f"({type(e).__name__}: {e}); the shard is damaged: re-publish the layout"
@@ -95,25 +103,23 @@ def read_draw(d: Draw) -> dict:
 
 def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 128) -> Batch:
     """Read, decode and pad the draws of one batch (each checked against its index's crc32, when the
-    layout's index has one)."""
-    rows = [read_draw(d) for d in draws]
-    return collate_rows(rows, [d.dataset for d in draws], [d.key for d in draws], max_prompt, max_targets)
-
-
-def _scaled_images(rows: list[dict]) -> np.ndarray:
-    """[B, C, 3, H, W] float32 in [-1, 1] from the rows' uint8 [C, H, W, 3]: written once into the batch's
-    own array (x / 127.5 - 1 in float32, as the model expects), with no per-sample float copies."""
-    c, h, w, _ = rows[0]["images"].shape
-    out = np.empty((len(rows), c, 3, h, w), np.float32)
-    for i, r in enumerate(rows):
-        np.divide(r["images"].transpose(0, 3, 1, 2), np.float32(127.5), out=out[i])
-    return np.subtract(out, np.float32(1.0), out=out)
+    layout's index has one). The JPEGs decode straight into the batch's image array."""
+    images = np.empty((len(draws), len(CAMERA_SLOTS), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    rows = [read_draw(d, images[i]) for i, d in enumerate(draws)]
+    datasets, keys = [d.dataset for d in draws], [d.key for d in draws]
+    return collate_rows(rows, datasets, keys, max_prompt, max_targets, images)
 
 
 def collate_rows(
-    rows: list[dict], datasets: list[str], keys: list[str], max_prompt: int, max_targets: int
+    rows: list[dict],
+    datasets: list[str],
+    keys: list[str],
+    max_prompt: int,
+    max_targets: int,
+    images: np.ndarray | None = None,
 ) -> Batch:
-    """Pad decoded samples (`decode_sample`) into one batch."""
+    """Pad decoded samples (`decode_sample`) into one batch; `images`: the rows' images as one [B, C, H,
+    W, 3] array already (what `collate` decodes into), else they are stacked."""
     prompts, targets, labels, truncated = [], [], [], 0
     for r in rows:
         ids, mask = r["input_ids"], r["loss_mask"]
@@ -140,7 +146,7 @@ def collate_rows(
         context[i, : int(opens[0]) if len(opens) else 0] = True
     stack = lambda k, dt: torch.from_numpy(np.stack([r[k] for r in rows]).astype(dt))  # noqa: E731
     return Batch(
-        images=torch.from_numpy(_scaled_images(rows)),
+        images=torch.from_numpy(images if images is not None else np.stack([r["images"] for r in rows])),
         image_mask=stack("image_mask", bool),
         prompt_ids=prompt_ids,
         prompt_valid=prompt_valid,

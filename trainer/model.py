@@ -174,10 +174,19 @@ class ViT(nn.Module):
         self.tokens_per_image = n
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, C, 3, H, W] floats in [-1, 1] -> [B, C * n, width]."""
+        """[B, C, H, W, 3] uint8 (the batch's images as decoded) -> [B, C * n, width]. They become
+        [-1, 1] floats here, on the model's device: the loader ships a quarter of the bytes."""
         b, c = images.shape[:2]
-        x = self.patch(images.flatten(0, 1)).flatten(2).transpose(1, 2) + self.pos
+        x = pixels_to_unit(images.flatten(0, 1), self.patch.weight.dtype)
+        x = self.patch(x).flatten(2).transpose(1, 2) + self.pos
         return self.proj(self.blocks(x)).reshape(b, c * self.tokens_per_image, -1)
+
+
+def pixels_to_unit(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[N, H, W, 3] uint8 -> [N, 3, H, W] in [-1, 1] (x / 127.5 - 1), the model's input range."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 [..., H, W, 3] as the loader decodes them, not {images.dtype}")
+    return images.permute(0, 3, 1, 2).to(dtype) / 127.5 - 1.0
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

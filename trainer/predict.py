@@ -175,7 +175,7 @@ class Policy:
         ids = [self.tok.special("<bos>"), *self.tok.text_ids(sample["prompt"])]
         ids = ids[: self.state["config"]["max_prompt"]]
         inputs = {
-            "images": torch.from_numpy(pixels.transpose(0, 3, 1, 2)[None].astype(np.float32) / 127.5 - 1.0),
+            "images": torch.from_numpy(pixels[None]),  # uint8, as the loader's batches: the model scales
             "image_mask": torch.from_numpy(present[None]),
             "prompt_ids": torch.tensor([ids]),
             "prompt_valid": torch.ones(1, len(ids), dtype=torch.bool),

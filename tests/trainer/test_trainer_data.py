@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vlamix.mixtures.resolve import resolve, split_view
 from vlamix.mixtures.sampler import MixtureSampler
+from vlamix.schemas.embodiment import CAMERA_SLOTS
 from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.trainer.augment import AugmentImages
 from vlamix.trainer.data import IGNORE, collate
@@ -32,13 +34,16 @@ def test_batches_split_tokens_exactly_and_run_forward(mixdir, bundled):
     res = resolve(mixdir / "pi05_pretrain.yaml")
     draws = MixtureSampler(res, seed=4).take(12)
     batch = collate(draws, max_prompt=512, max_targets=512)
-    assert batch.truncated == 0 and batch.images.shape == (12, 4, 3, 224, 224)
-    assert batch.images.min() >= -1 and batch.images.max() <= 1
+    assert batch.truncated == 0 and batch.images.shape == (12, 4, 224, 224, 3)
+    assert batch.images.dtype == torch.uint8  # as decoded: the model scales them on its device
     tok = load_tokenizer_set(str(bundled / res.manifests[draws[0].layout]["tokenizer_set"]["path"]))
     contexts = 0
     for i, d in enumerate(draws):
         m = _members(d)
         ids = np.load(io.BytesIO(m["input_ids.npy"]))
+        for c, slot in enumerate(CAMERA_SLOTS):  # libjpeg-turbo into the batch: Pillow's very pixels
+            pillow = np.asarray(Image.open(io.BytesIO(m[f"{slot}.jpg"])).convert("RGB"))
+            assert np.array_equal(batch.images[i, c].numpy(), pillow), (d.key, slot)
         prompt = batch.prompt_ids[i][batch.prompt_valid[i]].numpy()
         labels = batch.labels[i][batch.labels[i] != IGNORE].numpy()
         # prefix + the [sep] that opens the target stream + every label = the whole sequence

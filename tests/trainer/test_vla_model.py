@@ -25,7 +25,7 @@ B, C, P, S = 2, 2, 5, 4
 def _inputs(seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {
-        "images": torch.rand(B, C, 3, 224, 224, generator=g) * 2 - 1,
+        "images": torch.randint(0, 256, (B, C, 224, 224, 3), generator=g, dtype=torch.uint8),
         "image_mask": torch.tensor([[True, False], [True, True]]),
         "prompt_ids": torch.randint(0, 50, (B, P), generator=g),
         "prompt_valid": torch.ones(B, P, dtype=torch.bool),
@@ -109,7 +109,7 @@ def test_an_absent_camera_changes_nothing():
     model, x = _model(), _inputs()
     logits, v = model(**x)
     images = x["images"].clone()
-    images[0, 1] = torch.rand_like(images[0, 1])  # sample 0's camera 1 is absent (mask False)
+    images[0, 1] = 255 - images[0, 1]  # sample 0's camera 1 is absent (mask False)
     logits2, v2 = model(**{**x, "images": images})
     assert torch.equal(logits2, logits) and torch.equal(v2, v)
 
