@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -67,8 +68,15 @@ def _batch_definition(name: str):
     return source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
 
 
-def failures(df: pd.DataFrame, suite_name: str, expectations: list) -> list[Failure]:
-    """Validate `df` against the expectations; every failing (expectation, row), first row first."""
+def failures(
+    df: pd.DataFrame,
+    suite_name: str,
+    expectations: list,
+    locate: Callable[[int, str | None, object], tuple[int, str | None, object]] | None = None,
+) -> list[Failure]:
+    """Validate `df` against the expectations; every failing (expectation, row), first row first.
+    `locate` maps a failing table row, its expectation's column and the value to the (row, column, value)
+    to report, for tables in another shape than the records (schemas/expectations.py's dim_table)."""
     import great_expectations as gx
 
     if df.empty:
@@ -86,7 +94,8 @@ def failures(df: pd.DataFrame, suite_name: str, expectations: list) -> list[Fail
         if not rows and r.exception_info and r.exception_info.get("raised_exception"):
             raise RuntimeError(f"{suite_name}: {r.expectation_config.type} raised: {r.exception_info}")
         for row, value in zip(rows, values, strict=False):
-            out.append(Failure(r.expectation_config.type, column, int(row), value))
+            at, col, val = locate(int(row), column, value) if locate else (int(row), column, value)
+            out.append(Failure(r.expectation_config.type, col, at, val))
     return sorted(out, key=lambda f: (f.row, f.expectation, f.column or ""))
 
 

@@ -13,7 +13,15 @@ import pyarrow.parquet as pq
 
 from vlamix.pipelines.quality import GATE_PREFIX, failures
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
-from vlamix.schemas.expectations import frame_expectations, frame_table, sample_expectations, sample_table
+from vlamix.schemas.expectations import (
+    dim_cell,
+    dim_expectations,
+    dim_table,
+    frame_expectations,
+    frame_table,
+    sample_expectations,
+    sample_table,
+)
 from vlamix.schemas.frame import FRAME, frame_key, image_column
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.schemas.sample import SAMPLE
@@ -98,7 +106,7 @@ def extract_episode(task: ExtractTask) -> Extracted:
             )
     with store.open(rel) as f:
         cols = pq.read_table(f, columns=["state", "action", "timestamp", "task"]).to_pydict()
-    bad = failures(frame_table(cols, task.embodiment), f"frames_{task.source.kind}", _suite(task.embodiment))
+    bad = _frame_failures(cols, task.embodiment, task.source.kind)
     if bad:  # the quality gate: the first failing row names the expectation; the episode is quarantined
         store.rm(rel)
         f = bad[0]
@@ -120,15 +128,20 @@ def extract_episode(task: ExtractTask) -> Extracted:
     )
 
 
-_SUITES: dict[str, list] = {}
+_SUITES: dict[str, tuple[list, list]] = {}
 
 
-def _suite(emb: Embodiment) -> list:
-    """The frame expectations of an embodiment, built once per process (specs are unhashable)."""
-    key = repr(emb)
+def _frame_failures(cols: dict, emb: Embodiment, kind: str) -> list:
+    """The frames' quality gate: every state/action value (one long table) and every frame's timestamp and
+    text; failures name the frame row and the dim, first row first."""
+    key = repr(emb)  # the expectations are built once per process (specs are unhashable)
     if key not in _SUITES:
-        _SUITES[key] = frame_expectations(emb)
-    return _SUITES[key]
+        _SUITES[key] = (dim_expectations(), frame_expectations(emb))
+    dims, frames = _SUITES[key]
+    table = dim_table(cols, emb)
+    bad = failures(table, f"dims_{kind}", dims, dim_cell(table, emb))
+    bad += failures(frame_table(cols, emb), f"frames_{kind}", frames)
+    return sorted(bad, key=lambda f: (f.row, f.expectation, f.column or ""))
 
 
 @dataclass(frozen=True)

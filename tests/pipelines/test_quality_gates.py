@@ -125,9 +125,10 @@ def test_the_sample_suite_names_each_failing_sample():
     from vlamix.pipelines.quality import failures
     from vlamix.schemas.embodiment import load_embodiment
     from vlamix.schemas.expectations import sample_expectations, sample_table
-    from vlamix.transforms.image import black_jpeg
+    from vlamix.transforms.image import black_jpeg, encode_jpeg
 
     emb = load_embodiment("aloha")
+    photo = encode_jpeg(np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8))
 
     def record(**change):
         rec = {
@@ -150,6 +151,9 @@ def test_the_sample_suite_names_each_failing_sample():
         record(image_left_wrist=b"not a jpeg"),
         record(input_ids=np.array([1, 5000])),
         record(state_dim_mask=np.arange(32) < 3),
+        record(image_base_0=photo),  # a real 224x224 image decodes
+        record(image_base_1=encode_jpeg(np.zeros((100, 100, 3), np.uint8))),  # decodes, at the wrong size
+        record(image_right_wrist=photo[: len(photo) // 2]),  # truncated
     ]
     table = sample_table(records, emb)
     got = {
@@ -161,4 +165,40 @@ def test_the_sample_suite_names_each_failing_sample():
         (3, "expect_column_values_to_be_in_set", "images_ok"),
         (4, "expect_column_values_to_be_between", "token_max"),
         (5, "expect_column_values_to_be_in_set", "state_dims"),
+        (7, "expect_column_values_to_be_in_set", "images_ok"),
+        (8, "expect_column_values_to_be_in_set", "images_ok"),
     }
+
+
+def test_the_frame_suite_names_the_frame_and_dim_at_the_exact_range_edge():
+    """Every state/action value is checked in one long table (two expectations, not two per dim); a
+    failure still names the frame row and the dim, and the range check is exact at its bounds."""
+    import numpy as np
+
+    from vlamix.pipelines.quality import failures
+    from vlamix.schemas.embodiment import dim_range, load_embodiment
+    from vlamix.schemas.expectations import dim_cell, dim_expectations, dim_labels, dim_table
+
+    emb = load_embodiment("aloha")
+    labels = dim_labels(emb)
+    assert len(labels) == emb.state_dim + emb.action_dim
+    state = np.zeros((6, emb.state_dim))
+    action = np.zeros((6, emb.action_dim))
+    _, hi = dim_range(emb.state[2])
+    state[1, 2] = hi  # on the bound: passes
+    state[2, 2] = np.nextafter(hi, np.inf)  # the next float above it: fails
+    state[3, 4] = np.inf
+    alo, _ = dim_range(emb.action[5])
+    action[4, 5] = np.nextafter(alo, -np.inf)
+    action[5, 0] = np.nan
+    table = dim_table({"state": state, "action": action}, emb)
+    got = [
+        (f.row, f.expectation, f.column, f.value)
+        for f in failures(table, "dims_test", dim_expectations(), dim_cell(table, emb))
+    ]
+    assert sorted(got, key=lambda g: g[0]) == [
+        (2, "expect_column_values_to_be_between", f"state.{emb.state[2].name}", np.nextafter(hi, np.inf)),
+        (3, "expect_column_values_to_not_be_null", f"state.{emb.state[4].name}", None),
+        (4, "expect_column_values_to_be_between", f"action.{emb.action[5].name}", np.nextafter(alo, -np.inf)),
+        (5, "expect_column_values_to_not_be_null", f"action.{emb.action[0].name}", None),
+    ]
