@@ -77,6 +77,7 @@ class MixtureSampler:
         self.counts = np.zeros(len(self.entries), np.int64)  # draws of each entry before `scanned`
         self.scanned = 0  # global draws whose datasets have been counted
         self._perms: dict[tuple[int, int], np.ndarray] = {}
+        self._block_choices: tuple[int, np.ndarray] | None = None  # the last block's, reused by its draws
 
     # --- state ---
     def state_dict(self) -> dict:
@@ -124,12 +125,19 @@ class MixtureSampler:
         return lo
 
     def _choices(self, block: int) -> np.ndarray:
+        """The entry of each draw of `block` (a pure function of the seed and the block; the last block's
+        are kept, as consecutive draws of a reader mostly fall in the same block)."""
+        if self._block_choices is not None and self._block_choices[0] == block:
+            return self._block_choices[1]
         rng = np.random.default_rng([self.seed, 0x6D6978, block])
         if self.stratified is None:
             u = rng.random(BLOCK)
-            return np.minimum(np.searchsorted(self.cum, u, side="right"), len(self.entries) - 1)
-        counts = self._owed(block + 1) - self._owed(block)
-        return rng.permutation(np.repeat(np.arange(len(self.entries)), counts))
+            choices = np.minimum(np.searchsorted(self.cum, u, side="right"), len(self.entries) - 1)
+        else:
+            counts = self._owed(block + 1) - self._owed(block)
+            choices = rng.permutation(np.repeat(np.arange(len(self.entries)), counts))
+        self._block_choices = (block, choices)
+        return choices
 
     def _perm(self, i: int, epoch: int) -> np.ndarray:
         key = (i, epoch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from functools import lru_cache
 
@@ -50,15 +51,15 @@ _MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*\
 
 def member_problem(name: str) -> str | None:
     """Why `name` may not be a member of a shard (the writer's check, and every reader's), or None."""
+    if _MEMBER.fullmatch(name):  # the common case first: no name it matches fails a check below
+        return None
     if "\\" in name:
         return "a backslash in its name"
     if name.startswith("/"):
         return "an absolute name"
     if any(part in ("", ".", "..") for part in name.split("/")):
         return "an empty, `.` or `..` path part"
-    if not _MEMBER.fullmatch(name):
-        return "not `<key>.<ext>` of plain path parts"
-    return None
+    return "not `<key>.<ext>` of plain path parts"
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -93,7 +94,7 @@ def npy_array(data: bytes) -> np.ndarray:
     size_bytes = 2 if data[6] == 1 else 4
     start = 8 + size_bytes + int.from_bytes(data[8 : 8 + size_bytes], "little")
     dtype, shape, fortran = _npy_header(bytes(data[:start]))
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if len(data) - start != count * dtype.itemsize:
         raise ValueError(f".npy holds {len(data) - start} data bytes, its header says {count} x {dtype}")
     return np.frombuffer(data, dtype, count, start).reshape(shape, order="F" if fortran else "C")
