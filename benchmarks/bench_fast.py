@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy.fft import dct, idct
 
-from benchmarks.common import Result, best_time
+from benchmarks.common import Result, best_times
 from vlamix.pipelines.fast_report import dataset_chunks, fast_report
 from vlamix.shards.manifest import read_manifest
 from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
@@ -46,12 +46,12 @@ def run(layout: Path, max_chunks: int = 4000) -> list[Result]:
     h, d = emb.chunk_horizon, emb.action_dim
     ours_ids, ref_ids = fast.encode(chunks), reference_encode(fast, chunks)
     identical = ours_ids == ref_ids
-    t_ours = best_time(lambda: fast.encode(chunks))
-    t_ref = best_time(lambda: reference_encode(fast, chunks))
+    t_ours, t_ref = best_times([lambda: fast.encode(chunks), lambda: reference_encode(fast, chunks)])
     back, valid = fast.decode(ours_ids, h, d)
     same_decode = bool(valid.all() and np.allclose(back, reference_decode(fast, ours_ids, h, d)))
-    td_ours = best_time(lambda: fast.decode(ours_ids, h, d))
-    td_ref = best_time(lambda: reference_decode(fast, ours_ids, h, d))
+    td_ours, td_ref = best_times(
+        [lambda: fast.decode(ours_ids, h, d), lambda: reference_decode(fast, ours_ids, h, d)]
+    )
     n = len(chunks)
     shape = f"{n} chunks of {h}x{d} ({DATASET})"
     results = [

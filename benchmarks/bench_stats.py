@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import Result, best_time, peak_python_bytes
+from benchmarks.common import Result, best_times, peak_python_bytes
 from vlamix.transforms.stats import PERCENTILES, compute_stats
 
 FRAMES, DIMS, BATCH, BINS = 1_000_000, 14, 10_000, 5000
@@ -76,7 +76,7 @@ def run() -> list[Result]:
     span = x.max(0) - x.min(0)
     err_ours = float((np.abs(ours_q - exact) / span).max())
     err_hist = float((np.abs(hist_q - exact) / span).max())
-    t_ours, t_hist = best_time(lambda: compute_stats(x), 2), best_time(lambda: _histogram(x), 2)
+    t_ours, t_hist = best_times([lambda: compute_stats(x), lambda: _histogram(x)], 5)
     m_ours, m_hist = peak_python_bytes(lambda: compute_stats(x)), peak_python_bytes(lambda: _histogram(x))
     data_mb = x.nbytes / 2**20
     what = f"{FRAMES:,} frames x {DIMS} dims (float32, {data_mb:.0f} MiB in memory)"

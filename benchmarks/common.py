@@ -9,7 +9,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["Result", "best_time", "peak_python_bytes"]
+__all__ = ["Result", "best_time", "best_times", "peak_python_bytes"]
 
 
 @dataclass
@@ -49,13 +49,20 @@ class Result:
 
 def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
     """The fastest of `repeats` runs of `fn`, in seconds (the least disturbed by the rest of the machine)."""
-    times = []
+    return best_times([fn], repeats)[0]
+
+
+def best_times(fns: list[Callable[[], object]], repeats: int = 3) -> list[float]:
+    """The fastest of `repeats` runs of each of `fns`, in seconds, run in turns (ours, baseline, ours, ...)
+    so that a slow spell of a shared machine falls on both sides of a ratio alike."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for fn, took in zip(fns, times, strict=True):
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            took.append(time.perf_counter() - t0)
+    return [min(t) for t in times]
 
 
 def peak_python_bytes(fn: Callable[[], object]) -> int:

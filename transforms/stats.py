@@ -54,9 +54,11 @@ class DimStats:
 
 def _dim(col: np.ndarray) -> tuple:
     """Everything of one dim, in float64 (numpy's sort, partition and reductions release the GIL)."""
-    c = col.astype(np.float64)
-    counts, edges = np.histogram(c, bins=HISTOGRAM_BINS)
-    return c.mean(), c.std(), c.min(), c.max(), np.percentile(c, PERCENTILES), counts, edges
+    c = col.astype(np.float64)  # our own copy: the percentiles may reorder it in place, last
+    lo, hi = c.min(), c.max()
+    counts, edges = np.histogram(c, bins=HISTOGRAM_BINS, range=(lo, hi) if lo < hi else None)
+    mean, std = c.mean(), c.std()
+    return mean, std, lo, hi, np.percentile(c, PERCENTILES, overwrite_input=True), counts, edges
 
 
 def compute_stats(values: np.ndarray, threads: int = 2) -> DimStats:
