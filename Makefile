@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: env ingest test test-fast bench lint format samples schema-doc check-layout clean
+.PHONY: env ingest test test-fast bench bench-peers lint format samples schema-doc check-layout clean
 
 env: $(STAMP)
 
@@ -31,6 +31,22 @@ test-fast: $(STAMP)
 # plots/); scratch data in .bench/. Under 15 minutes on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --work .bench --out benchmarks
+
+# Optional: the loader against LeRobot's LeRobotDataset on the same episodes (benchmarks/peers/RESULTS.md).
+# lerobot 0.4.x pins an older torch, so it gets its own environment, .venv-peers: several GB (the CUDA
+# build of torch 2.9.1 from PyPI), built once and reused until benchmarks/peers/requirements.txt changes.
+PEERS := .venv-peers
+PEERS_STAMP := $(PEERS)/.installed-stamp
+
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "bench-peers needs Python 3.11; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	@command -v ffmpeg >/dev/null || { echo "bench-peers: ffmpeg not found; torchcodec needs FFmpeg's shared libraries: apt-get install ffmpeg"; exit 1; }
+	$(BIN)/python -m benchmarks.peers.run --work .bench --out benchmarks/peers --peers-python $(PEERS)/bin/python
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
