@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vlamix.sources.synthetic.kinematics import portable
 from vlamix.sources.synthetic.rlds_writer import RldsFeature, write_rlds
 from vlamix.sources.synthetic.tabletop import (
     SIM_HZ,
@@ -58,8 +59,10 @@ def _widowx_episode(ep: TabletopEpisode, size: int) -> dict:
     delta[:, 3:] = np.angle(np.exp(1j * delta[:, 3:]))  # wrap Euler deltas to [-pi, pi]
     frames = [render_tabletop(ep, i, size) for i in idx]
     return {
-        "steps/observation/state": np.concatenate([pose, ep.qpos[idx, 6:7]], axis=1).astype(np.float32),
-        "steps/action": np.concatenate([delta, ep.command[idx, 6:7]], axis=1).astype(np.float32),
+        "steps/observation/state": portable(np.concatenate([pose, ep.qpos[idx, 6:7]], axis=1)).astype(
+            np.float32
+        ),
+        "steps/action": portable(np.concatenate([delta, ep.command[idx, 6:7]], axis=1)).astype(np.float32),
         "steps/observation/image_0": [_jpeg(f["third_person"]) for f in frames],
         "steps/observation/image_3": [_jpeg(f["wrist"]) for f in frames],
         "steps/language_instruction": [ep.instruction] * len(idx),
@@ -72,10 +75,10 @@ def _arm6_episode(ep: TabletopEpisode, size: int) -> dict:
     nxt = np.concatenate([idx[1:], idx[-1:]])
     frames = [render_tabletop(ep, i, size) for i in idx]
     return {
-        "steps/observation/joint_positions": ep.qpos[idx, :6].astype(np.float32),
-        "steps/observation/gripper_position": (1.0 - ep.qpos[idx, 6:7]).astype(np.float32),
-        "steps/action/joint_targets": ep.command[nxt, :6].astype(np.float32),
-        "steps/action/gripper": (1.0 - ep.command[idx, 6:7]).astype(np.float32),
+        "steps/observation/joint_positions": portable(ep.qpos[idx, :6]).astype(np.float32),
+        "steps/observation/gripper_position": portable(1.0 - ep.qpos[idx, 6:7]).astype(np.float32),
+        "steps/action/joint_targets": portable(ep.command[nxt, :6]).astype(np.float32),
+        "steps/action/gripper": portable(1.0 - ep.command[idx, 6:7]).astype(np.float32),
         "steps/observation/agentview_image": [_jpeg(f["third_person"]) for f in frames],
         "steps/observation/eye_in_hand_image": [_jpeg(f["wrist"]) for f in frames],
         "steps/observation/natural_language_instruction": [ep.instruction] * len(idx),

@@ -16,10 +16,18 @@ __all__ = [
     "forward",
     "inverse_pointing_down",
     "min_jerk",
+    "portable",
     "rot_x",
     "rot_y",
     "rot_z",
 ]
+
+
+def portable(x: np.ndarray, decimals: int = 6) -> np.ndarray:
+    """`x` in float64 rounded to `decimals` places, -0.0 made 0.0: numpy's trigonometry and BLAS differ in
+    the last bits between CPUs (their SIMD paths), and the generated samples must be the same bytes on
+    every machine. A micro-radian is far below any real encoder's resolution."""
+    return np.round(np.asarray(x, dtype=np.float64), decimals) + 0.0
 
 
 def rot_x(a: float) -> np.ndarray:

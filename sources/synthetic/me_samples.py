@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlamix.sources.synthetic.kinematics import portable
 from vlamix.sources.synthetic.lerobot_writer import LeRobotEpisode, write_lerobot
 from vlamix.sources.synthetic.tabletop import SIM_HZ, render_tabletop, simulate_tabletop
 
@@ -59,7 +60,7 @@ def _episode(seed: int, room: dict) -> LeRobotEpisode:
                 (SIZE[1] - SIZE[0]) // 2 : (SIZE[1] + SIZE[0]) // 2
             ]  # 4:3 crop of the square render
             videos[cam].append(stamp_frame_code(image, k))
-    return LeRobotEpisode(ep.qpos[steps], ep.command[steps], videos, ep.instruction)
+    return LeRobotEpisode(portable(ep.qpos[steps]), portable(ep.command[steps]), videos, ep.instruction)
 
 
 def generate_me(out: Path, seed: int = 0) -> list[Path]:

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
+from vlamix.sources.synthetic.kinematics import portable
 from vlamix.sources.synthetic.scenario import EpisodeState, simulate
 from vlamix.sources.synthetic.scene import CAMERAS, render_frame
 
@@ -62,10 +63,11 @@ def write_episode(path: Path, state: EpisodeState, spec: SampleSpec) -> None:
             state.task
         )  # not in Mobile-ALOHA's recorder; the sources file points `instruction` here
         obs = f.create_group("observations", track_order=False)
-        _dataset(obs, "qpos", state.qpos.astype(np.float64))
-        _dataset(obs, "qvel", state.qvel.astype(np.float64))
-        effort = 8.0 * (state.action - state.qpos)  # servo error as a stand-in for motor current
-        _dataset(obs, "effort", effort.astype(np.float64))
+        qpos, action = portable(state.qpos), portable(state.action)
+        _dataset(obs, "qpos", qpos)
+        _dataset(obs, "qvel", portable(state.qvel))
+        effort = 8.0 * (action - qpos)  # servo error as a stand-in for motor current
+        _dataset(obs, "effort", portable(effort))
         images = obs.create_group("images", track_order=False)
         if spec.compress:
             lengths = np.zeros((len(CAMERAS), len(frames)), dtype=np.int64)
@@ -85,8 +87,8 @@ def write_episode(path: Path, state: EpisodeState, spec: SampleSpec) -> None:
                 _dataset(
                     images, cam, stack, chunks=(1, *stack.shape[1:]), compression="gzip", compression_opts=4
                 )
-        _dataset(f, "action", state.action.astype(np.float64))
-        _dataset(f, "base_action", state.base_action.astype(np.float64))
+        _dataset(f, "action", action)
+        _dataset(f, "base_action", portable(state.base_action))
 
 
 def generate(out_dir: Path, spec: SampleSpec = SampleSpec(), only: list[int] | None = None) -> Iterator[Path]:
