@@ -14,9 +14,11 @@ from vlamix.schemas.embodiment import SHIPPED_DIR, Embodiment, load_embodiment
 
 __all__ = [
     "AnnotationSource",
+    "CameraKey",
     "RobotKeys",
     "RobotSource",
     "SourcesFile",
+    "SuccessRule",
     "WebAnnotations",
     "WebSource",
     "load_sources",
@@ -28,13 +30,36 @@ ROBOT_FORMATS = ("aloha_hdf5", "lerobot", "rlds")
 
 
 @dataclass(frozen=True)
+class CameraKey:
+    """A native camera's slot, with how its frames were logged: `channel_order: bgr` for frames stored
+    blue-first (OpenCV-based loggers); they are flipped to RGB on read."""
+
+    slot: str | None
+    channel_order: Literal["rgb", "bgr"] = "rgb"
+
+
+@dataclass(frozen=True)
 class RobotKeys:
     """Native names, where a dataset does not use its format's defaults."""
 
     state: str | list[str] | None = None
     action: str | list[str] | None = None
     instruction: str | None = None
-    cameras: dict[str, str | None] = field(default_factory=dict)  # native camera name -> slot (null drops it)
+    # native camera name -> slot (null drops it), or {slot, channel_order}
+    cameras: dict[str, str | CameraKey | None] = field(default_factory=dict)
+
+
+REDUCE_RULES = ("last", "any", "all", "first")
+
+
+@dataclass(frozen=True)
+class SuccessRule:
+    """Episode success from a per-frame (or per-episode) field, reduced over the episode's steps: `last`
+    (the default: LeRobot's `next.success` and RLDS's `steps/reward` are true at the last step only),
+    `any`, `all` or `first`."""
+
+    field: str
+    reduce: Literal["last", "any", "all", "first"] = "last"
 
 
 @dataclass(frozen=True)
@@ -46,7 +71,7 @@ class RobotSource:
     embodiment: str
     task: str | None = None
     split: Literal["train", "val", "test"] | None = None
-    success: bool | str | None = None  # a constant, or the name of a per-episode field holding it
+    success: bool | str | SuccessRule | None = None  # a constant, a field name, or {field, reduce}
     stride: int = 1
     idle_filter: float | None = None  # drop frames whose action moves less than this (max over dims)
     normalization: Literal["quantile", "zscore"] = "quantile"

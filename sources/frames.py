@@ -14,7 +14,7 @@ import numpy as np
 
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.schemas.frame import frame_key, image_column
-from vlamix.sources.config import RobotSource
+from vlamix.sources.config import CameraKey, RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.split import content_split
 from vlamix.transforms.image import MAX_IMAGE_PIXELS, ResizeWithPad, encode_jpeg
@@ -24,11 +24,15 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "MAX_READ_BYTES",
     "EpisodeFacts",
+    "CameraPlan",
     "camera_slot",
     "declared_size_problem",
     "frame_row",
     "one_line",
     "parquet_size_problem",
+    "plan_cameras",
+    "rate_problem",
+    "to_rgb",
 ]
 
 _RESIZE = ResizeWithPad()
@@ -76,16 +80,78 @@ def parquet_size_problem(metadata) -> str | None:
     return None
 
 
+def _camera_mapping(source: RobotSource, emb: Embodiment) -> dict[str, CameraKey | None]:
+    """native name -> CameraKey (None: dropped on purpose); the sources file's keys override the spec's."""
+    out: dict[str, CameraKey | None] = {n: CameraKey(s) if s else None for n, s in emb.cameras.items()}
+    for native, key in source.keys.cameras.items():
+        out[native] = key if isinstance(key, CameraKey) else (CameraKey(key) if key else None)
+    return out
+
+
 def camera_slot(native: str, source: RobotSource, emb: Embodiment) -> tuple[str | None, str | None]:
     """(slot, None) for a mapped camera, (None, None) for one mapped to null on purpose, and
     (None, problem) for a camera nobody mapped: silently losing a view is worse than an error."""
-    mapping = {**emb.cameras, **source.keys.cameras}
+    mapping = _camera_mapping(source, emb)
     if native not in mapping:
         return None, (
             f"unknown camera {native!r}: map it to a slot (or to null to drop it) in the embodiment spec "
-            f"{emb.name} or in the sources file's `keys: {{cameras: ...}}`"
+            f"{emb.name} or in the sources file's `keys: {{cameras: ...}}` (known camera names: "
+            f"{sorted(mapping)})"
         )
-    return mapping[native], None
+    key = mapping[native]
+    return (key.slot if key else None), None
+
+
+@dataclass(frozen=True)
+class CameraPlan:
+    """Which native camera fills which slot, and in which channel order its frames were logged."""
+
+    slots: dict[str, str]  # slot -> native name
+    orders: dict[str, str]  # slot -> "rgb" | "bgr"
+
+
+def plan_cameras(natives: list[str], source: RobotSource, emb: Embodiment) -> tuple[CameraPlan, str | None]:
+    """Map the cameras a source has onto slots. The problem (second value) names an unknown camera with
+    the names that are known, or two cameras that map to one slot (the shipped ALOHA specs alias
+    `cam_high` and `top`: a file holding both would silently lose one): map one of them to null, or
+    elsewhere, in the sources file's `keys: {cameras: ...}`."""
+    mapping = _camera_mapping(source, emb)
+    slots: dict[str, str] = {}
+    orders: dict[str, str] = {}
+    for native in sorted(natives):
+        slot, problem = camera_slot(native, source, emb)
+        if problem:
+            return CameraPlan(slots, orders), problem
+        if slot is None:
+            continue
+        if slot in slots:
+            return CameraPlan(slots, orders), (
+                f"cameras {slots[slot]!r} and {native!r} both map to slot {slot!r}: map one of them to null "
+                f"(or to another slot) in the sources file's `keys: {{cameras: ...}}`"
+            )
+        slots[slot] = native
+        orders[slot] = mapping[native].channel_order  # type: ignore[union-attr]
+    return CameraPlan(slots, orders), None
+
+
+def to_rgb(frame: np.ndarray, channel_order: str) -> np.ndarray:
+    """An (H, W, 3) frame in RGB order: BGR-logged frames are flipped (a new array)."""
+    return np.ascontiguousarray(frame[..., ::-1]) if channel_order == "bgr" else frame
+
+
+RATE_TOLERANCE = 0.05  # a source's rate may differ from the spec's control_rate_hz by 5%
+
+
+def rate_problem(declared_hz: float, emb: Embodiment, what: str) -> str | None:
+    """Why a source's declared (or measured) rate does not fit the embodiment's control rate: chunks,
+    durations and annotation times would all be wrong."""
+    want = emb.control_rate_hz
+    if not (declared_hz > 0) or abs(declared_hz - want) > RATE_TOLERANCE * want:
+        return (
+            f"{what} is {declared_hz:g} Hz, the embodiment spec {emb.name} says control_rate_hz {want:g}: "
+            "use (or write) a spec at the data's rate, or resample the data"
+        )
+    return None
 
 
 @dataclass(frozen=True)
