@@ -50,7 +50,9 @@ def _as_bool(value: object, what: str) -> bool:
         if word in _FALSE:
             return False
         raise FieldError(f"{what} is the text {value[:40]!r}, not one of {_TRUE} or {_FALSE}")
-    raise FieldError(f"{what} is {type(value).__name__} {repr(value)[:60]}, not a bool, number or yes/no word")
+    raise FieldError(
+        f"{what} is {type(value).__name__} {repr(value)[:60]}, not a bool, number or yes/no word"
+    )
 
 
 def success_value(setting: bool | str | SuccessRule | None, lookup: Callable[[str], object]) -> bool | None:
