@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
+from pathlib import PurePosixPath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,17 +26,26 @@ __all__ = ["annotation_accounting", "annotation_spans", "extract_annotations"]
 COLUMN = {"HL": "subtask", "VI": "verbal_instruction"}
 
 
+def _own_name(source_file: str) -> str:
+    """The name a file-per-episode source gives an episode: the file stem (`episode_3` of
+    `mobile_aloha/episode_3.hdf5`) or the part after `#` (`episode_000003` of `lerobot#episode_000003`)."""
+    return source_file.rsplit("#", 1)[1] if "#" in source_file else PurePosixPath(source_file).stem
+
+
 def _episode_infos(out: Store, sources: SourcesFile, a: AnnotationSource) -> dict[int, EpisodeInfo]:
     robot = sources.robot(a.dataset)
     fps = sources.embodiment(robot).control_rate_hz
     kept, quarantined, dups = robot_outcomes(out, robot.name)
-    infos = {
-        q.episode: EpisodeInfo(q.frames, fps, f"quarantined: {q.reason}")
-        for q in quarantined
-        if q.episode is not None
-    }
-    infos |= {d.episode: EpisodeInfo(d.frames, fps, "an exact duplicate of an earlier episode") for d in dups}
-    infos |= {e.episode: EpisodeInfo(e.frames, fps, "written") for e in kept}
+    units = [(q.episode, q.source_file, q.frames, f"quarantined: {q.reason}") for q in quarantined]
+    units += [(d.episode, d.source_file, d.frames, "an exact duplicate of an earlier episode") for d in dups]
+    units += [(e.episode, e.source_file, e.frames, "written") for e in kept]
+    units = [u for u in units if u[0] is not None]
+    shared = Counter(_own_name(f) for _, f, _, _ in {(u[0], u[1], 0, "") for u in units})
+    infos = {}
+    for episode, source_file, frames, status in units:  # later (written) entries win
+        name = _own_name(source_file)
+        # a name that several episodes share (an RLDS file holds many) addresses none of them
+        infos[episode] = EpisodeInfo(frames, fps, status, (name,) if shared[name] == 1 else ())
     return infos
 
 

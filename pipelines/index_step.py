@@ -89,11 +89,28 @@ def _entry(
     return entry
 
 
-def write_index_and_manifest(out: Store, sources: SourcesFile) -> dict:
+def _overlaps(hashes: dict[str, set[str]], unit: str) -> list[dict]:
+    """Pairs of datasets that hold the same content (the same files under two names, or one dataset
+    copied into another): reported, not dropped, since a mixture may overlap on purpose (DESIGN.md §8)."""
+    names = sorted(hashes)
+    return [
+        {"datasets": [a, b], "unit": unit, "count": len(hashes[a] & hashes[b])}
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if hashes[a] & hashes[b]
+    ]
+
+
+def write_index_and_manifest(out: Store, sources: SourcesFile, failed: dict[str, dict] | None = None) -> dict:
+    """Index, quarantine files and manifest of every dataset of `sources`; `failed` (from
+    pipelines/failed.py) lists the datasets that could not be read at all."""
     tok = out.read_json(f"{WORK_DIR}/tokenizer_set.json")
     datasets = {}
+    episode_hashes: dict[str, set[str]] = {}
+    item_hashes: dict[str, set[str]] = {}
     for src in sources.datasets:
         kept, quarantined, dups = robot_outcomes(out, src.name)
+        episode_hashes[src.name] = {e.episode_hash for e in kept}
         late = build_quarantine(out, src.name)  # episodes whose samples failed the gate at build
         kept = [e for e in kept if e.episode not in {q.episode for q in late}]
         quarantined = quarantined + late
@@ -155,6 +172,7 @@ def write_index_and_manifest(out: Store, sources: SourcesFile) -> dict:
         datasets[a.name] = {**entry, "annotates": robot.name}
     for w in sources.web:
         kept, quarantined, dups = web_outcomes(out, w.name)
+        item_hashes[w.name] = {i.content_hash for i in kept}
         acc = {
             "unit": "item",
             "read": len(kept) + len(quarantined) + len(dups),
@@ -182,6 +200,11 @@ def write_index_and_manifest(out: Store, sources: SourcesFile) -> dict:
             entry["index"] = _file_ref(out, _merge_index(out, w.name))
         datasets[w.name] = entry
     manifest = build_manifest(tok["path"], tok["sha256"], datasets)
+    overlaps = _overlaps(episode_hashes, "episode") + _overlaps(item_hashes, "item")
+    if overlaps:
+        manifest["cross_dataset_duplicates"] = overlaps
+    if failed:
+        manifest["failed"] = failed
     out.write_text(CARD, dataset_card(manifest))  # the dataset card, then the manifest: always last
     out.write_json(MANIFEST, manifest)
     return manifest

@@ -30,6 +30,13 @@ from vlamix.pipelines.build_plan import (
     remove_stray_temps,
     samples_per_shard,
 )
+from vlamix.pipelines.failed import (
+    DatasetsFailed,
+    failed_entries,
+    live_sources,
+    read_failures,
+    record_failures,
+)
 from vlamix.pipelines.fit_tokenizers import FAST_FIT_CHUNKS, fit_tokenizer_set, reuse_tokenizer_set
 from vlamix.pipelines.index_step import write_index_and_manifest
 from vlamix.pipelines.outcomes import build_quarantine, robot_outcomes, web_outcomes, write_jsonl
@@ -117,20 +124,38 @@ def _listed(sources: SourcesFile, name: str, listing, *args) -> list:
         raise ConfigError(f"{sources.path}: dataset {name!r}: {e}") from e
 
 
-def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
+def _step_extract(opts: IngestOptions, sources: SourcesFile) -> SourcesFile:
+    """Extract every dataset that can be listed; returns the sources without the ones that failed
+    (their listing or configuration), which are recorded in work/failed.json with the reason."""
     from vlamix.pipelines.beam_jobs import beam_options, counters, run_extract
 
     opts.store.rm(f"{WORK_DIR}/beam_extract.json")
 
     tasks = []
+    failures = dict(sources.problems)
     for src in sources.datasets:
-        emb = sources.embodiment(src)
-        for ref in _listed(sources, src.name, reader_for(src.format).list_episodes, sources, src):
-            tasks.append(ExtractTask(ref, src, emb, opts.url))
+        if src.name in failures:
+            continue
+        try:
+            emb = sources.embodiment(src)
+            refs = _listed(sources, src.name, reader_for(src.format).list_episodes, sources, src)
+        except ConfigError as e:  # one bad source never costs the others: recorded, the rest built
+            failures[src.name] = _reason(e)
+            log.error("extract: dataset %s failed: %s", src.name, failures[src.name])
+            continue
+        tasks += [ExtractTask(ref, src, emb, opts.url) for ref in refs]
         opts.store.rmtree(f"{WORK_DIR}/frames/{src.name}")
     for w in sources.web:
+        try:
+            batches = _listed(sources, w.name, list_items, sources, w, opts.url)
+        except ConfigError as e:
+            failures[w.name] = _reason(e)
+            log.error("extract: dataset %s failed: %s", w.name, failures[w.name])
+            continue
         opts.store.rmtree(f"{WORK_DIR}/items/{w.name}")
-        tasks += _listed(sources, w.name, list_items, sources, w, opts.url)
+        tasks += batches
+    failed = record_failures(opts.store, sources, failures)
+    sources = live_sources(sources, failed)
     log.info("extract: %d tasks from %d datasets", len(tasks), len(sources.datasets) + len(sources.web))
     if opts.engine == "ray":
         from vlamix.pipelines import ray_jobs
@@ -150,6 +175,12 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> None:
             if not opts.store.exists(rel):
                 write_jsonl(opts.store, rel, [])
     extract_annotations(opts.store, sources)
+    return sources
+
+
+def _reason(e: Exception) -> str:
+    """An error as one line, without the sources file's path (the manifest names the dataset)."""
+    return " ".join(str(e).split())
 
 
 def _outcomes(
@@ -370,10 +401,11 @@ def _peak_rss_mib() -> float:
 def run_ingest(opts: IngestOptions) -> dict:
     """Run every step (or `opts.only`) and return the manifest (None of it when a single early step runs)."""
     opts.check()
-    sources = load_sources(opts.sources)
+    sources = load_sources(opts.sources, strict=False)
     if opts.store.local() is not None:
         opts.store.local().mkdir(parents=True, exist_ok=True)
     remove_stray_temps(opts.store)
+    sources_all = sources
     timings: dict[str, float] = {}
     peaks: dict[str, float] = {}
     manifest: dict = {}
@@ -383,8 +415,10 @@ def run_ingest(opts: IngestOptions) -> dict:
             continue
         start = time.perf_counter()
         log.info("step %s ...", step)
+        if step != "extract" and sources is sources_all:  # the datasets the last extract could read
+            sources = live_sources(sources, read_failures(opts.store))
         if step == "extract":
-            _step_extract(opts, sources)
+            sources = _step_extract(opts, sources)
         elif step == "stats":
             _step_stats(opts, sources)
         elif step == "tokenizers":
@@ -392,7 +426,8 @@ def run_ingest(opts: IngestOptions) -> dict:
         elif step == "build":
             _step_build(opts, sources)
         else:
-            manifest = write_index_and_manifest(opts.store, sources)
+            failed = failed_entries(opts.store, sources_all, read_failures(opts.store))
+            manifest = write_index_and_manifest(opts.store, sources, failed)
             quality = _quality_gates(opts, sources)
         timings[step] = round(time.perf_counter() - start, 3)
         peaks[step] = _peak_rss_mib()
@@ -414,9 +449,23 @@ def run_ingest(opts: IngestOptions) -> dict:
         report["accounting"] = {k: v["accounting"] for k, v in manifest["datasets"].items()}
         report["quality"] = quality
     opts.store.write_json(f"{REPORTS_DIR}/ingest.json", report)
+    if manifest.get("failed"):  # after the manifest and the reports: the others are built and accounted for
+        raise DatasetsFailed(
+            f"{len(manifest['failed'])} dataset(s) failed, the others were built ({opts.url}/manifest.json "
+            "lists both under `failed` and `datasets`): "
+            + "; ".join(f"{k}: {v['reason']}" for k, v in manifest["failed"].items())
+            + _gate_message(quality, opts, " Also: ")
+        )
+    message = _gate_message(quality, opts, "")
+    if message:  # after the manifest and the reports: everything that passed is written and accounted for
+        raise QualityGateFailed(message)
+    return manifest
+
+
+def _gate_message(quality: dict, opts: IngestOptions, prefix: str) -> str:
     failed = {k: v for k, v in quality.items() if not v["success"]}
-    if failed:  # after the manifest and the reports: everything that passed is written and accounted for
-        raise QualityGateFailed(
+    if failed:
+        return prefix + (
             "quality gate failed: "
             + "; ".join(
                 f"{k}: {v['failed']} of {v['rows']} rows failed ({v['share']:.1%}, at most {opts.max_bad_share:.1%} allowed)"
@@ -424,7 +473,7 @@ def run_ingest(opts: IngestOptions) -> dict:
             )
             + f". The failing rows are in {opts.url}/quarantine/<dataset>.jsonl, the report in {opts.url}/{DOCS_DIR}/index.html"
         )
-    return manifest
+    return ""
 
 
 def _quality_gates(opts: IngestOptions, sources: SourcesFile) -> dict:

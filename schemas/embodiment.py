@@ -21,6 +21,7 @@ __all__ = [
     "dim_range",
     "embodiment_from_text",
     "load_embodiment",
+    "rotation_step_limit",
     "shipped_embodiments",
 ]
 
@@ -53,7 +54,8 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "joint_velocity": (-50.0, 50.0),
     "gripper": (-1.5, 2.5),  # normalized grippers; a spec with native units declares its own
     "ee_position": (-5.0, 5.0),
-    "ee_rotation": (-4 * math.pi, 4 * math.pi),
+    # Euler angles (or their per-step deltas, unwrapped: 6.2 for a -0.08 turn) stay within one turn
+    "ee_rotation": (-2 * math.pi, 2 * math.pi),
     "base_velocity": (-5.0, 5.0),
     "other": (-1e6, 1e6),
 }
@@ -61,6 +63,21 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
 
 def dim_range(d: Dim) -> tuple[float, float]:
     return tuple(d.range) if d.range is not None else DEFAULT_RANGES[d.kind]
+
+
+# A rotation delta turns the end effector by at most this much per second (one turn), once wrapped to
+# [-pi, pi]. Deltas logged in degrees break it at once: 5 "rad" per step at 5 Hz is 25 rad/s.
+MAX_ROTATION_SPEED = 2 * math.pi
+RADIANS = ("rad", "radian", "radians")
+
+
+def rotation_step_limit(d: Dim, control_rate_hz: float) -> float | None:
+    """The largest wrapped per-step value a delta rotation dim may hold (None: no such limit): the
+    quality gate checks it beside the range, which alone cannot tell a 5-degree step (5.0, inside one
+    turn) from a wrapped radian one. A spec that declares `range:` for the dim takes that instead."""
+    if d.kind != "ee_rotation" or d.representation != "delta" or d.range is not None:
+        return None
+    return MAX_ROTATION_SPEED / control_rate_hz
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,12 @@ class Embodiment:
             if d.delta and d.representation == "delta":
                 raise ValueError(
                     f"action dim {d.name!r} is already a delta in the source; `delta: true` would difference it twice"
+                )
+        for d in (*self.state, *self.action):
+            if d.kind == "ee_rotation" and self.rotation == "euler" and d.unit.lower() not in RADIANS:
+                raise ValueError(
+                    f"dim {d.name!r} is an Euler rotation in {d.unit!r}; rotations are wrapped as radians: "
+                    "convert the data to radians and declare `unit: rad`"
                 )
         for native, slot in self.cameras.items():
             if slot is not None and slot not in CAMERA_SLOTS:

@@ -3,7 +3,8 @@ items (web data), checked row by row as each episode or item batch is extracted.
 quarantined with the expectation that failed (pipelines/quality.py runs them).
 
 - Frames (MM, ME, CE): every state and action dim finite and inside the embodiment's declared range
-  (`range:` in its spec, else DEFAULT_RANGES by kind); timestamps strictly increasing at the declared
+  (`range:` in its spec, else DEFAULT_RANGES by kind); a delta rotation dim's wrapped step at most
+  MAX_ROTATION_SPEED / control rate (degrees logged as radians fail it); timestamps strictly increasing at the declared
   control rate (each step within 0.5x..2x of 1/rate); task text valid Unicode (no replacement character
   U+FFFD, nor lone surrogates, the marks of a broken decode).
 - Items (WD): image bytes present and a JPEG/PNG signature; every turn's prompt and target valid Unicode.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlamix.schemas.embodiment import Embodiment, dim_range
+from vlamix.schemas.embodiment import Embodiment, dim_range, rotation_step_limit
 
 __all__ = [
     "BROKEN_TEXT",
@@ -72,6 +73,12 @@ def dim_table(rows: dict, emb: Embodiment) -> pd.DataFrame:
     values[~np.isfinite(values)] = np.nan  # +-inf would pass a null check; the not-null expectation fails it
     ranges = np.array([dim_range(d) for d in (*emb.state, *emb.action)], dtype=np.float64).reshape(-1, 2)
     excess = np.maximum(ranges[:, 0] - values, values - ranges[:, 1])
+    dims = (*emb.state, *emb.action)
+    for k, d in enumerate(dims):  # delta rotations: the wrapped step must be a plausible turn too
+        limit = rotation_step_limit(d, emb.control_rate_hz)
+        if limit is not None:
+            wrapped = np.abs(np.angle(np.exp(1j * values[:, k])))
+            excess[:, k] = np.fmax(excess[:, k], wrapped - limit)
     return pd.DataFrame({"value": values.ravel(), "excess": excess.ravel()})
 
 

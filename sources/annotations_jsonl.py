@@ -1,7 +1,10 @@
 """HL and VI annotations (DESIGN.md §7): JSONL spans in seconds from the episode's start.
 
 HL lines: `{"dataset", "episode", "start", "end", "subtask"}`. VI lines: `{"dataset", "episode", "time",
-"instruction"}`; an instruction holds until the next one or the episode's end. Overlapping subtask spans,
+"instruction"}`; an instruction holds until the next one or the episode's end. Times count seconds, or
+frames where the sources entry says `units: frames` (a line may say its own `"units"`). `episode` is the
+source's own id: the number LeRobot's `episode_index` or an ALOHA file name carries, or the file stem
+(`"episode_3"`, `"demo_red"`) as text: identity never follows the position in a listing. Overlapping subtask spans,
 spans outside the episode, unknown datasets or episodes and malformed lines are quarantined, one line at a
 time, with the reason; the rest are turned into frame ranges.
 """
@@ -39,6 +42,23 @@ class EpisodeInfo:
     frames: int
     fps: float
     status: str  # "written", or why it is not (quarantined, duplicate of episode N)
+    names: tuple[str, ...] = ()  # the episode's own id as text: its file stem, its `episode_NNNNNN` name
+
+
+UNITS = ("seconds", "frames")
+
+
+def _episode_of(value: object, episodes: dict[int, EpisodeInfo]) -> int | None:
+    """The episode a line addresses: an int id, its decimal text, or one of the episode's names."""
+    if isinstance(value, bool):  # `true` is not episode 1
+        return None
+    if isinstance(value, int):
+        return value if value in episodes else None
+    if isinstance(value, str):
+        if value.isdecimal() and value.isascii():
+            return int(value) if int(value) in episodes else None
+        return next((e for e, info in episodes.items() if value in info.names), None)
+    return None
 
 
 def _bad(
@@ -61,6 +81,16 @@ def _seconds(value: object) -> bool:
     except OverflowError:
         return False
     return True
+
+
+def _units_hint(src: AnnotationSource, obj: dict) -> str:
+    if obj.get("units", src.units) == "seconds":
+        return ": spans counted in frames? declare `units: frames` in the sources entry"
+    return ""
+
+
+def _frame_number(value: object) -> bool:
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
 def read_spans(
@@ -107,22 +137,21 @@ def read_spans(
                 )
             )
             continue
-        if (
-            isinstance(obj["episode"], bool)  # `true` is not episode 1
-            or not isinstance(obj["episode"], int)
-            or obj["episode"] not in episodes
-        ):
+        episode = _episode_of(obj["episode"], episodes)
+        if episode is None:
             bad.append(
                 _bad(
                     src,
                     rel,
                     n,
-                    f"unknown episode {repr(obj['episode'])[:60]} of {src.dataset}",
+                    f"unknown episode {repr(obj['episode'])[:60]} of {src.dataset} (episodes are addressed by "
+                    "the source's own id: LeRobot's episode_index, the number in a file name, or the file stem)",
                     field="episode",
                 )
             )
             continue
-        info = episodes[obj["episode"]]
+        obj = {**obj, "episode": episode}
+        info = episodes[episode]
         if info.status != "written":
             bad.append(
                 _bad(
@@ -135,20 +164,29 @@ def read_spans(
                 )
             )
             continue
+        units = obj.get("units", src.units)
+        if units not in UNITS:
+            bad.append(_bad(src, rel, n, f"units {repr(units)[:40]} is not one of {UNITS}", episode, "units"))
+            continue
         times = [k for k in need if k in ("start", "end", "time")]
-        wrong = [k for k in times if not _seconds(obj[k])]
+        wrong = [
+            k for k in times if not _seconds(obj[k]) or (units == "frames" and not _frame_number(obj[k]))
+        ]
         if wrong:
+            what = "a frame number (a whole number)" if units == "frames" else "a number of seconds"
             bad.append(
                 _bad(
                     src,
                     rel,
                     n,
-                    f"{wrong[0]} is {repr(obj[wrong[0]])[:60]}, not a number of seconds from the episode's start",
+                    f"{wrong[0]} is {repr(obj[wrong[0]])[:60]}, not {what} from the episode's start",
                     obj["episode"],
                     wrong[0],
                 )
             )
             continue
+        if units == "frames":  # frames -> seconds at the episode's rate (frame k starts at k / fps)
+            obj = {**obj, **{k: obj[k] / info.fps for k in times}}
         if not isinstance(obj[text_key], str) or not obj[text_key].strip():
             bad.append(_bad(src, rel, n, f"empty {text_key}", obj["episode"], text_key))
             continue
@@ -186,7 +224,8 @@ def read_spans(
                         src,
                         rel,
                         n,
-                        f"span [{start}, {end}] s is outside episode {episode} (0 to {duration:.3f} s)",
+                        f"span [{start:g}, {end:g}] s is outside episode {episode} (0 to {duration:.3f} s, "
+                        f"{info.frames} frames at {info.fps:g} Hz){_units_hint(src, obj)}",
                         episode,
                         "start",
                     )

@@ -105,6 +105,7 @@ class AnnotationSource:
     path: str
     dataset: str  # the robot dataset (a `name` in this file) the annotations point into
     stride: int = 1
+    units: Literal["seconds", "frames"] = "seconds"  # what start/end/time count; a line may say its own
     license: str | None = None
     citation: str | None = None
 
@@ -167,6 +168,8 @@ class SourcesFile:
     datasets: list[RobotSource]
     annotations: list[AnnotationSource] = field(default_factory=list)
     web: list[WebSource] = field(default_factory=list)
+    # dataset name -> why its configuration fails (its embodiment spec); only with load_sources(strict=False)
+    problems: dict[str, str] = field(default_factory=dict)
 
     def robot(self, name: str) -> RobotSource:
         return next(s for s in self.datasets if s.name == name)
@@ -191,8 +194,10 @@ class SourcesFile:
         return load_embodiment(self.embodiment_path(source))
 
 
-def load_sources(path: str | Path) -> SourcesFile:
-    """Load and validate a sources file; every error names the file and the entry."""
+def load_sources(path: str | Path, strict: bool = True) -> SourcesFile:
+    """Load and validate a sources file; every error names the file and the entry. A dataset whose
+    embodiment spec does not load is an error, or with `strict=False` a problem of that dataset alone
+    (`SourcesFile.problems`): the ingest records it as failed and builds the others."""
     path = Path(path).resolve()
     data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
@@ -238,7 +243,9 @@ def load_sources(path: str | Path) -> SourcesFile:
         try:
             out.embodiment(src)
         except ConfigError as e:
-            raise ConfigError(f"{path}: dataset {src.name!r}: {e}") from e
+            if strict:
+                raise ConfigError(f"{path}: dataset {src.name!r}: {e}") from e
+            out.problems[src.name] = str(e)
     return out
 
 

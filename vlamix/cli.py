@@ -183,11 +183,12 @@ def ingest(
         text_tokenizer=text_tokenizer,
         ray_address=ray_address,
     )
+    from vlamix.pipelines.failed import DatasetsFailed
     from vlamix.pipelines.quality import QualityGateFailed
 
     try:
         manifest = run_ingest(opts)
-    except QualityGateFailed as e:
+    except (QualityGateFailed, DatasetsFailed) as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except (ConfigError, ValueError, FileNotFoundError) as e:
