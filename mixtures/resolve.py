@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlamix.config import ConfigError
-from vlamix.mixtures.spec import Filter, MixtureSpec, load_mixture
+from vlamix.mixtures.spec import Filter, MixtureSpec, read_mixture
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store, is_url
 
@@ -145,6 +145,8 @@ def _expand(spec: MixtureSpec, cat: _Catalogue, scale: float, stack: list[str], 
     base = Path(spec.path).parent
     out: list[Entry] = []
     for i, comp in enumerate(spec.components):
+        if comp is None:  # a component of a partial spec (see read_mixture): its problems are listed
+            continue
         where = f"{spec.path}: components[{i}] ({comp.label})"
         w = comp.weight * scale
         if comp.mixture is not None:
@@ -153,10 +155,11 @@ def _expand(spec: MixtureSpec, cat: _Catalogue, scale: float, stack: list[str], 
                 res.problems.append(f"{where}: nesting cycle {' -> '.join([*stack, child_path])}")
                 continue
             try:
-                child = load_mixture(child_path)
+                child, child_problems = read_mixture(child_path)
             except ConfigError as e:
                 res.problems.append(f"{where}: {e}")
                 continue
+            res.problems += [f"{where}: {p}" for p in child_problems]  # its valid components still count
             inner = _expand(child, cat, 1.0, [*stack, child_path], res)
             total = sum(e.weight for e in inner)
             out += [
@@ -190,11 +193,15 @@ def _expand(spec: MixtureSpec, cat: _Catalogue, scale: float, stack: list[str], 
     return out
 
 
-def resolve(path: str | Path) -> Resolved:
+def resolve(path: str | Path, strict: bool = True) -> Resolved:
     """Resolve a mixture file; problems are collected (all of them), not raised, except an unreadable
-    top-level file."""
-    spec = load_mixture(path)
-    res = Resolved(spec, [], {})
+    top-level file and, when `strict`, the file's schema problems (all in one ConfigError). With
+    `strict=False` (`vlamix mixture validate`) schema problems are listed in `problems` too, and the
+    file's valid components are still resolved, so one run names every problem."""
+    spec, schema_problems = read_mixture(path)
+    if schema_problems and strict:
+        raise ConfigError("; ".join(schema_problems))
+    res = Resolved(spec, [], {}, problems=list(schema_problems))
     base = Path(spec.path).parent
     if not spec.layouts:
         res.problems.append(f"{spec.path}: a top-level mixture needs `layouts:` (manifest paths or URLs)")

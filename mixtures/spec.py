@@ -9,19 +9,23 @@
       - {mixture: other.yaml, weight: 10}              # a nested mixture, scaled as a whole
 
 Loaded with `yaml.safe_load` (an object tag is refused, never run) into frozen typed models; unknown
-keys get a "did you mean".
+keys get a "did you mean". `read_mixture` lists every schema problem of a file (each unknown key, each
+bad value, each component on its own); `load_mixture` raises them all in one error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from vlamix.config import ConfigError, from_mapping, parse_yaml
 
-__all__ = ["KINDS", "Component", "Filter", "MixtureSpec", "load_mixture"]
+__all__ = ["KINDS", "Component", "Filter", "MixtureSpec", "load_mixture", "read_mixture"]
 
 KINDS = ("MM", "ME", "CE", "HL", "VI", "WD")
 
@@ -35,12 +39,16 @@ class Filter:
     max_seconds: float | None = None  # episodes shorter than this
     kinds: list[str] | None = None  # sample kinds (MM, HL, ...)
 
-    def check(self) -> None:
+    def problems(self) -> list[str]:
+        out = []
         if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
-            raise ValueError(f"max_seconds {self.max_seconds} must be a positive number")
-        for k in self.kinds or []:
-            if k not in KINDS:
-                raise ValueError(f"kind {k!r} is not one of {list(KINDS)}")
+            out.append(f"max_seconds {self.max_seconds} must be a positive number")
+        out += [f"kind {k!r} is not one of {list(KINDS)}" for k in self.kinds or [] if k not in KINDS]
+        return out
+
+    def check(self) -> None:
+        if problems := self.problems():
+            raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -54,14 +62,20 @@ class Component:
     balance: Literal["size", "equal"] = "equal"  # how a weight splits over the datasets it reaches
     filter: Filter | None = None
 
-    def check(self) -> None:
+    def problems(self) -> list[str]:
+        out = []
         named = [k for k in ("dataset", "kind", "mixture") if getattr(self, k) is not None]
         if len(named) != 1:
-            raise ValueError(f"give exactly one of dataset, kind or mixture (got {named or 'none'})")
+            out.append(f"give exactly one of dataset, kind or mixture (got {named or 'none'})")
         if not (math.isfinite(self.weight) and self.weight > 0):
-            raise ValueError(f"weight {self.weight} must be a positive, finite number")
+            out.append(f"weight {self.weight} must be a positive, finite number")
         if self.kind is not None and self.kind not in KINDS:
-            raise ValueError(f"kind {self.kind!r} is not one of {list(KINDS)}")
+            out.append(f"kind {self.kind!r} is not one of {list(KINDS)}")
+        return out
+
+    def check(self) -> None:
+        if problems := self.problems():
+            raise ValueError("; ".join(problems))
 
     @property
     def label(self) -> str:
@@ -74,19 +88,125 @@ class MixtureSpec:
     stage: Literal["pretrain", "posttrain"]
     components: list[Component]
     layouts: list[str] | None = None  # a nested mixture may use its parent's layouts
-    path: str = ""  # the file it was read from (set by load_mixture)
+    path: str = ""  # the file it was read from (set by read_mixture)
+
+    def problems(self) -> list[str]:
+        return [] if self.components else ["a mixture needs at least one component"]
 
     def check(self) -> None:
-        if not self.components:
-            raise ValueError("a mixture needs at least one component")
+        if problems := self.problems():
+            raise ValueError("; ".join(problems))
 
 
-def load_mixture(path: str | Path) -> MixtureSpec:
-    """Read and check one mixture file (not its nested ones: see resolve.py)."""
+def _nested(tp: Any) -> tuple[str, type] | None:
+    """("list", C) for a `list[C]` field, ("one", C) for a `C | None` field, C a dataclass; else None."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is list and args and dataclasses.is_dataclass(args[0]):
+        return "list", args[0]
+    for arg in (tp, *args):
+        if dataclasses.is_dataclass(arg):
+            return "one", arg
+    return None
+
+
+@cache
+def _probe(cls: type, name: str) -> type:
+    """A dataclass with only field `name` of `cls` (no check): `from_mapping` converts that value alone."""
+    return dataclasses.make_dataclass(f"{cls.__name__}_{name}", [(name, typing.get_type_hints(cls)[name])])
+
+
+def _unknown_key(cls: type, key: Any, where: str) -> str:
+    """config's own "unknown key ... did you mean" message (from_mapping checks the keys first)."""
+    try:
+        from_mapping(cls, {key: None}, where)
+    except ConfigError as e:
+        return str(e)
+    return f"{where}: unknown key {key!r}"  # pragma: no cover - from_mapping refuses unknown keys
+
+
+def _collect(cls: type, data: Any, where: str) -> tuple[Any | None, dict, list[str]]:
+    """`from_mapping(cls, data, where)` that lists every problem instead of raising the first: each
+    unknown key, each value that does not convert (every item of a list of configs and every nested
+    config on its own), each missing key, then every `problems()` of the built object. Returns the object
+    (None when a value is bad or missing, or it has problems), the values that converted (a list of
+    configs keeps its places: None for a bad item), and the problems."""
+    if not isinstance(data, dict):
+        return None, {}, [f"{where}: expected a mapping, got {type(data).__name__}"]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict = {}
+    problems: list[str] = []
+    usable = True
+    checkable = True  # its own checks still say something (a bad nested config is left at its default)
+    left_out: set[str] = set()
+    for key, value in data.items():
+        if key not in fields:  # the other keys still tell whether the object is usable
+            problems.append(_unknown_key(cls, key, where))
+            continue
+        nested = _nested(hints[key])
+        if nested is not None and isinstance(value, list if nested[0] == "list" else dict):
+            parts = (
+                [_collect(nested[1], v, f"{where}.{key}[{i}]") for i, v in enumerate(value)]
+                if nested[0] == "list"
+                else [_collect(nested[1], value, f"{where}.{key}")]
+            )
+            for _, _, p in parts:
+                problems += p
+            good = [obj for obj, _, _ in parts if obj is not None]
+            values[key] = [obj for obj, _, _ in parts] if nested[0] == "list" else (good[0] if good else None)
+            if len(good) < len(parts):
+                usable = False
+                checkable &= not _required(fields[key])
+                left_out.add(key)
+            continue
+        try:
+            values[key] = getattr(from_mapping(_probe(cls, key), {key: value}, where), key)
+        except ConfigError as e:
+            problems.append(str(e))
+            usable = checkable = False
+    for name, f in fields.items():
+        if name not in data and _required(f):
+            problems.append(f"{where}: missing required key {name!r}")
+            usable = checkable = False
+    if not checkable:
+        return None, values, problems
+    obj = cls(**{k: v for k, v in values.items() if k not in left_out})
+    checks = [f"{where}: {p}" for p in obj.problems()] if hasattr(obj, "problems") else []
+    return (obj if usable and not checks else None), values, problems + checks
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def read_mixture(path: str | Path) -> tuple[MixtureSpec, list[str]]:
+    """Read one mixture file (not its nested ones: see resolve.py) and list every schema problem, each
+    naming the file and the key or component (`bad.yaml.components[2].weight: ...`). With problems the
+    spec is partial, only good for finding further problems: a bad component is None in its place, a
+    bad name is the file's stem, a bad stage None. A file that is missing, not YAML or not a
+    mapping raises ConfigError."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such mixture file")
     data = parse_yaml(path.read_bytes(), str(path))
-    if isinstance(data, dict):
-        data = {**data, "path": str(path.resolve())}
-    return from_mapping(MixtureSpec, data, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
+    spec, values, problems = _collect(MixtureSpec, {**data, "path": str(path.resolve())}, str(path))
+    if spec is None:
+        spec = MixtureSpec(
+            name=values.get("name", path.stem),
+            stage=values.get("stage"),  # type: ignore[arg-type]  # partial: no stage-specific warnings
+            components=values.get("components", []),
+            layouts=values.get("layouts"),
+            path=values["path"],
+        )
+    return spec, problems
+
+
+def load_mixture(path: str | Path) -> MixtureSpec:
+    """Read and check one mixture file (not its nested ones: see resolve.py); every schema problem is
+    in the one ConfigError it raises."""
+    spec, problems = read_mixture(path)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return spec

@@ -31,13 +31,14 @@ def mixture_validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print problems and warnings as JSON.")] = False,
 ) -> None:
     """Check a mixture: its schema, weights, datasets, layouts (shards present, one tokenizer set, one
-    schema version) and stage sanity. Lists every problem; exits 1 if there is any."""
+    schema version) and stage sanity. Lists every problem, one a line naming the file and the component
+    (schema problems of several components included); exits 1 if there is any."""
     from vlamix.config import ConfigError
     from vlamix.mixtures.resolve import resolve
 
     try:
-        res = resolve(file)
-    except ConfigError as e:  # the file itself is malformed: one line, exit 1
+        res = resolve(file, strict=False)  # schema problems are listed beside the others
+    except ConfigError as e:  # missing, not YAML, not a mapping: one line, exit 1
         typer.secho(f"problem: {e}", fg=typer.colors.RED)
         raise typer.Exit(1) from None
     if as_json:

@@ -69,17 +69,19 @@ def test_pretrain_stats_reproduce_the_papers_non_mm_share_and_write_a_report(mix
         ("components:\n  - !!python/object/apply:os.system [echo pwned]", "refused"),
     ],
 )
-def test_broken_mixture_files_are_one_line_errors(body, message, tmp_path):
+def test_broken_mixture_files_are_one_line_problems(body, message, tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text(f"name: bad\nstage: pretrain\nlayouts: [../out/manifest.json]\n{body}\n")
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         load_mixture(f)
     done = _cli("validate", str(f))
-    assert (
-        done.returncode == 1
-        and "Traceback" not in done.stderr
-        and len((done.stdout + done.stderr).strip().splitlines()) == 1
-    )
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert message in lines[0] and all(line.startswith("problem: ") for line in lines)
+    if "refused" in message:  # never parsed further
+        assert len(lines) == 1, lines
+    else:  # the layout is missing here too: validate lists that as well
+        assert any("no manifest" in line for line in lines[1:]), lines
 
 
 def test_validate_lists_every_problem(mixdir):
