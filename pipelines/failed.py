@@ -38,7 +38,9 @@ def _kind_and_path(sources: SourcesFile, name: str) -> tuple[str, str]:
 
 def record_failures(store: Store, sources: SourcesFile, failures: dict[str, str]) -> dict[str, str]:
     """Write the failures of this extract (an annotation dataset fails with its robot dataset)."""
-    failures = dict(failures)
+    # reasons name files relative to the sources file, as the quarantine does: the same on any machine
+    root = str(sources.root) + "/"
+    failures = {k: v.replace(f"{sources.path}: ", "").replace(root, "") for k, v in failures.items()}
     for a in sources.annotations:
         if a.dataset in failures and a.name not in failures:
             failures[a.name] = f"the robot dataset {a.dataset!r} it annotates failed: {failures[a.dataset]}"

@@ -82,6 +82,18 @@ def _citations(datasets: dict) -> list[str]:
     return out or ["No source gave a citation."]
 
 
+def _failed_and_overlaps(manifest: dict) -> list[str]:
+    """Datasets the ingest could not read at all, and datasets that hold the same content: a user who
+    mixes them should know."""
+    lines = []
+    for name, d in (manifest.get("failed") or {}).items():
+        lines.append(f"- **{name}** ({d['kind']}) failed and is not in these shards: {d['reason']}")
+    for o in manifest.get("cross_dataset_duplicates") or []:
+        a, b = o["datasets"]
+        lines.append(f"- {a} and {b} hold {o['count']} identical {o['unit']}(s) (reported, not dropped).")
+    return [*lines, ""] if lines else []
+
+
 def dataset_card(manifest: dict, name: str | None = None) -> str:
     """The card's text, from the manifest alone (the same manifest gives the same bytes, wherever the
     layout was written). The default title names the datasets."""
@@ -115,6 +127,7 @@ def dataset_card(manifest: dict, name: str | None = None) -> str:
         "read = written + quarantined + duplicates (`quarantine/<dataset>.jsonl` gives each rejected "
         "record's file, place and reason).",
         "",
+        *_failed_and_overlaps(manifest),
         "### Citations",
         "",
         *_citations(datasets),
