@@ -26,7 +26,9 @@ from corpus_kit import Case, Data, Format, Quarantined, bomb_png, flip, jpeg, sm
 __all__ = ["CASES", "FORMAT_V21", "FORMAT_V30"]
 
 FRAMES, FPS, DIMS = 8, 30, 7
-_NAMES = ([f"s{i}" for i in range(DIMS)], [f"a{i}" for i in range(DIMS)])
+_DIM_NAMES = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"]
+_NAMES = (_DIM_NAMES, _DIM_NAMES)  # the spec's dim names: the reader matches dims by name
+FALLBACK_TASK = "do the corpus task"  # the entry's `task:`, for frames whose dataset gives none
 _EMBODIMENT = Path(__file__).resolve().parents[2] / "samples" / "embodiments" / "sim_arm6_30hz.yaml"
 SIDE = "observation.images.side"
 
@@ -112,6 +114,15 @@ def _ragged_state(row: int) -> Callable[[Path, int], None]:
     return lambda root, e: _edit_table(root, e, change)
 
 
+def _narrow_state(root: Path, e: int) -> None:
+    def change(t: pa.Table) -> pa.Table:
+        state = [row[:6] for row in t.column("observation.state").to_pylist()]
+        i = t.schema.get_field_index("observation.state")
+        return t.set_column(i, "observation.state", pa.array(state, pa.list_(pa.float32())))
+
+    _edit_table(root, e, change)
+
+
 def _drop_rows(n: int) -> Callable[[Path, int], None]:
     return lambda root, e: _edit_table(root, e, lambda t: t.slice(0, t.num_rows - n))
 
@@ -169,8 +180,8 @@ def _non_utf8_task(root: Path, e: int) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-def _task_is_none(rows: list[dict]) -> None:
-    assert all(r["task"] is None for r in rows)
+def _task_is_the_fallback(rows: list[dict]) -> None:
+    assert all(r["task"] == FALLBACK_TASK for r in rows)
 
 
 def _v21(name: str, expect, episode=None, files=None) -> Case:
@@ -197,11 +208,11 @@ CASES = [
     _v21(
         "v21_state_width",
         Quarantined("state has 6 columns .* says 7", "state"),
-        episode=lambda ep: dataclasses.replace(ep, state=ep.state[:, :6]),
+        files=_narrow_state,  # the data alone: info.json still says 7 named dims
     ),
     _v21(
         "v21_ragged_state",
-        Quarantined("row 4 of 'observation.state' holds 6 values, row 0 holds 7", "observation.state", 4),
+        Quarantined("column 'observation.state' row 4 holds 6 values, row 0 holds 7", "observation.state", 4),
         files=_ragged_state(4),
     ),
     _v21(
@@ -233,7 +244,7 @@ CASES = [
         Quarantined("image does not decode", SIDE, 1),
         files=_side_cell(1, b"\x89PNG\r\n\x1a\n not really"),
     ),
-    _v21("data_v21_empty_task", Data(_task_is_none), episode=lambda ep: dataclasses.replace(ep, task="")),
+    _v21("data_v21_empty_task", Data(_task_is_the_fallback), episode=lambda ep: dataclasses.replace(ep, task="")),
     _v30(
         "v30_parquet_truncated",
         Quarantined(r"file-\d+\.parquet does not read as parquet"),
@@ -290,7 +301,7 @@ def _write(version: str, root: Path, rel: str, cases: list[Case], goods: int) ->
 def _entry(name: str, rel: str, robot: str | None = None) -> str:
     return (
         f"{{name: {name}, kind: ME, format: lerobot, path: {rel}, embodiment: {_EMBODIMENT}, "
-        "keys: {cameras: {side: base_1}}}"
+        f"task: {FALLBACK_TASK}, keys: {{cameras: {{side: base_1}}}}}}"
     )
 
 

@@ -18,7 +18,9 @@ from vlamix.sources.synthetic.lerobot_writer import LeRobotEpisode, write_lerobo
 from vlamix.sources.synthetic.me_samples import generate_me, read_frame_code
 from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
 
-NAMES = ([f"s{i}" for i in range(7)], [f"a{i}" for i in range(7)])
+# the dims by the names of samples/embodiments/sim_arm6_30hz.yaml: the reader matches them by name
+DIMS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper"]
+NAMES = (DIMS, DIMS)
 
 
 def _load(tmp_path, write_sources, path: str):
