@@ -183,10 +183,8 @@ def plan_dataset(root: Path, info: dict, episodes: list[dict], source: RobotSour
     the sources file) disagree."""
     where = root / INFO_PATH
     features = _features(info, where)
-    for key in (
-        "data_path",
-        *(("video_path",) if any(f.get("dtype") == "video" for f in features.values()) else ()),
-    ):
+    has_video = any(f.get("dtype") == "video" for f in features.values())
+    for key in ("data_path", "video_path") if has_video else ("data_path",):
         if not isinstance(info.get(key), str):
             raise ConfigError(f"{where}: no `{key}` template; re-export the dataset's metadata")
     fps = info.get("fps")
