@@ -294,7 +294,10 @@ def _instructions(
             value = table.column(field).to_pylist() if field in table.column_names else meta.get(field)
             texts, why = per_step_text(value, n, f"instruction field {field!r}"), f"{field!r} is empty"
         elif "task_index" in table.column_names:
-            texts, why = _task_texts(root, info, table, ep), f"its task in {tasks_file(info)} is empty"
+            texts, why = (
+                _task_texts(root, info, table, ep),
+                f"a null task_index, or an empty task in {tasks_file(info)}",
+            )
         else:
             listed = text_list(meta.get("tasks"), "the episode's `tasks`")
             texts = [listed[0] if len(listed) == 1 else None] * n

@@ -293,7 +293,7 @@ def test_an_episode_without_an_instruction_is_quarantined_with_the_fix(tmp_path)
     rec = e.value.record
     assert (rec.field, rec.frame) == ("task", 0)
     assert rec.reason.startswith(
-        "frame 0 has no instruction (its task in meta/tasks.jsonl is empty) and the sources file gives "
+        "frame 0 has no instruction (a null task_index, or an empty task in meta/tasks.jsonl) and the sources file gives "
         "this dataset no `task:`: set `task:`"
     )
 
