@@ -23,6 +23,7 @@ __all__ = [
     "MAX_EPISODE_FRAMES",
     "MAX_FRAME_BYTES",
     "MAX_READ_BYTES",
+    "RATE_TOLERANCE",
     "CameraPlan",
     "EpisodeFacts",
     "camera_slot",
