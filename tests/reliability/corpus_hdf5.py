@@ -182,7 +182,7 @@ CASES = [
     ),
     _case(
         "hdf5_non_utf8_instruction",
-        Quarantined("instruction 'task' is not UTF-8", "task", 0),
+        Quarantined("instruction 'task' is not UTF-8", "task"),  # one text for the episode: no frame
         mutate=lambda f: f.attrs.__setitem__("task", np.bytes_(b"put the \xff\xfe cube away")),
     ),
     _case(  # finite, so the reader keeps it; 100 rad is outside the declared range: the frame gate's

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import SAMPLES, nan_at, shared_path
 
+from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import load_embodiment
 from vlamix.schemas.frame import FRAME
 from vlamix.schemas.quarantine import BadRecord
@@ -119,7 +120,14 @@ def test_episode_order_is_natural(tmp_path, write_sources, make_aloha_episode):
         "eps/episode_2.hdf5",
         "eps/episode_10.hdf5",
     ]
-    assert [r.index for r in refs] == [0, 1, 2]
+    assert [r.index for r in refs] == [1, 2, 10]  # each file's own number, not its position
+    (tmp_path / "eps" / "episode_2.hdf5").rename(tmp_path / "eps" / "take_b.hdf5")
+    refs = list_episodes(sources, sources.datasets[0])  # not every stem ends in a number: positions
+    assert [(r.source_file, r.index) for r in refs] == [
+        ("eps/episode_1.hdf5", 0),
+        ("eps/episode_10.hdf5", 1),
+        ("eps/take_b.hdf5", 2),
+    ]
 
 
 def test_real_act_simulation_episode():
@@ -128,7 +136,9 @@ def test_real_act_simulation_episode():
     emb = load_embodiment("aloha")
     from vlamix.sources.config import RobotSource
 
-    src = RobotSource(name="act_sim", kind="ME", format="aloha_hdf5", path=str(path), embodiment="aloha")
+    src = RobotSource(
+        name="act_sim", kind="ME", format="aloha_hdf5", path=str(path), embodiment="aloha", task="insert the peg"
+    )
     rows = list(read_episode(EpisodeRef("act_sim", 0, str(path), path.name), src, emb))
     assert len(rows) == 400
     FRAME.table(rows[:50])
@@ -149,9 +159,17 @@ def test_truncated_file_unknown_camera_and_broken_jpeg(tmp_path, write_sources, 
         f.move("observations/images/cam_high", "observations/images/cam_front")
 
     make_aloha_episode(path, mutate=rename_camera)
+    with pytest.raises(ConfigError, match="eps/episode_0.hdf5 .*first.*unknown camera 'cam_front'"):
+        _read(tmp_path, write_sources)  # the first file shows it at listing: a configuration error
+    path.rename(tmp_path / "eps" / "episode_1.hdf5")
+    make_aloha_episode(path)
+    sources = _sources(tmp_path, write_sources)
+    src = sources.datasets[0]
+    _, later = list_episodes(sources, src)
     with pytest.raises(BadRecord, match="unknown camera 'cam_front'") as info:
-        _read(tmp_path, write_sources)
-    assert info.value.record.field == "/observations/images/cam_front"
+        list(read_episode(later, src, sources.embodiment(src)))  # a later file: quarantined
+    assert (info.value.record.field, info.value.record.episode) == ("/observations/images/cam_front", 1)
+    (tmp_path / "eps" / "episode_1.hdf5").rename(path)
     (rows,), _ = _read(tmp_path, write_sources, extra="    keys: {cameras: {cam_front: null}}\n")
     assert rows[0]["image_base_0"] is None and rows[0]["image_left_wrist"] is not None
 
