@@ -7,7 +7,7 @@ import glob
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from vlamix.config import ConfigError, from_mapping, load_yaml
 from vlamix.schemas.embodiment import SHIPPED_DIR, Embodiment, load_embodiment
@@ -143,10 +143,12 @@ class WebSource:
     annotations: list[WebAnnotations] = field(default_factory=list)
     format: Literal["coco", "hf_parquet"] = "coco"
     path: str | None = None  # hf_parquet: a file, folder or glob of parquet files
-    columns: dict[str, str] = field(default_factory=dict)  # hf_parquet: image, caption | question + answer
+    # hf_parquet: `image` (default "image") and caption, question + answer, or all three (each gives turns)
+    columns: dict[str, str] = field(default_factory=dict)
     split: Literal["train", "val", "test"] = "train"
     license: str | None = None
     citation: str | None = None
+    COLUMNS: ClassVar[tuple[str, ...]] = ("image", "caption", "question", "answer")
 
     def check(self) -> None:
         if not _NAME.match(self.name):
@@ -155,10 +157,33 @@ class WebSource:
             raise ValueError("a COCO-style web dataset needs `images:` and `annotations:`")
         if self.format == "hf_parquet" and not self.path:
             raise ValueError("format hf_parquet needs `path:`")
-        unknown = set(self.columns) - {"image", "caption", "question", "answer"}
-        if unknown:
+        if self.format == "coco" and (self.columns or self.path):
             raise ValueError(
-                f"unknown `columns:` keys {sorted(unknown)}; known: image, caption, question, answer"
+                "`columns:` and `path:` are for format hf_parquet; COCO reads `images:` + `annotations:`"
+            )
+        if self.format == "hf_parquet" and (self.images or self.annotations):
+            raise ValueError(
+                "`images:` and `annotations:` are for COCO; format hf_parquet reads `path:` + `columns:`"
+            )
+        unknown = sorted(set(self.columns) - set(self.COLUMNS))
+        if unknown:
+            hints = [difflib.get_close_matches(k, self.COLUMNS, n=1) for k in unknown]
+            hint = "".join(
+                f" (did you mean {h[0]!r} for {k!r}?)" for k, h in zip(unknown, hints, strict=True) if h
+            )
+            raise ValueError(f"unknown `columns:` keys {unknown}{hint}; known: {', '.join(self.COLUMNS)}")
+        if self.format != "hf_parquet":
+            return
+        for key, pair in (("question", "answer"), ("answer", "question")):
+            if key in self.columns and pair not in self.columns:
+                raise ValueError(
+                    f"`columns:` maps {key} ({self.columns[key]!r}) but not {pair}: a VQA turn needs both; "
+                    f"add `{pair}: <column>`"
+                )
+        if "caption" not in self.columns and "question" not in self.columns:
+            raise ValueError(
+                "`columns:` maps no text column: map `caption: <column>`, or `question:` and `answer:`, or all "
+                f"three (have {dict(self.columns)})"
             )
 
 

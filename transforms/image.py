@@ -3,6 +3,17 @@
 Decoding is capped: an image whose header claims more than MAX_IMAGE_PIXELS is refused before a pixel is
 decoded (a few bytes of JPEG or PNG can claim 30000x30000, a 2.7 GB decode: a decompression bomb), and a
 PNG's compressed text chunks may inflate to MAX_TEXT_CHUNK bytes each, MAX_TEXT_MEMORY in all.
+
+Every mode becomes RGB uint8 by a written rule (`to_rgb`):
+- 8-bit modes (RGB, L, 1, P, CMYK, YCbCr): Pillow's conversion. CMYK is converted without its ICC profile.
+- 16-bit samples (I;16, I;16B, I;16L, and mode I, which is taken as 16-bit: what PNG and TIFF decode to)
+  are scaled to their high byte (v >> 8, as Pillow itself reads 48-bit RGB PNGs), never clipped at 255;
+  mode I values outside 0..65535 are refused.
+- Float (F) samples are taken as 0..1 and scaled; values outside [0, 1] (or not finite) are refused.
+- Transparency (RGBA, LA, PA, a palette's or a PNG's transparent colour) is composited on WHITE, as a
+  browser shows a web image on a page: a transparent background is white, and its hidden colour (often
+  black) never shows.
+- Other modes (LAB, ...) are refused.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ __all__ = [
     "decode_jpeg",
     "decode_jpeg_into",
     "encode_jpeg",
+    "to_rgb",
 ]
 
 IMAGE_SIZE = 224
@@ -97,13 +109,54 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.getvalue()
 
 
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+_PILLOW_RGB = ("RGB", "L", "1", "P", "CMYK", "YCbCr")
+
+
+def _scaled(values: np.ndarray, top: float, mode: str) -> np.ndarray:
+    """Grey samples in 0..top (65535 or 1.0) as RGB 0..255; values outside that range are refused."""
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high) and low >= 0 and high <= top):
+        raise ImageDecodeError(
+            f"mode {mode} image with values in [{low:g}, {high:g}], outside 0..{top:g}: re-export it as 8- or "
+            "16-bit"
+        )
+    if values.dtype.kind in "iu":  # 16-bit: the high byte, as Pillow reads a 48-bit RGB PNG
+        grey = (values.astype(np.uint32) >> 8).astype(np.uint8)
+    else:
+        grey = np.floor(values.astype(np.float32) * np.float32(255.0 / top) + 0.5).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _on_white(rgba: np.ndarray) -> np.ndarray:
+    """Alpha-composite on white, rounded; rgb * a + 255 * (255 - a) <= 65025 fits uint16."""
+    alpha = rgba[:, :, 3:].astype(np.uint16)
+    rgb = rgba[:, :, :3].astype(np.uint16)
+    return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """An opened image as HxWx3 uint8 RGB, by the rules of this module's docstring."""
+    mode = im.mode
+    if mode in _SIXTEEN_BIT:
+        return _scaled(np.asarray(im), 65535.0, mode)
+    if mode == "F":
+        return _scaled(np.asarray(im), 1.0, mode)
+    if mode in _ALPHA or "transparency" in im.info:
+        return _on_white(np.asarray(im.convert("RGBA")))
+    if mode not in _PILLOW_RGB:
+        raise ImageDecodeError(f"image mode {mode} has no rule to become RGB: re-export it as RGB")
+    return np.asarray(im if mode == "RGB" else im.convert("RGB"))
+
+
 def decode_jpeg(data: bytes) -> np.ndarray:
-    """Decode JPEG (or any format PIL knows) bytes to HxWx3 uint8 RGB. Raises ImageDecodeError for bytes
+    """Decode JPEG (or any format PIL knows, in any mode: see `to_rgb`) bytes to HxWx3 uint8 RGB. Raises ImageDecodeError for bytes
     that do not decode or an image above the pixel cap (checked from the header, before decoding)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             check_pixels(*im.size)  # from the header: nothing is decoded yet
-            return np.asarray(im.convert("RGB"))
+            return to_rgb(im)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as e:  # Pillow's check in Image.open: the same cap, met first
