@@ -7,6 +7,7 @@ import logging
 import os
 import pickle
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -18,22 +19,37 @@ from vlamix.pipelines.work_units import (
     write_spilled_group,
 )
 
-__all__ = ["ray_session", "run_build", "run_extract"]
+__all__ = ["ray_address_file", "ray_session", "run_build", "run_extract"]
 
 log = logging.getLogger("vlamix.ingest")
 
 
+def ray_address_file() -> Path:
+    """The file (`/tmp/ray/ray_current_cluster` by default) where `ray start` records the cluster that a
+    plain `ray.init()` on this machine then joins, however long that cluster lives."""
+    try:
+        from ray._common.utils import get_ray_address_file
+    except ImportError:  # pragma: no cover - Ray before 2.4x kept it in _private
+        from ray._private.utils import get_ray_address_file
+    return Path(get_ray_address_file(None))
+
+
 class ray_session:
-    """`with ray_session(address, workers):` starts (or joins) Ray, and shuts down what it started."""
+    """`with ray_session(address, workers):` starts (or joins) Ray, and shuts down what it started. It
+    leaves the machine's Ray address file as it found it (absent, or with its content), so a plain
+    `ray.init()` after `vlamix ingest --engine ray` never aims at a cluster that is gone."""
 
     def __init__(self, address: str | None, workers: int):
         self.address, self.workers, self.started = address, workers, False
+        self._address_file: tuple[Path, bytes | None] | None = None
 
     def __enter__(self):
         import ray
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if not ray.is_initialized():
+            path = ray_address_file()
+            self._address_file = (path, path.read_bytes() if path.is_file() else None)
             kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if os.environ.get("VLAMIX_DEBUG") == "1":  # `vlamix --debug`: a cluster's workers see it too
                 kwargs["runtime_env"] = {"env_vars": {"VLAMIX_DEBUG": "1"}}
@@ -52,6 +68,15 @@ class ray_session:
 
         if self.started:
             ray.shutdown()
+        if self._address_file is not None:
+            path, before = self._address_file
+            now = path.read_bytes() if path.is_file() else None
+            if now != before:  # something in the session recorded a cluster that ends with it
+                if before is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(before)
 
 
 def _items(tasks: list) -> list[dict]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,48 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VLAMIX_SHARED", REPO.parent / "shared"))
 SAMPLES = REPO / "samples"
+
+
+def ray_address_file() -> Path:
+    """Where `ray start` records the cluster a plain `ray.init()` then joins (`/tmp/ray/ray_current_cluster`
+    by default): Ray's own rule, without importing Ray (tests/pipelines/test_ray_session.py compares)."""
+    if "RAY_TMPDIR" in os.environ:
+        base = os.environ["RAY_TMPDIR"]
+    elif sys.platform.startswith("linux") and "TMPDIR" in os.environ:
+        base = os.environ["TMPDIR"]
+    else:
+        base = "/tmp" if sys.platform.startswith(("linux", "darwin")) else tempfile.gettempdir()
+    return Path(base) / "ray" / "ray_current_cluster"
+
+
+@contextlib.contextmanager
+def ray_address_file_kept():
+    """Put the Ray address file back as it was (absent, or its content): a test cluster started with
+    `ray start` records its address there, and a plain `ray.init()` after it is gone would fail."""
+    path = ray_address_file()
+    before = path.read_bytes() if path.is_file() else None
+    try:
+        yield path
+    finally:
+        if (path.read_bytes() if path.is_file() else None) != before:
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ray_address_file_after_the_session():
+    """For clusters held by module or session fixtures (torn down after every test)."""
+    with ray_address_file_kept():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _ray_address_file_after_each_test():
+    with ray_address_file_kept():
+        yield
 
 
 def shared_path(*parts: str) -> Path:
