@@ -1,6 +1,7 @@
 """`vlamix inspect`: what a published layout holds (datasets, samples, bytes, versions, hashes,
 accounting) and `--lint`: manifest against tars (counts, sha256, member names), index against tars,
-hashes, and the accounting proof of shards/accounting.py."""
+hashes, the accounting proof of shards/accounting.py, and every file the manifest does not name
+(shards/layout_owner.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlamix.shards.accounting import accounting_problems
+from vlamix.shards.layout_owner import unnamed_files
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.members import member_problem
 from vlamix.shards.store import Store
@@ -75,10 +77,16 @@ def _members(tar: tarfile.TarFile, name: str, shard: str, problems: list[str]):
 
 def lint_layout(store: Store) -> list[str]:
     """Problems found: counts and sha256 of every shard, index rows against the tars (each row's byte
-    range must hold exactly its sample), stats and tokenizer files present with their hashes. Works on a
-    local folder and on a URL alike (remote shards are streamed once each)."""
+    range must hold exactly its sample), stats and tokenizer files present with their hashes, and no
+    file the manifest does not name (under shards/, index/, stats/, tokenizers/, embodiments/,
+    quarantine/: left by another ingest, `vlamix publish` skips them). Works on a local folder and on a
+    URL alike (remote shards are streamed once each; a plain HTTP server cannot list its folders, so
+    there unnamed files go unchecked)."""
     m = read_manifest(store)
-    problems = []
+    problems = [
+        f"{rel}: a file the manifest does not name (left by another ingest?); `vlamix publish` skips it"
+        for rel in unnamed_files(store, m) or []
+    ]
     tok = m["tokenizer_set"]["path"]
     if not store.exists(f"{tok}/{LAYOUT_FILE}"):
         problems.append(f"tokenizer set {tok} is missing")

@@ -3,6 +3,9 @@ URL or to a Hugging Face dataset repo.
 
 - Order: every file, then the dataset card, then `manifest.json` last: a reader that finds a manifest
   finds everything it names.
+- Only what the manifest names (and `reports/`) goes: a file it does not name (an older layout's shards
+  left in the folder, a killed run's temp file) is skipped, and listed in the summary
+  (`skipped_unnamed`). `work/` never goes.
 - Resumable: a file already at the destination with the same size and sha256 is not sent again.
 - Verified: after each upload the file is read back and its sha256 compared (`verify=False` skips it
   where reading back costs too much). Local and `file://` destinations get each file atomically (temp name
@@ -22,11 +25,12 @@ from pathlib import Path
 
 from vlamix.shards.card import CARD
 from vlamix.shards.layout import MANIFEST, WORK_DIR
+from vlamix.shards.layout_owner import unnamed_files
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store
 from vlamix.shards.writer import file_sha256
 
-__all__ = ["PublishFile", "hf_commits", "parse_hf_url", "plan_files", "publish"]
+__all__ = ["PublishFile", "hf_commits", "parse_hf_url", "plan_files", "publish", "unnamed"]
 
 log = logging.getLogger("vlamix.publish")
 
@@ -38,17 +42,25 @@ class PublishFile:
     sha256: str
 
 
+def unnamed(out: Path) -> list[str]:
+    """The layout's files that `publish` skips because the manifest does not name them (not `work/`)."""
+    return unnamed_files(Store(out), read_manifest(out)) or []
+
+
 def plan_files(out: Path) -> list[PublishFile]:
-    """What gets published, in order: the layout's files (not `work/`, no temp files), the card, the
-    manifest last. Shards take their sha256 from the manifest, after checking their size against it."""
+    """What gets published, in order: the files the manifest names and `reports/` (not `work/`, no temp
+    files, nothing `unnamed`), the card, the manifest last. Shards take their sha256 from the manifest,
+    after checking their size against it."""
     manifest = read_manifest(out)
     known = {s["path"]: s for d in manifest["datasets"].values() for s in d["shards"]}
+    skip = set(unnamed_files(Store(out), manifest) or [])
     files = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         rel = path.relative_to(out).as_posix()
         if (
             rel.startswith(f"{WORK_DIR}/")
             or rel in (MANIFEST, CARD)
+            or rel in skip
             or any(part.startswith(".") for part in rel.split("/"))
         ):
             continue
@@ -87,11 +99,15 @@ def _put(out: Path, dest: Store, f: PublishFile) -> None:
 def publish(
     out: Path, to: str, verify: bool = True, progress: Callable[[PublishFile, str], None] | None = None
 ) -> dict:
-    """Publish `out` to `to`; returns {"sent": n, "skipped": n, "bytes_sent": n, "files": n, "url": to}."""
+    """Publish `out` to `to`; returns {"sent": n, "skipped": n, "bytes_sent": n, "files": n, "url": to,
+    "skipped_unnamed": [files the manifest does not name, not sent]}."""
     out = Path(out)
     files = plan_files(out)
+    stray = unnamed(out)
+    for rel in stray:
+        log.warning("skipped %s: the manifest of %s does not name it (left by another ingest?)", rel, out)
     if to.startswith("hf://"):
-        return _publish_hf(out, to, files)
+        return {**_publish_hf(out, to, files), "skipped_unnamed": stray}
     dest = Store(to)
     sent = skipped = sent_bytes = 0
     for f in files:
@@ -109,7 +125,14 @@ def publish(
             status = "sent"
         if progress:
             progress(f, status)
-    return {"url": dest.url, "files": len(files), "sent": sent, "skipped": skipped, "bytes_sent": sent_bytes}
+    return {
+        "url": dest.url,
+        "files": len(files),
+        "sent": sent,
+        "skipped": skipped,
+        "bytes_sent": sent_bytes,
+        "skipped_unnamed": stray,
+    }
 
 
 def parse_hf_url(url: str) -> tuple[str, str | None]:

@@ -46,6 +46,7 @@ def test_publish_to_s3_reads_back_equal_and_resumes(bundled, s3, tmp_path):
     report = publish(bundled, url, progress=lambda f, status: order.append((f.rel, status)))
     files = plan_files(bundled)
     assert report["sent"] == len(files) == len(order) and report["skipped"] == 0
+    assert report["skipped_unnamed"] == []  # an ingest's own layout: the manifest names every file
     assert order[-1] == ("manifest.json", "sent") and order[-2][0] == "README.md"
     assert not any(rel.startswith("work/") for rel, _ in order)
     # read back: every published file equals the local one, byte for byte
