@@ -20,6 +20,7 @@ from vlamix.shards.layout import EMBODIMENT_PATH, INDEX_PATH, MANIFEST, QUARANTI
 from vlamix.shards.manifest import Accounting, build_manifest
 from vlamix.shards.store import Store
 from vlamix.sources.config import SourcesFile
+from vlamix.sources.web import COUNTERS
 
 __all__ = ["write_index_and_manifest"]
 
@@ -182,6 +183,8 @@ def write_index_and_manifest(out: Store, sources: SourcesFile, failed: dict[str,
             "turns_read": sum(i.turns for i in kept + dups),
             "turns_written": sum(i.turns for i in kept),
         }
+        for counter in COUNTERS:  # left out or changed by a stated rule, never silently
+            acc[counter] = sum(i.counts.get(counter, 0) for i in kept)
         shards = _shard_docs(out, w.name)
         if sum(s["samples"] for s in shards) != len(kept):
             raise RuntimeError(

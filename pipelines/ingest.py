@@ -154,6 +154,14 @@ def _step_extract(opts: IngestOptions, sources: SourcesFile) -> SourcesFile:
             continue
         opts.store.rmtree(f"{WORK_DIR}/items/{w.name}")
         tasks += batches
+    every = [s.name for s in (*sources.datasets, *sources.web)]
+    if every and all(name in failures for name in every):  # nothing left to build: a plain config error
+        raise ConfigError(
+            "; ".join(
+                r if r.startswith(str(sources.path)) else f"{sources.path}: dataset {n!r}: {r}"
+                for n, r in failures.items()
+            )
+        )
     failed = record_failures(opts.store, sources, failures)
     sources = live_sources(sources, failed)
     log.info("extract: %d tasks from %d datasets", len(tasks), len(sources.datasets) + len(sources.web))

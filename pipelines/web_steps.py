@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -35,6 +35,9 @@ class ItemExtracted:
     turns: int
     content_hash: str
     items_path: str  # relative to the layout root
+    # what the reader left out or changed by rule (sources/web.py COUNTERS: crowd regions, boxes clipped,
+    # dropped or rescaled, empty texts), summed into the manifest's accounting
+    counts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -62,7 +65,10 @@ def extract_items(
         with store_for(batch.out).open_write(rel) as f:
             pq.write_table(ITEM.table(good, f"{batch.dataset} batch {batch.batch}"), f, compression="zstd")
     return [
-        ItemExtracted(batch.dataset, r["item"], len(r["turns"]), r["content_hash"], rel) for r in good
+        ItemExtracted(
+            batch.dataset, r["item"], len(r["turns"]), r["content_hash"], rel, dict(r.get("counts", {}))
+        )
+        for r in good
     ], bad
 
 

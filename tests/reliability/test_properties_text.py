@@ -252,7 +252,10 @@ def _check_items(batch: ItemBatch, out: list) -> None:
             assert (rec.dataset, rec.source_file, rec.item) == (batch.dataset, ref.source_file, ref.item)
             assert ref.source_file in str(got)
             continue
-        assert got["item"] == ref.item and len(got["turns"]) == len(ref.turns)
+        # a detection turn whose boxes were all dropped (zero-size) is left out; no other turn is
+        assert got["item"] == ref.item and len(got["turns"]) <= len(ref.turns)
+        kept = [t["kind"] for t in got["turns"] if t["kind"] != "detection"]
+        assert kept == [t.kind for t in ref.turns if t.kind != "detection"]
         for turn in got["turns"]:
             assert turn["target"]
             if turn["kind"] == "detection":  # one <loc> quadruple per box, labels in order
