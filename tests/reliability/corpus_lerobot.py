@@ -244,7 +244,11 @@ CASES = [
         Quarantined("image does not decode", SIDE, 1),
         files=_side_cell(1, b"\x89PNG\r\n\x1a\n not really"),
     ),
-    _v21("data_v21_empty_task", Data(_task_is_the_fallback), episode=lambda ep: dataclasses.replace(ep, task="")),
+    _v21(
+        "data_v21_empty_task",
+        Data(_task_is_the_fallback),
+        episode=lambda ep: dataclasses.replace(ep, task=""),
+    ),
     _v30(
         "v30_parquet_truncated",
         Quarantined(r"file-\d+\.parquet does not read as parquet"),
