@@ -3,7 +3,26 @@
 One `tf.train.Example` per episode; step features are flattened lists named `steps/...`, shaped by the
 TFDS `features.json` beside the files. Split names come from `dataset_info.json` and the file names
 (`{dataset}-{split}.tfrecord-XXXXX-of-YYYYY`). Nothing here is specific to one dataset: feature names
-come from `features.json` and the sources file's `keys`.
+come from `features.json` and the sources file's `keys` (sources/rlds_features.py resolves them).
+
+Rules (each refuses, never guesses):
+- Episode id: the record's position across the files in natural order. `episode_metadata/episode_id` is
+  not used: listing reads only the record framing (cheap), and reading an id would decode every record in
+  the driver; and BridgeData V2 numbers episodes within each original file there (ids repeat).
+- Task: the instruction feature, one text per step (or one for the episode); a step without text is under
+  the instruction in force (sources/per_step.py). An episode with no text on any step takes `task:`;
+  without one it is quarantined, unless `episode_metadata/has_language` is false (the dataset says it has
+  no instruction: a missing instruction, data).
+- State and action: numeric features (a bool or string feature is a ConfigError at listing).
+- Cameras: planned once from features.json (an unknown camera or two on one slot is a ConfigError at
+  listing). A camera is absent from an episode when its data is missing (no feature, no frames, every frame
+  empty), or when `episode_metadata/has_image_K` is false and its frames hold no picture (one value
+  everywhere: a fill). A flag contradicted by real pictures is not trusted (BridgeData's debug episodes
+  flag every camera false); a dark but real camera is kept. `channel_order: bgr` is flipped to RGB.
+- Rate: where the steps have a timestamp feature (TIMESTAMP_KEYS, seconds) its median period must match
+  the spec's control rate; without one there is nothing to check.
+- Success: a constant, or a feature reduced over the steps by the declared rule (sources/success.py):
+  `steps/reward` or `steps/is_terminal` with `reduce: last` (the default) is the last step's value.
 """
 
 from __future__ import annotations
@@ -12,7 +31,6 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +41,17 @@ from vlamix.schemas.embodiment import Embodiment
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
-from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row, one_line
+from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text
+from vlamix.sources.frames import EpisodeFacts, frame_row, one_line, to_rgb
+from vlamix.sources.per_step import bad_text_step, measured_rate_problem, no_task, tasks_in_force
+from vlamix.sources.rlds_features import (
+    FEATURES_FILE,
+    OBSERVATION_PREFIX,
+    Feature,
+    RldsKeys,
+    read_features,
+    resolve_keys,
+)
 from vlamix.sources.success import success_value
 from vlamix.sources.tf_example import decode_example
 from vlamix.sources.tfrecord import TFRecordError, read_record_at, scan_records
@@ -31,46 +59,8 @@ from vlamix.transforms.image import decode_jpeg
 
 __all__ = ["Feature", "list_episodes", "read_episode", "read_features"]
 
-FEATURES_FILE = "features.json"
 INFO_FILE = "dataset_info.json"
-STATE_KEY = "steps/observation/state"
-ACTION_KEY = "steps/action"
-INSTRUCTION_KEY = "steps/language_instruction"
-OBSERVATION_PREFIX = "steps/observation/"
-_BLACK = 8  # a frame whose brightest pixel is at most this is black (an absent camera)
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str  # flattened name, e.g. steps/observation/image_0
-    kind: str  # Tensor, Scalar, Image, Text
-    dtype: str
-    shape: tuple[int, ...]
-
-
-def _walk(node: dict, path: list[str], out: dict[str, Feature]) -> None:
-    if "featuresDict" in node:
-        for key, child in node["featuresDict"]["features"].items():
-            _walk(child, [*path, key], out)
-    elif "sequence" in node:
-        _walk(node["sequence"]["feature"], path, out)
-    else:
-        kind = node.get("pythonClassName", "").rsplit(".", 1)[-1].replace("Feature", "") or "Tensor"
-        spec = node.get("tensor") or node.get("image") or {}
-        dims = tuple(int(d) for d in (spec.get("shape") or {}).get("dimensions", []))
-        name = "/".join(path)
-        out[name] = Feature(name, kind, spec.get("dtype", "string" if kind == "Text" else "float32"), dims)
-
-
-def read_features(folder: Path) -> dict[str, Feature]:
-    path = folder / FEATURES_FILE
-    if not path.is_file():
-        raise ConfigError(
-            f"{folder}: no {FEATURES_FILE} (the TFDS metadata that names the features); point `path` at the dataset folder"
-        )
-    features: dict[str, Feature] = {}
-    _walk(json.loads(path.read_text()), [], features)
-    return features
+HAS_LANGUAGE = "episode_metadata/has_language"
 
 
 def _split_of(file: Path, folder: Path) -> str | None:
@@ -93,10 +83,18 @@ def _dataset_folder(sources: SourcesFile, source: RobotSource) -> Path:
     return base if base.is_dir() else base.parent
 
 
+def _features_where(folder: Path, root: Path) -> str:
+    path = folder / FEATURES_FILE
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]:
-    """One ref per record (episode); the record framing is checked while listing."""
+    """One ref per record (episode); the record framing is checked while listing, and the sources file's
+    keys against features.json (a ConfigError here, in the driver, before any job starts)."""
     folder = _dataset_folder(sources, source)
-    read_features(folder)  # fail at listing time, in the driver, when the metadata is missing
+    resolve_keys(
+        read_features(folder), source, sources.embodiment(source), _features_where(folder, sources.root)
+    )
     spec = source.path if any(c in source.path for c in "*?[") else f"{source.path.rstrip('/')}/*.tfrecord*"
     files = resolve_files(sources.root, spec, ())
     refs: list[EpisodeRef] = []
@@ -138,14 +136,19 @@ class _Episode:
                     f"no feature {key}: the {what} is missing (set `keys: {{{what}: ...}}` in the sources file)",
                     key,
                 )
-            values = np.asarray(self.data[key], dtype=np.float32)
-            if self.n == 0 or values.size % self.n:
+            raw = self.data[key]
+            size = len(raw)
+            if self.n == 0 or size % self.n:
                 raise self.bad(
-                    f"{key} has {values.size} values, not a multiple of the {self.n} steps: fields that "
+                    f"{key} has {size} values, not a multiple of the {self.n} steps: fields that "
                     "disagree in length (a truncated or mis-written episode)",
                     key,
                 )
-            parts.append(values.reshape(self.n, -1))
+            rows = np.asarray(raw).reshape(self.n, -1) if isinstance(raw, np.ndarray) else raw
+            try:
+                parts.append(numeric_matrix(rows, self.n, key))
+            except FieldError as e:
+                raise self.bad(f"{e}: the {what} must be numbers", key) from None
         out = np.concatenate(parts, axis=1)
         if out.shape[1] != width:
             raise self.bad(
@@ -157,27 +160,33 @@ class _Episode:
             raise self.bad(f"non-finite value (NaN or inf) in {what}", what, int(bad_rows[0]))
         return out
 
-    def text(self, key: str) -> list[str | None]:
-        values = self.data.get(key, [])
-        if len(values) not in (0, self.n):
+    def flag(self, key: str) -> bool | None:
+        """An episode-metadata bool (`has_language`, `has_image_K`); None when the episode has none."""
+        value = self.data.get(key)
+        if value is None or len(value) == 0:
+            return None
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "iub" or value.size != 1:
+            raise self.bad(f"{key} is {value!r:.60}, not one bool", key)
+        return bool(value[0])
+
+    def tasks(self, key: str | None, default: str | None) -> list[str | None]:
+        values = self.data.get(key, []) if key else []
+        if len(values) not in (0, 1, self.n):
             raise self.bad(
                 f"{key} has {len(values)} values, the episode has {self.n} steps: fields that disagree in length",
                 key,
             )
-        out: list[str | None] = []
-        for i, raw in enumerate(values):
-            try:
-                s = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as e:
-                raise self.bad(
-                    f"text is not UTF-8: {e} (re-write the episode's text as UTF-8)", key, i
-                ) from e
-            out.append(s or None)  # an empty instruction is data: no instruction
-        return out
-
-
-def _as_list(value: str | list[str] | None, default: str) -> list[str]:
-    return [value] if isinstance(value, str) else (value or [default])
+        try:
+            texts = per_step_text(list(values), self.n, key) if key and len(values) else [None] * self.n
+        except FieldError as e:
+            raise self.bad(str(e), key, bad_text_step(list(values), self.n, key or "")) from None
+        tasks = tasks_in_force(texts, default)
+        if tasks is not None:
+            return tasks
+        if self.flag(HAS_LANGUAGE) is False:
+            return [None] * self.n  # the dataset says the episode has no instruction
+        where = f"{key} is empty on every step" if key else "the dataset has no instruction feature"
+        raise self.bad(no_task(where), key)
 
 
 def _steps(data: dict) -> int:
@@ -187,12 +196,12 @@ def _steps(data: dict) -> int:
     return 0
 
 
-def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
+def _load(ref: EpisodeRef) -> tuple[bytes, dict]:
     if ref.error:
         raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, ref.error, ref.index))
     try:
         raw = read_record_at(ref.path, ref.offset, ref.record)
-        data = decode_example(raw)
+        return raw, decode_example(raw)
     except (TFRecordError, OSError) as e:
         reason = str(e).replace(ref.path, ref.source_file)
         raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, reason, ref.index)) from e
@@ -202,76 +211,76 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
                 ref.dataset, ref.source_file, f"record {ref.record} is not a tf.train.Example: {e}", ref.index
             )
         ) from e
-    action_keys = _as_list(source.keys.action, ACTION_KEY)
-    n = _steps(data) or len(np.asarray(data.get(action_keys[0], []))) // emb.action_dim
+
+
+def _keys(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> RldsKeys:
+    folder = Path(ref.path).parent
+    try:
+        return resolve_keys(
+            read_features(folder), source, emb, str(Path(ref.source_file).parent / FEATURES_FILE)
+        )
+    except ConfigError as e:  # features.json changed since listing, or a ref not made by list_episodes
+        raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, str(e), ref.index)) from e
+
+
+def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
+    raw, data = _load(ref)
+    keys = _keys(ref, source, emb)
+    n = _steps(data) or len(np.asarray(data.get(keys.action[0], []))) // emb.action_dim
     ep = _Episode(ref, data, n)
     if n == 0:
         raise ep.bad("episode has no steps", "steps")
-    state = ep.tensor(_as_list(source.keys.state, STATE_KEY), emb.state_dim, "state")
-    action = ep.tensor(action_keys, emb.action_dim, "action")
-    instructions = ep.text(source.keys.instruction or INSTRUCTION_KEY) or [None] * n
-    cameras = _cameras(ep, source, emb, read_features(Path(ref.path).parent))
-    facts = EpisodeFacts(
-        ref,
-        source,
-        emb,
-        n,
-        hashlib.blake2b(raw, digest_size=16).hexdigest(),
-        success_value(source.success, data.get),
-    )
-    decoded = {}
-    for slot, (key, frames) in cameras.items():
+    state = ep.tensor(keys.state, emb.state_dim, "state")
+    action = ep.tensor(keys.action, emb.action_dim, "action")
+    if keys.timestamp is not None and keys.timestamp in data:
+        try:
+            problem = measured_rate_problem(data[keys.timestamp], n, emb, keys.timestamp)
+        except FieldError as e:
+            raise ep.bad(str(e), keys.timestamp) from None
+        if problem:
+            raise ep.bad(problem, keys.timestamp)
+    tasks = ep.tasks(keys.instruction, source.task)
+    decoded = _cameras(ep, keys)
+    try:
+        success = success_value(keys.success, data.get)
+    except FieldError as e:
+        field = getattr(keys.success, "field", None)
+        raise ep.bad(f"{e} (the sources file's `success:`)", field) from None
+    facts = EpisodeFacts(ref, source, emb, n, hashlib.blake2b(raw, digest_size=16).hexdigest(), success)
+    for i in range(n):
+        images = {slot: frames[i] for slot, frames in decoded.items()}
+        yield frame_row(facts, i, state[i], action[i], i / emb.control_rate_hz, tasks[i], images)
+
+
+def _cameras(ep: _Episode, keys: RldsKeys) -> dict[str, list[np.ndarray]]:
+    """slot -> decoded RGB frames of every camera present in the episode (see the module doc)."""
+    decoded: dict[str, list[np.ndarray]] = {}
+    for slot, key in keys.cameras.items():
+        native = key[len(OBSERVATION_PREFIX) :]
+        frames = ep.data.get(key)
+        if frames is None or len(frames) == 0:
+            continue  # missing data: an absent camera, a masked slot
+        if not isinstance(frames, list):
+            raise ep.bad(f"camera {native} holds numbers, not encoded images", key)
+        if all(len(b) == 0 for b in frames):
+            continue  # every frame empty: missing data too
+        if len(frames) != ep.n:
+            raise ep.bad(f"camera {native} has {len(frames)} frames, the episode has {ep.n}", key)
         images = []
         for i, jpeg in enumerate(frames):
+            if not jpeg:
+                raise ep.bad(f"camera {native} frame {i} is empty while other frames hold images", key, i)
             try:
-                images.append(decode_jpeg(jpeg))
+                images.append(to_rgb(decode_jpeg(jpeg), keys.orders[slot]))
             except OSError as e:
                 raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
-        if max(int(im.max()) for im in images) > _BLACK or _flag(data, key):
-            decoded[slot] = images  # all-black frames of a camera flagged absent are data: a masked slot
-    for i in range(n):
-        task = instructions[i]
-        yield frame_row(
-            facts,
-            i,
-            state[i],
-            action[i],
-            i / emb.control_rate_hz,
-            task,
-            {slot: v[i] for slot, v in decoded.items()},
-        )
-
-
-def _flag(data: dict, key: str) -> bool:
-    """TFDS episode metadata `has_image_K` for camera `image_K` (true when absent from the data)."""
-    flag = data.get(f"episode_metadata/has_{key.rsplit('/', 1)[-1]}")
-    return bool(len(flag) and flag[0]) if flag is not None else False
-
-
-def _cameras(
-    ep: _Episode, source: RobotSource, emb: Embodiment, features: dict[str, Feature]
-) -> dict[str, tuple[str, list[bytes]]]:
-    """slot -> (feature name, encoded frames) for every Image feature under steps/observation/."""
-    mapping = {**emb.cameras, **source.keys.cameras}
-    found: dict[str, tuple[str, list[bytes]]] = {}
-    for key in sorted(
-        k for k, f in features.items() if f.kind == "Image" and k.startswith(OBSERVATION_PREFIX)
-    ):
-        if key not in ep.data:
-            raise ep.bad(
-                f"image feature {key} (declared in {FEATURES_FILE}) is missing from the episode", key
-            )
-        native = key[len(OBSERVATION_PREFIX) :]
-        slot, problem = camera_slot(native, source, emb)
-        if problem:
-            raise ep.bad(problem, key)
-        if slot is None or slot in found:
-            continue
-        if len(ep.data[key]) != ep.n:
-            raise ep.bad(f"camera {native} has {len(ep.data[key])} frames, the episode has {ep.n}", key)
-        found[slot] = (key, ep.data[key])
-    if not found:
+        flagged_absent = ep.flag(f"episode_metadata/has_{native.rsplit('/', 1)[-1]}") is False
+        if flagged_absent and all(int(im.min()) == int(im.max()) for im in images):
+            continue  # flagged absent and a fill, no picture: a masked slot
+        decoded[slot] = images
+    if not decoded:
         raise ep.bad(
-            f"no camera maps to a slot (spec {emb.name} knows {sorted(mapping)})", OBSERVATION_PREFIX
+            f"no camera has frames in this episode ({sorted(keys.cameras.values())} are all absent)",
+            OBSERVATION_PREFIX,
         )
-    return found
+    return decoded

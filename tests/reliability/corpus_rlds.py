@@ -105,10 +105,21 @@ def _steps(key: str, keep: int) -> Callable[[dict], dict]:
 
 
 def _black_wrist(ep: dict) -> dict:
-    """An absent wrist camera, as Bridge records it: all-black frames, no `has_image_3` flag."""
+    """An absent wrist camera, as Bridge records it: all-black frames and `has_image_3` false (without the
+    flag, black frames are a dark camera: data, kept)."""
     buf = io.BytesIO()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(buf, "JPEG")
-    return {**ep, "steps/observation/image_3": [buf.getvalue()] * STEPS}
+    return {
+        **ep,
+        "steps/observation/image_3": [buf.getvalue()] * STEPS,
+        "episode_metadata/has_image_3": False,
+    }
+
+
+def _no_language(ep: dict) -> dict:
+    """Empty instructions, as Bridge records an episode without language: `has_language` false (without
+    the flag, and without `task:`, the episode is quarantined: nothing gives it a task)."""
+    return {**ep, _TEXT: [""] * STEPS, "episode_metadata/has_language": False}
 
 
 def _absent_wrist(rows: list[dict]) -> None:
@@ -148,7 +159,7 @@ CASES = [
     ),
     _case(
         "rlds_text_not_utf8",
-        Quarantined("text is not UTF-8", _TEXT, 2),
+        Quarantined("is not UTF-8 text", _TEXT, 2),
         episode=lambda ep: {**ep, _TEXT: ["pick it up"] * 2 + [b"put \xff\xfe down"] * (STEPS - 2)},
     ),
     _case(
@@ -189,7 +200,7 @@ CASES = [
         Quarantined("state has 6 columns .* says 7", "state"),
         episode=lambda ep: {**ep, "steps/observation/state": ep["steps/observation/state"][:, :6]},
     ),
-    _case("data_rlds_empty_instruction", Data(_task_is_none), episode=lambda ep: {**ep, _TEXT: [""] * STEPS}),
+    _case("data_rlds_empty_instruction", Data(_task_is_none), episode=_no_language),
     _case("data_rlds_absent_wrist_camera", Data(_absent_wrist), episode=_black_wrist),
 ]
 

@@ -8,6 +8,7 @@ import pytest
 from conftest import shared_path
 from PIL import Image
 
+from vlamix.config import ConfigError
 from vlamix.pipelines.ingest import IngestOptions, run_ingest
 from vlamix.schemas.frame import FRAME
 from vlamix.schemas.quarantine import BadRecord
@@ -25,6 +26,7 @@ FEATURES = [
     RldsFeature("steps/observation/image_3", "Image", shape=(32, 32, 3)),
     RldsFeature("steps/language_instruction", "Text"),
     RldsFeature("steps/is_first", "Scalar", "bool"),
+    RldsFeature("episode_metadata/has_image_3", "Scalar", "bool"),
 ]
 
 
@@ -40,9 +42,10 @@ def _episode(t: int = 5, seed: int = 0, **over) -> dict:
         "steps/observation/state": rng.normal(size=(t, 7)).astype(np.float32),
         "steps/action": rng.normal(size=(t, 7)).astype(np.float32),
         "steps/observation/image_0": [_jpeg(60 + 10 * i) for i in range(t)],
-        "steps/observation/image_3": [_jpeg(0)] * t,  # an absent wrist camera: black frames
+        "steps/observation/image_3": [_jpeg(0)] * t,  # an absent wrist camera: black frames ...
         "steps/language_instruction": ["put the spoon in the pot"] * t,
         "steps/is_first": np.array([1] + [0] * (t - 1)),
+        "episode_metadata/has_image_3": False,  # ... and flagged absent, as BridgeData flags it
     }
     ep.update(over)
     return ep
@@ -92,15 +95,22 @@ def test_reads_values_images_instruction_and_split(tmp_path, write_sources):
     np.testing.assert_array_equal(np.asarray(rows[2]["state"], np.float32), ep["steps/observation/state"][2])
     assert rows[0]["task"] == "put the spoon in the pot" and rows[0]["split"] == "val"
     assert abs(decode_jpeg(rows[3]["image_base_0"])[112, 112].mean() - 90) < 4
-    assert rows[0]["image_left_wrist"] is None  # black frames: a masked slot, not an error
+    assert rows[0]["image_left_wrist"] is None  # flagged absent, black fill: a masked slot, not an error
     assert rows[0]["timestamp"] == 0 and rows[1]["timestamp"] == pytest.approx(0.2)
 
 
-def test_empty_instruction_is_data(tmp_path, write_sources):
-    (rows,) = _read_all(
-        tmp_path, write_sources, splits={"train": [_episode(**{"steps/language_instruction": [""] * 5})]}
-    )
-    assert rows[0]["task"] is None
+def test_empty_instruction_needs_a_task_or_the_has_language_flag(tmp_path, write_sources):
+    silent = _episode(**{"steps/language_instruction": [""] * 5})
+    with pytest.raises(
+        BadRecord, match="no task: steps/language_instruction is empty on every step .* set `task:`"
+    ):
+        _read_all(tmp_path, write_sources, splits={"train": [silent]})
+    (rows,) = _read_all(tmp_path, write_sources, splits={"train": [silent]}, keys=", task: wipe the table")
+    assert {r["task"] for r in rows} == {"wipe the table"}
+    features = [*FEATURES, RldsFeature("episode_metadata/has_language", "Scalar", "bool")]
+    declared = {**silent, "episode_metadata/has_language": False}  # BridgeData's own flag: data
+    (rows,) = _read_all(tmp_path, write_sources, features=features, splits={"train": [declared]})
+    assert {r["task"] for r in rows} == {None}
 
 
 @pytest.mark.parametrize(
@@ -146,8 +156,8 @@ def test_bad_episodes_name_file_episode_and_field(tmp_path, write_sources, over,
 def test_unknown_camera_is_an_error_and_null_drops_it(tmp_path, write_sources):
     features = [*FEATURES, RldsFeature("steps/observation/top_cam", "Image", shape=(32, 32, 3))]
     ep = _episode(**{"steps/observation/top_cam": [_jpeg(50)] * 5})
-    with pytest.raises(BadRecord, match="unknown camera 'top_cam'"):
-        _read_all(tmp_path, write_sources, features=features, splits={"train": [ep]})
+    with pytest.raises(ConfigError, match="toy/features.json: unknown camera 'top_cam'.*known camera names"):
+        _read_all(tmp_path, write_sources, features=features, splits={"train": [ep]})  # at listing
     (rows,) = _read_all(
         tmp_path,
         write_sources,
@@ -167,8 +177,10 @@ def test_keys_map_other_feature_names(tmp_path, write_sources):
     ]
     ep = _episode()
     ep["steps/observation/joints"] = ep.pop("steps/observation/state")
-    with pytest.raises(BadRecord, match="no feature steps/observation/state"):
-        _read_all(tmp_path, write_sources, features=features, splits={"train": [ep]})
+    with pytest.raises(
+        ConfigError, match="state key 'steps/observation/state' is no feature.*joints.*set `keys: {state"
+    ):
+        _read_all(tmp_path, write_sources, features=features, splits={"train": [ep]})  # at listing
     (rows,) = _read_all(
         tmp_path,
         write_sources,
