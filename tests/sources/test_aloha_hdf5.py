@@ -137,7 +137,12 @@ def test_real_act_simulation_episode():
     from vlamix.sources.config import RobotSource
 
     src = RobotSource(
-        name="act_sim", kind="ME", format="aloha_hdf5", path=str(path), embodiment="aloha", task="insert the peg"
+        name="act_sim",
+        kind="ME",
+        format="aloha_hdf5",
+        path=str(path),
+        embodiment="aloha",
+        task="insert the peg",
     )
     rows = list(read_episode(EpisodeRef("act_sim", 0, str(path), path.name), src, emb))
     assert len(rows) == 400
