@@ -224,7 +224,7 @@ def read_spans(
                         src,
                         rel,
                         n,
-                        f"span [{start:g}, {end:g}] s is outside episode {episode} (0 to {duration:.3f} s, "
+                        f"span [{start}, {end}] s is outside episode {episode} (0 to {duration:.3f} s, "
                         f"{info.frames} frames at {info.fps:g} Hz){_units_hint(src, obj)}",
                         episode,
                         "start",

@@ -278,6 +278,10 @@ def _natural(p: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
+def _natural_path(p: Path) -> list:
+    return [_natural(Path(part)) for part in p.parts]
+
+
 def resolve_files(root: Path, spec: str, suffixes: tuple[str, ...]) -> list[Path]:
     """A file, a folder (its files with these suffixes) or a glob, relative to `root`; natural order
     (episode_2 before episode_10), so episode indices are stable."""
@@ -290,4 +294,6 @@ def resolve_files(root: Path, spec: str, suffixes: tuple[str, ...]) -> list[Path
         files = [Path(p) for p in glob.glob(str(base)) if Path(p).is_file()]
     if not files:
         raise ConfigError(f"{spec!r} (under {root}) matches no {'/'.join(suffixes)} files")
-    return sorted(files, key=_natural)
+    # natural order of the whole relative path, the raw path breaking ties (episode_0 / episode_00):
+    # the same files list in the same order on every filesystem
+    return sorted(files, key=lambda p: (_natural_path(p), str(p)))

@@ -19,7 +19,7 @@ def test_dead_letter_output_gets_the_bad_episode(tmp_path, write_sources, make_a
     sources = load_sources(
         write_sources(
             tmp_path,
-            "datasets:\n  - {name: mm, kind: MM, format: aloha_hdf5, path: eps, embodiment: mobile_aloha}\n",
+            "datasets:\n  - {name: mm, kind: MM, format: aloha_hdf5, path: eps, embodiment: mobile_aloha, task: stack the cubes}\n",
         )
     )
     src = sources.datasets[0]
@@ -53,7 +53,7 @@ def test_counters_match_the_outcome_files(tmp_path, write_sources, make_aloha_ep
     sources = load_sources(
         write_sources(
             tmp_path,
-            "datasets:\n  - {name: mm, kind: MM, format: aloha_hdf5, path: eps, embodiment: mobile_aloha}\n",
+            "datasets:\n  - {name: mm, kind: MM, format: aloha_hdf5, path: eps, embodiment: mobile_aloha, task: stack the cubes}\n",
         )
     )
     src = sources.datasets[0]
