@@ -53,6 +53,7 @@ from vlamix.shards.layout import (
     TOKENIZERS_DIR,
     WORK_DIR,
 )
+from vlamix.shards.layout_owner import check_layout_owner, remove_unnamed_files
 from vlamix.shards.store import Store, store_for
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
 from vlamix.sources.readers import reader_for
@@ -79,7 +80,9 @@ class IngestOptions:
     seed: int = 0
     samples_per_shard: int = 1000
     shard_bytes: int | None = None  # when set, samples per shard follow from this target shard size
-    fresh: bool = False  # rebuild every shard, even those an interrupted run with the same inputs finished
+    # from extract: clear the layout first (also one made from other sources); with a later --only step:
+    # rebuild every shard, even those an interrupted run with the same inputs finished
+    fresh: bool = False
     stats_max_frames: int = STATS_MAX_FRAMES  # per dataset; above it statistics use a seeded subsample
     fast_fit_chunks: int = FAST_FIT_CHUNKS  # in all; above it FAST is fitted on a seeded subsample
     max_bad_share: float = (
@@ -412,6 +415,10 @@ def run_ingest(opts: IngestOptions) -> dict:
     sources = load_sources(opts.sources, strict=False)
     if opts.store.local() is not None:
         opts.store.local().mkdir(parents=True, exist_ok=True)
+    # a layout made from other sources is refused (its datasets would stay beside the new manifest);
+    # --fresh clears it first. Not before `--only build` and later steps: that would delete their inputs
+    every = [s.name for s in (*sources.datasets, *sources.annotations, *sources.web)]
+    check_layout_owner(opts.store, sources.path, every, fresh=opts.fresh and opts.only in (None, "extract"))
     remove_stray_temps(opts.store)
     sources_all = sources
     timings: dict[str, float] = {}
@@ -436,6 +443,8 @@ def run_ingest(opts: IngestOptions) -> dict:
         else:
             failed = failed_entries(opts.store, sources_all, read_failures(opts.store))
             manifest = write_index_and_manifest(opts.store, sources, failed)
+            for rel in remove_unnamed_files(opts.store, manifest):  # e.g. a tokenizer set fitted before
+                log.info("index: removed %s, which the manifest does not name", rel)
             quality = _quality_gates(opts, sources)
         timings[step] = round(time.perf_counter() - start, 3)
         peaks[step] = _peak_rss_mib()

@@ -160,7 +160,7 @@ def check_layout_owner(
 
 def named_files(manifest: dict) -> tuple[set[str], set[str]]:
     """(the files, the folders) a manifest names: per dataset its shards, index, stats, embodiment spec
-    and quarantine file; the tokenizer set's folder as a whole."""
+    and quarantine file (a failed dataset's too); the tokenizer set's folder as a whole."""
     files: set[str] = set()
     for name, d in manifest.get("datasets", {}).items():
         files.update(s["path"] for s in d.get("shards", []))
@@ -171,6 +171,8 @@ def named_files(manifest: dict) -> tuple[set[str], set[str]]:
         )
         if spec:
             files.add(spec)
+    for name, d in manifest.get("failed", {}).items():  # a dataset that failed keeps its reason's file
+        files.add(d.get("quarantine") or QUARANTINE_PATH.format(dataset=name))
     folders = {manifest["tokenizer_set"]["path"].strip("/")} if manifest.get("tokenizer_set") else set()
     return files, folders
 

@@ -112,8 +112,10 @@ def ingest(
         bool,
         typer.Option(
             "--fresh",
-            help="Rebuild every shard. By default a re-run after an interrupted one keeps the shards it "
-            "finished when their inputs are unchanged.",
+            help="Clear the layout first (everything an ingest writes, also a layout made from another "
+            "sources file, which is refused otherwise) and rebuild it all; with --only build, rebuild every "
+            "shard. By default a re-run after an interrupted one keeps the shards it finished when their "
+            "inputs are unchanged.",
         ),
     ] = False,
     stats_max_frames: Annotated[

@@ -169,8 +169,6 @@ def test_ingest_of_another_sources_file_is_refused_then_fresh_rebuilds(layout, t
         return subprocess.run([*cmd, "--workers", "1", *extra], capture_output=True, text=True, cwd=REPO)
 
     done = ingest()
-    if done.returncode == 0 and "arm6_sim" in json.loads((layout / "manifest.json").read_text())["datasets"]:
-        pytest.xfail("run_ingest does not call check_layout_owner yet (issue 18, wired by the lead)")
     assert done.returncode != 0 and "--fresh" in done.stderr and "Traceback" not in done.stderr
     assert "widowx_sim" in json.loads((layout / "manifest.json").read_text())["datasets"]  # untouched
     done = ingest("--fresh")
