@@ -20,6 +20,7 @@ from vlamix.shards.layout import EMBODIMENT_PATH, INDEX_PATH, MANIFEST, QUARANTI
 from vlamix.shards.manifest import Accounting, build_manifest
 from vlamix.shards.store import Store
 from vlamix.sources.config import SourcesFile
+from vlamix.sources.readers import EPISODE_IDS
 from vlamix.sources.web import COUNTERS
 
 __all__ = ["write_index_and_manifest"]
@@ -133,18 +134,21 @@ def write_index_and_manifest(out: Store, sources: SourcesFile, failed: dict[str,
         emb_rel = EMBODIMENT_PATH.format(name=emb.name)
         out.write_bytes(emb_rel, sources.embodiment_path(src).read_bytes())
         qrel = _write_quarantine(out, src.name, quarantined)
-        datasets[src.name] = _entry(
-            out,
-            src.name,
-            src.kind,
-            emb.name,
-            src.license,
-            src.citation,
-            src.stride,
-            acc,
-            qrel,
-            src.name if kept else None,
-        )
+        datasets[src.name] = {
+            "episode_id": EPISODE_IDS[src.format],
+            **_entry(
+                out,
+                src.name,
+                src.kind,
+                emb.name,
+                src.license,
+                src.citation,
+                src.stride,
+                acc,
+                qrel,
+                src.name if kept else None,
+            ),
+        }
     for a in sources.annotations:
         robot = sources.robot(a.dataset)
         late = build_quarantine(out, a.name)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from vlamix.sources import aloha_hdf5, lerobot, rlds
 
-__all__ = ["READERS", "Reader", "reader_for"]
+__all__ = ["EPISODE_IDS", "READERS", "Reader", "reader_for"]
 
 
 class Reader(NamedTuple):
@@ -19,6 +19,16 @@ READERS: dict[str, Reader] = {
     "aloha_hdf5": Reader(aloha_hdf5.list_episodes, aloha_hdf5.read_episode),
     "rlds": Reader(rlds.list_episodes, rlds.read_episode),
     "lerobot": Reader(lerobot.list_episodes, lerobot.read_episode),
+}
+
+
+# What an episode's id (the frame's `episode`, the key, the index and the quarantine) is, per format:
+# the source's own, so annotations and users address episodes as the source names them (DESIGN.md §7).
+EPISODE_IDS: dict[str, str] = {
+    "aloha_hdf5": "the number ending the file name (episode_3.hdf5 is 3); the position in natural path "
+    "order when a file carries none or two files carry the same",
+    "lerobot": "LeRobot's episode_index",
+    "rlds": "the record's position over the TFRecord files in natural path order",
 }
 
 

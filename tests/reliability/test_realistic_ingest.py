@@ -74,6 +74,7 @@ def test_every_other_dataset_is_built(layout):
         acc = manifest["datasets"][name]["accounting"]
         assert (acc["read"], acc["written"]) == (2, 2)
         assert manifest["datasets"][name]["samples"] == 60
+        assert manifest["datasets"][name]["episode_id"].startswith("the number ending the file name")
 
 
 def test_failed_datasets_are_in_the_manifest_with_reason_and_quarantine(layout):
