@@ -61,6 +61,8 @@ def summarize_layout(store: Store) -> dict:
         "samples": sum(d["samples"] for d in datasets.values()),
         "bytes": sum(d["bytes"] for d in datasets.values()),
         "datasets": datasets,
+        "failed": m.get("failed", {}),  # datasets the ingest could not read at all, with the reason
+        "cross_dataset_duplicates": m.get("cross_dataset_duplicates", []),
     }
 
 

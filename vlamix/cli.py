@@ -271,6 +271,10 @@ def inspect(
             typer.echo(
                 f"  {name:<20} {d['kind']:<3} {d['samples']:>7} samples {d['shards']:>3} shards  {acc['unit']}s read {acc['read']}, written {acc['written']}, quarantined {acc['quarantined']}, duplicates {acc['duplicates']}"
             )
+        for name, d in report.get("failed", {}).items():
+            typer.echo(f"  {name:<20} {d['kind']:<3} FAILED: {d['reason']}")
+        for o in report.get("cross_dataset_duplicates", []):
+            typer.echo(f"  {' and '.join(o['datasets'])} hold {o['count']} identical {o['unit']}(s)")
         for item in report.get("preview", []):
             typer.echo(f"  {item['key']}: {item['image']}")
             if "decoded_prompt" in item:

@@ -125,3 +125,5 @@ def test_lint_accepts_the_failed_datasets_files(layout):
     cmd = [sys.executable, "-m", "vlamix.cli", "inspect", str(out), "--lint"]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "bad_spec             MM  FAILED: " in run.stdout
+    assert "mm_a and mm_b hold 2 identical episode(s)" in run.stdout
