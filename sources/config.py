@@ -47,6 +47,9 @@ class RobotKeys:
     instruction: str | None = None
     # native camera name -> slot (null drops it), or {slot, channel_order}
     cameras: dict[str, str | CameraKey | None] = field(default_factory=dict)
+    # RLDS: a per-episode feature holding the episode's own id (e.g. episode_metadata/episode_id), read
+    # from every record at listing; by default an episode's id is its record's position
+    episode_id: str | None = None
 
 
 REDUCE_RULES = ("last", "any", "all", "first")
@@ -91,6 +94,10 @@ class RobotSource:
             )
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.keys.episode_id is not None and self.format != "rlds":
+            raise ValueError(
+                f"keys.episode_id is for rlds datasets; {self.format} episodes carry their own id already"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

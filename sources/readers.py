@@ -28,7 +28,8 @@ EPISODE_IDS: dict[str, str] = {
     "aloha_hdf5": "the number ending the file name (episode_3.hdf5 is 3); the position in natural path "
     "order when a file carries none or two files carry the same",
     "lerobot": "LeRobot's episode_index",
-    "rlds": "the record's position over the TFRecord files in natural path order",
+    "rlds": "the record's position over the TFRecord files in natural path order, or the feature "
+    "`keys: {episode_id: ...}` names",
 }
 
 

@@ -27,6 +27,7 @@ Rules (each refuses, never guesses):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -50,6 +51,7 @@ from vlamix.sources.rlds_features import (
     Feature,
     RldsKeys,
     read_features,
+    resolve_key,
     resolve_keys,
 )
 from vlamix.sources.success import success_value
@@ -115,7 +117,51 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
                     source.name, len(refs), str(file), rel, record=-1, offset=-1, split=split, error=error
                 )
             )
+    if source.keys.episode_id:
+        key = resolve_key(
+            source.keys.episode_id, read_features(folder), "episode id", _features_where(folder, sources.root)
+        )
+        refs = _own_ids(refs, key)
     return refs
+
+
+def _own_ids(refs: list[EpisodeRef], key: str) -> list[EpisodeRef]:
+    """The refs with the ids their records' `key` feature holds (one non-negative integer each, unique
+    over the dataset). A record that does not read holds none: it gets an id past the largest, and is
+    quarantined when read. ConfigError for a record without one integer, or an id two records share."""
+    seen: dict[int, EpisodeRef] = {}
+    ids: list[int | None] = []
+    for ref in refs:
+        try:
+            value = None if ref.error else decode_example(read_record_at(ref.path, ref.offset, ref.record))
+        except (TFRecordError, OSError, DecodeError):
+            value = None
+        if value is None:
+            ids.append(None)
+            continue
+        got = value.get(key)
+        values = np.asarray(got if got is not None else [])
+        if values.shape != (1,) or values.dtype.kind not in "iu" or int(values[0]) < 0:
+            raise ConfigError(
+                f"{ref.source_file} record {ref.record}: {key} holds {got!r:.60}, not one non-negative "
+                "integer: `keys: {episode_id: ...}` must name a feature holding each episode's own id"
+            )
+        own = int(values[0])
+        if own in seen:
+            raise ConfigError(
+                f"{ref.source_file} record {ref.record} and {seen[own].source_file} record "
+                f"{seen[own].record} share {key} {own}: ids that repeat cannot address episodes; leave out "
+                "`keys: {episode_id: ...}` to use the records' positions"
+            )
+        seen[own] = ref
+        ids.append(own)
+    nxt = max(seen, default=-1) + 1
+    out = []
+    for ref, own in zip(refs, ids, strict=True):
+        if own is None:
+            own, nxt = nxt, nxt + 1
+        out.append(dataclasses.replace(ref, index=own))
+    return out
 
 
 class _Episode:

@@ -300,3 +300,50 @@ def test_real_bridge_keys_by_last_part_ids_by_position_and_flags_not_trusted(tmp
     assert rows[0]["image_left_wrist"] is None  # flagged absent and black: masked
     assert rows[0]["task"] == raw["steps/language_instruction"][0].decode()
     assert rows[0]["success"] is False  # is_terminal is 0 on every step of these debug episodes
+
+
+# 2. Identity: an episode id feature, named in the sources file.
+
+
+def _with_ids(ids: list) -> list[dict]:
+    return [
+        _episode(
+            **{
+                "episode_metadata/episode_id": np.array([i], np.int64),
+                "steps/action": np.full((T, 7), k / 100, np.float32),
+            }
+        )
+        for k, i in enumerate(ids)
+    ]
+
+
+ID_FEATURE = RldsFeature("episode_metadata/episode_id", "Scalar", "int64")
+
+
+def test_episode_id_feature_gives_each_episode_its_own_id(tmp_path):
+    """Episodes 0, 2, 3 (episode 1 deleted): with `keys: {episode_id: episode_id}` the frames carry 0, 2
+    and 3, each with its own data; without it, positions 0, 1, 2."""
+    episodes = _read(
+        tmp_path, _features(ID_FEATURE), _with_ids([0, 2, 3]), ", keys: {episode_id: episode_id}"
+    )
+    assert [ep[0]["episode"] for ep in episodes] == [0, 2, 3]
+    assert [round(ep[0]["action"][0], 2) for ep in episodes] == [0.0, 0.01, 0.02]
+    assert episodes[1][0]["key"] == "oxe/000002/000000"
+    sources, src = _sources(tmp_path)
+    assert [r.index for r in list_episodes(sources, src)] == [0, 1, 2]
+
+
+def test_an_episode_id_that_repeats_is_a_config_error(tmp_path):
+    write_rlds(tmp_path / "ds", "ds", _features(ID_FEATURE), {"train": _with_ids([0, 1, 1])})
+    sources, src = _sources(tmp_path, ", keys: {episode_id: episode_metadata/episode_id}")
+    with pytest.raises(ConfigError, match="share episode_metadata/episode_id 1"):
+        list_episodes(sources, src)
+
+
+def test_episode_id_is_only_for_rlds(tmp_path):
+    (tmp_path / "sources.yaml").write_text(
+        "datasets:\n  - {name: a, kind: MM, format: aloha_hdf5, path: x, embodiment: aloha, task: t, "
+        "keys: {episode_id: id}}\n"
+    )
+    with pytest.raises(ConfigError, match="episode_id is for rlds"):
+        load_sources(tmp_path / "sources.yaml")
