@@ -58,7 +58,10 @@ CASES = [
     ),
     _hl(
         "hl_span_outside",
-        Quarantined(r"span \[0.1, 5.0\] s is outside episode \d+ \(0 to 0.200 s\)", "start"),
+        Quarantined(
+            r"span \[0.1, 5.0\] s is outside episode \d+ \(0 to 0.200 s, 10 frames at 50 Hz\): spans counted in frames\?",
+            "start",
+        ),
         _line(episode="written", start=0.1, end=5.0, subtask="reach far"),
     ),
     _hl(
