@@ -20,6 +20,20 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+# Tests leave nothing behind: every temp file of the session and of the processes it starts (pytest's
+# tmp_path, Beam's and great_expectations' temp folders, multiprocessing's, Ray's sessions and address
+# file) goes into one folder, removed when the session ends.
+SANDBOX = Path(tempfile.mkdtemp(prefix="vlamix-tests-"))
+os.environ["TMPDIR"] = str(SANDBOX)
+tempfile.tempdir = str(SANDBOX)
+
+
+def pytest_unconfigure(config) -> None:
+    import shutil
+
+    shutil.rmtree(SANDBOX, ignore_errors=True)
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VLAMIX_SHARED", REPO.parent / "shared"))
 SAMPLES = REPO / "samples"
