@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from vlamix.config import ConfigError
-from vlamix.pipelines.annotations import annotation_spans, extract_annotations, span_samples
+from vlamix.pipelines.annotations import annotation_spans, span_samples
 from vlamix.pipelines.build_plan import (
     ESTIMATE_SAMPLES,
     fingerprint,
@@ -30,19 +29,19 @@ from vlamix.pipelines.build_plan import (
     remove_stray_temps,
     samples_per_shard,
 )
+from vlamix.pipelines.extract_step import step_extract
 from vlamix.pipelines.failed import (
     DatasetsFailed,
     failed_entries,
     live_sources,
     read_failures,
-    record_failures,
 )
 from vlamix.pipelines.fit_tokenizers import FAST_FIT_CHUNKS, fit_tokenizer_set, reuse_tokenizer_set
 from vlamix.pipelines.index_step import write_index_and_manifest
-from vlamix.pipelines.outcomes import build_quarantine, robot_outcomes, web_outcomes, write_jsonl
+from vlamix.pipelines.outcomes import build_quarantine, robot_outcomes, web_outcomes
 from vlamix.pipelines.quality import DOCS_DIR, GATE_PREFIX, QualityGateFailed, dataset_gates
 from vlamix.pipelines.spill import SPILL_DIR
-from vlamix.pipelines.steps import AnnotationJob, BuildTask, Extracted, ExtractTask
+from vlamix.pipelines.steps import AnnotationJob, BuildTask, Extracted
 from vlamix.pipelines.web_steps import ItemBuildTask
 from vlamix.pipelines.work_units import keyed_samples
 from vlamix.schemas.quarantine import QuarantineRecord
@@ -56,8 +55,6 @@ from vlamix.shards.layout import (
 from vlamix.shards.layout_owner import check_layout_owner, remove_unnamed_files
 from vlamix.shards.store import Store, store_for
 from vlamix.sources.config import RobotSource, SourcesFile, load_sources
-from vlamix.sources.readers import reader_for
-from vlamix.sources.web import list_items
 from vlamix.transforms.chain import apply, build_chain, stats_chain
 from vlamix.transforms.features import check_chain
 from vlamix.transforms.stats import STATS_VERSION, DimStats, compute_stats
@@ -116,82 +113,6 @@ class IngestOptions:
             raise ValueError("--stats-max-frames and --fast-fit-chunks must be at least 1")
         if self.shard_bytes is not None and self.shard_bytes < 4096:
             raise ValueError(f"--shard-bytes {self.shard_bytes}: a shard needs at least 4096 bytes")
-
-
-def _listed(sources: SourcesFile, name: str, listing, *args) -> list:
-    """The work of one dataset; a dataset whose path cannot be listed is an error naming the sources
-    file and the dataset, raised before any job starts."""
-    try:
-        return list(listing(*args))
-    except (ValueError, OSError) as e:  # ConfigError is a ValueError
-        raise ConfigError(f"{sources.path}: dataset {name!r}: {e}") from e
-
-
-def _step_extract(opts: IngestOptions, sources: SourcesFile) -> SourcesFile:
-    """Extract every dataset that can be listed; returns the sources without the ones that failed
-    (their listing or configuration), which are recorded in work/failed.json with the reason."""
-    from vlamix.pipelines.beam_jobs import beam_options, counters, run_extract
-
-    opts.store.rm(f"{WORK_DIR}/beam_extract.json")
-
-    tasks = []
-    failures = dict(sources.problems)
-    for src in sources.datasets:
-        if src.name in failures:
-            continue
-        try:
-            emb = sources.embodiment(src)
-            refs = _listed(sources, src.name, reader_for(src.format).list_episodes, sources, src)
-        except ConfigError as e:  # one bad source never costs the others: recorded, the rest built
-            failures[src.name] = _reason(e)
-            log.error("extract: dataset %s failed: %s", src.name, failures[src.name])
-            continue
-        tasks += [ExtractTask(ref, src, emb, opts.url) for ref in refs]
-        opts.store.rmtree(f"{WORK_DIR}/frames/{src.name}")
-    for w in sources.web:
-        try:
-            batches = _listed(sources, w.name, list_items, sources, w, opts.url)
-        except ConfigError as e:
-            failures[w.name] = _reason(e)
-            log.error("extract: dataset %s failed: %s", w.name, failures[w.name])
-            continue
-        opts.store.rmtree(f"{WORK_DIR}/items/{w.name}")
-        tasks += batches
-    every = [s.name for s in (*sources.datasets, *sources.web)]
-    if every and all(name in failures for name in every):  # nothing left to build: a plain config error
-        raise ConfigError(
-            "; ".join(
-                r if r.startswith(str(sources.path)) else f"{sources.path}: dataset {n!r}: {r}"
-                for n, r in failures.items()
-            )
-        )
-    failed = record_failures(opts.store, sources, failures)
-    sources = live_sources(sources, failed)
-    log.info("extract: %d tasks from %d datasets", len(tasks), len(sources.datasets) + len(sources.web))
-    if opts.engine == "ray":
-        from vlamix.pipelines import ray_jobs
-
-        with ray_jobs.ray_session(opts.ray_address, opts.workers):
-            engine = ray_jobs.run_extract(tasks, opts.url)
-        opts.store.write_json(f"{WORK_DIR}/ray_extract.json", engine)
-    else:
-        result = run_extract(tasks, opts.url, beam_options(opts.workers, opts.runner_args))
-        opts.store.write_json(f"{WORK_DIR}/beam_extract.json", counters(result))
-    for name in [s.name for s in sources.datasets] + [w.name for w in sources.web]:
-        for kind in (
-            "extracted",
-            "quarantined",
-        ):  # a dataset with nothing to read still gets its (empty) files
-            rel = f"{WORK_DIR}/{kind}/{name}.jsonl"
-            if not opts.store.exists(rel):
-                write_jsonl(opts.store, rel, [])
-    extract_annotations(opts.store, sources)
-    return sources
-
-
-def _reason(e: Exception) -> str:
-    """An error as one line, without the sources file's path (the manifest names the dataset)."""
-    return " ".join(str(e).split())
 
 
 def _outcomes(
@@ -433,7 +354,7 @@ def run_ingest(opts: IngestOptions) -> dict:
         if step != "extract" and sources is sources_all:  # the datasets the last extract could read
             sources = live_sources(sources, read_failures(opts.store))
         if step == "extract":
-            sources = _step_extract(opts, sources)
+            sources = step_extract(opts, sources)
         elif step == "stats":
             _step_stats(opts, sources)
         elif step == "tokenizers":
