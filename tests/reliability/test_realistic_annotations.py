@@ -103,6 +103,7 @@ def test_verbal_instructions_in_frames_hold_until_the_next(tmp_path):
     ]
     spans, bad, _ = _read(tmp_path, "VI", lines, {0: _info(50)}, "frames")
     assert [(s.start, s.end, s.text) for s in spans] == [(0, 30, "pick it up"), (30, 50, "now put it down")]
+    assert not bad
 
 
 def test_unknown_units_are_refused(tmp_path):
