@@ -6,12 +6,14 @@ leave the old datasets' shards, index, stats and tokenizer set beside the new ma
 
 - `check_layout_owner` runs at the start of every ingest. The layout records the sources file that
   makes it in `work/owner.json` (its resolved path, its dataset names, the sha256 of its text, for the
-  record). A folder holding a layout of another sources file, or of datasets this one does not define,
-  is refused with one line that says to pass `--fresh` (which clears the layout first) or to choose
-  another `--out`. Re-running the same sources file (resume after a kill, or after editing it) is fine,
+  record). A folder holding datasets this sources file does not define (a layout of other sources) is
+  refused with one line that says to pass `--fresh` (which clears the layout first) or to choose
+  another `--out`. The path is not compared: the same sources file from another checkout or machine
+  resumes the layout. Re-running the same sources file (resume after a kill, or after editing it) is fine,
   and so is adding datasets to it: nothing of the old layout is left unnamed then.
-- `unnamed_files` lists the files of a layout that its manifest does not name (outside `work/`,
-  `reports/`, the card and the manifest): `vlamix inspect --lint` reports each, `vlamix publish` skips
+- `unnamed_files` lists the files of the layout's folders (shards/, index/, stats/, tokenizers/,
+  embodiments/, quarantine/) that its manifest does not name; a user's own files beside them (`.git`,
+  notes) are never touched: `vlamix inspect --lint` reports each, `vlamix publish` skips
   and reports each, and `remove_unnamed_files` deletes them after an ingest wrote its manifest (a
   tokenizer set refitted on changed data leaves its old folder otherwise).
 """
@@ -62,6 +64,8 @@ LAYOUT_ENTRIES = (
     WORK_DIR,
 )
 _NOT_CHECKED = (WORK_DIR, REPORTS_DIR)  # top-level folders the manifest never names
+# the folders whose every file the manifest names (the manifest and the card are the top-level files)
+_CHECKED = tuple(e for e in LAYOUT_ENTRIES if e not in (*_NOT_CHECKED, MANIFEST, CARD))
 
 
 class LayoutOwnerError(ValueError):
@@ -110,15 +114,14 @@ def owner_problem(store: Store, sources_path: str | Path, datasets: Iterable[str
     previous = _previous_datasets(store)
     if previous is None:
         return None
-    old_sources, old = previous
+    # By the datasets, not the sources file's path: the same sources file from another checkout or
+    # machine (a cluster driver, a CI workspace) resumes the same layout
+    _, old = previous
     mine = _owner_record(Path(sources_path), datasets)
     stale = sorted(old - set(mine["datasets"]))
-    if old_sources is not None and old_sources != mine["sources"]:
-        why = f"was made from {old_sources}"
-    elif stale:
-        why = f"holds datasets {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''} that {mine['sources']} does not define"
-    else:
+    if not stale:
         return None
+    why = f"holds datasets {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''} that {mine['sources']} does not define"
     return (
         f"{store.url} {why}: its shards, index, stats and tokenizers would stay beside the new ones; "
         "pass --fresh to clear that layout first (everything in it goes) or choose another --out"
@@ -143,7 +146,7 @@ def check_layout_owner(
 ) -> list[str]:
     """Claim `store` for the ingest of `sources_path`, whose datasets (robot, annotation and web) are
     `datasets`, before anything is written. With `fresh` the layout is cleared first (`clear_layout`);
-    otherwise a layout of another sources file, or one holding datasets this file does not define,
+    otherwise a layout holding datasets this file does not define (one of other sources),
     raises LayoutOwnerError (one line naming both and the way out). Then `work/owner.json` records the
     claim. Returns what `fresh` removed."""
     datasets = list(datasets)
@@ -186,12 +189,10 @@ def layout_files(store: Store) -> list[str] | None:
             return []
         found = []
         for entry in local.iterdir():
-            if entry.name in _NOT_CHECKED:
+            if entry.name not in _CHECKED:  # the user's own files and folders (.git, notes) are not ours
                 continue
             if entry.is_dir():
                 found += [p.relative_to(local).as_posix() for p in entry.rglob("*") if p.is_file()]
-            elif entry.is_file():
-                found.append(entry.name)
         return sorted(found)
     if store.url.startswith(("http://", "https://")):
         return None
@@ -201,12 +202,10 @@ def layout_files(store: Store) -> list[str] | None:
     for info in store.fs.ls(root, detail=True):
         name = info["name"].rstrip("/")
         rel = name[len(root) + 1 :] if name.startswith(root + "/") else name.rsplit("/", 1)[-1]
-        if rel in _NOT_CHECKED:
+        if rel not in _CHECKED:
             continue
         if info.get("type") == "directory":
             found += [p[len(root) + 1 :] for p in store.fs.find(name) if p.startswith(root + "/")]
-        else:
-            found.append(rel)
     return sorted(found)
 
 

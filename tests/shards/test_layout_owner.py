@@ -82,13 +82,15 @@ def _stale(out: Path) -> list[str]:
         (out / dst).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / src, out / dst)
     shutil.copytree(tok, out / "tokenizers" / ("0" * 64))
-    (out / "notes.txt").write_text("a stray top-level file\n")
+    (out / "notes.txt").write_text("the user's own top-level file\n")  # not the layout's: never checked
+    (out / ".git").mkdir(exist_ok=True)
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")  # a cloned dataset repo's own files
     (out / "work" / "anything.json").write_text("{}")  # work/ and reports/ are never checked
     (out / "reports" / "mine.html").write_text("<p>a report</p>")
     toks = sorted(
         p.relative_to(out).as_posix() for p in (out / "tokenizers" / ("0" * 64)).rglob("*") if p.is_file()
     )
-    return sorted([*(dst for _, dst in copies), *toks, "notes.txt"])
+    return sorted([*(dst for _, dst in copies), *toks])
 
 
 # --- the guard ---------------------------------------------------------------------------------------
@@ -120,18 +122,20 @@ def test_the_same_sources_file_runs_again_and_may_add_datasets(layout, made):
 
 
 @pytest.mark.slow  # a real ingest, once per module
-def test_another_sources_file_is_refused_in_one_line(layout, made, tmp_path):
+def test_a_sources_file_without_the_layouts_datasets_is_refused_in_one_line(layout, made, tmp_path):
     store = Store(layout)
     check_layout_owner(store, made[1], ["widowx_sim"], fresh=False)
     before = sorted(p.relative_to(layout).as_posix() for p in layout.rglob("*"))
     other = _sources(tmp_path / "b", ARM6)
-    for datasets in (["arm6_sim"], ["widowx_sim"]):  # another file, whatever its datasets
-        with pytest.raises(LayoutOwnerError) as e:
-            check_layout_owner(store, other, datasets, fresh=False)
-        message = str(e.value)
-        assert "\n" not in message and f"was made from {made[1].resolve()}" in message
-        assert "--fresh" in message and "another --out" in message
+    with pytest.raises(LayoutOwnerError) as e:  # widowx_sim's files would stay beside arm6_sim's
+        check_layout_owner(store, other, ["arm6_sim"], fresh=False)
+    message = str(e.value)
+    assert "\n" not in message and "holds datasets widowx_sim that" in message
+    assert "--fresh" in message and "another --out" in message
     assert sorted(p.relative_to(layout).as_posix() for p in layout.rglob("*")) == before  # nothing touched
+    # the same datasets from a sources file elsewhere (another checkout, a cluster driver) resume it:
+    # the new manifest names every dataset there is, so nothing old is left unnamed
+    check_layout_owner(store, other, ["widowx_sim"], fresh=False)
 
 
 @pytest.mark.slow  # a real ingest, once per module
@@ -224,6 +228,7 @@ def test_remove_unnamed_files_leaves_a_clean_layout(layout):
     assert remove_unnamed_files(Store(layout), _manifest(layout)) == stale
     assert not (layout / "shards" / "old_sim").exists() and not (layout / "tokenizers" / ("0" * 64)).exists()
     assert (layout / "work" / "anything.json").exists() and (layout / "reports" / "mine.html").exists()
+    assert (layout / "notes.txt").exists() and (layout / ".git" / "HEAD").exists()  # the user's own
     assert _lint(layout)[0] == 0
 
 
@@ -248,4 +253,4 @@ def test_on_an_object_store_too(layout, made, tmp_path):
             check_layout_owner(store, other, ["arm6_sim"], fresh=False)
         check_layout_owner(store, other, ["arm6_sim"], fresh=True)
         root = store.root.rstrip("/") + "/"
-        assert [p.removeprefix(root) for p in store.fs.find(store.root)] == ["notes.txt", OWNER]
+        assert [p.removeprefix(root) for p in store.fs.find(store.root)] == [".git/HEAD", "notes.txt", OWNER]
