@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from vlamix.config import ConfigError, from_mapping, load_yaml
-from vlamix.schemas.embodiment import SHIPPED_DIR, Embodiment, load_embodiment
+from vlamix.schemas.embodiment import CAMERA_SLOTS, SHIPPED_DIR, Embodiment, load_embodiment
 
 __all__ = [
     "AnnotationSource",
@@ -37,6 +37,17 @@ class CameraKey:
     slot: str | None
     channel_order: Literal["rgb", "bgr"] = "rgb"
 
+    def check(self) -> None:
+        _check_slot(self.slot)
+
+
+def _check_slot(slot: str | None) -> None:
+    """A mistyped slot would drop its camera silently (no reader fills an unknown slot)."""
+    if slot is not None and slot not in CAMERA_SLOTS:
+        close = difflib.get_close_matches(slot, CAMERA_SLOTS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"camera slot {slot!r} is not a slot{hint}; slots are {list(CAMERA_SLOTS)} or null")
+
 
 @dataclass(frozen=True)
 class RobotKeys:
@@ -50,6 +61,10 @@ class RobotKeys:
     # RLDS: a per-episode feature holding the episode's own id (e.g. episode_metadata/episode_id), read
     # from every record at listing; by default an episode's id is its record's position
     episode_id: str | None = None
+
+    def check(self) -> None:
+        for key in self.cameras.values():
+            _check_slot(key if not isinstance(key, CameraKey) else key.slot)
 
 
 REDUCE_RULES = ("last", "any", "all", "first")

@@ -85,7 +85,9 @@ class _Image:
     error: str | None = None
 
 
-def _image(cell: object, folder: Path, where: str) -> _Image:
+def _image(cell: object, folder: Path, where: str, folder_rel: PurePosixPath) -> _Image:
+    """`folder_rel`: the parquet file's folder relative to the sources file, so that path-only cells of
+    two folders that name the same file (`img.png`) stay two images."""
     data = image_cell_bytes(cell)
     if data is not None:
         return _Image("bytes:" + hashlib.blake2b(data, digest_size=16).hexdigest())
@@ -108,7 +110,7 @@ def _image(cell: object, folder: Path, where: str) -> _Image:
     path = folder / rel
     if not path.is_file():
         return _Image(where, error=f"{where}: image file {name!r} (next to the parquet file) is missing")
-    return _Image("file:" + str(rel), str(path))
+    return _Image("file:" + str(folder_rel / rel), str(path))
 
 
 def _row_turns(texts: dict[str, list[object]], row: int, where: str) -> tuple[list[RawTurn], int]:
@@ -156,7 +158,7 @@ def _file_groups(path: Path, rel: str, src: WebSource, groups: dict[str, _Group]
     texts = {k: _text_cells(table, c) for k, c in cols.items() if k != "image"}
     for row, cell in enumerate(images):
         where = f"{rel}#{row}"
-        image = _image(cell, path.parent, where)
+        image = _image(cell, path.parent, where, PurePosixPath(rel).parent)
         if image.error:
             groups[where] = _Group(where, str(path), row, error=image.error)
             continue

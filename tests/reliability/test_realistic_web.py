@@ -9,6 +9,7 @@ import io
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from realistic_web_kit import (
@@ -159,8 +160,8 @@ def test_path_only_images_are_read_next_to_the_parquet_file(tmp_path):
     columns = {"image": pa.array(cells, IMAGE_STRUCT), "text": ["grey", "blue", "x", "y", "z"]}
     good, bad = split(read_web(hf_dataset(tmp_path, columns)))
     assert [(i["image_id"], i["source_file"]) for i in good] == [
-        ("images/grey16.png", "web/train.parquet#0"),
-        ("images/blue.png", "web/train.parquet#1"),
+        ("web/images/grey16.png", "web/train.parquet#0"),
+        ("web/images/blue.png", "web/train.parquet#1"),
     ]
     assert np.abs(decode_jpeg(good[0]["image"])[112, 112].astype(int) - 128).max() <= 2
     assert np.abs(decode_jpeg(good[1]["image"])[112, 112].astype(int) - (0, 0, 255)).max() <= 3
@@ -169,7 +170,35 @@ def test_path_only_images_are_read_next_to_the_parquet_file(tmp_path):
     (tmp_path / "web" / "train.parquet").unlink()
     columns = {"image": ["images/blue.png"], "text": ["blue"]}
     good, _ = split(read_web(hf_dataset(tmp_path, columns)))
-    assert _turns(good[0]) == [("caption", "caption en", "blue")] and good[0]["image_id"] == "images/blue.png"
+    assert (
+        _turns(good[0]) == [("caption", "caption en", "blue")]
+        and good[0]["image_id"] == "web/images/blue.png"
+    )
+
+
+def test_same_named_images_of_two_folders_stay_two_items(tmp_path):
+    """`a/img.png` and `b/img.png`, each named `img.png` by its own parquet: two images, each with its
+    own caption (keyed by the path relative to the sources file, not as the cell spells it)."""
+    for folder, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        (tmp_path / "web" / folder).mkdir(parents=True)
+        (tmp_path / "web" / folder / "img.png").write_bytes(solid(32, 32, colour))
+        table = pa.table(
+            {"image": pa.array([{"bytes": None, "path": "img.png"}], IMAGE_STRUCT), "text": [folder]}
+        )
+        pq.write_table(table, tmp_path / "web" / folder / "train.parquet")
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(
+        "datasets:\n  - {name: web, kind: WD, format: hf_parquet, path: 'web/*/train.parquet', "
+        "columns: {image: image, caption: text}}\n"
+    )
+    good, bad = split(read_web(sources))
+    assert not bad
+    assert [(i["image_id"], _turns(i)[0][2]) for i in good] == [
+        ("web/a/img.png", "a"),
+        ("web/b/img.png", "b"),
+    ]
+    red, blue = (decode_jpeg(i["image"])[112, 112].astype(int) for i in good)
+    assert red[0] > 200 > red[2] and blue[2] > 200 > blue[0]
 
 
 def test_rows_without_an_image_are_quarantined_each_on_its_own(tmp_path):

@@ -54,3 +54,24 @@ def test_every_kind_loads_from_the_bundled_file():
     assert {s.kind for s in sources.datasets} == {"MM", "ME", "CE"}
     assert {a.kind for a in sources.annotations} == {"HL", "VI"}
     assert {w.format for w in sources.web} == {"coco", "hf_parquet"}
+
+
+@pytest.mark.parametrize("cameras", ["{cam_high: base0}", "{cam_high: {slot: wrist}}"])
+def test_a_mistyped_camera_slot_is_refused_not_dropped(tmp_path, cameras):
+    """A slot no reader fills would drop its camera silently: a config error with the slots."""
+    (tmp_path / "sources.yaml").write_text(
+        "datasets:\n  - {name: a, kind: MM, format: aloha_hdf5, path: x, embodiment: aloha, task: t, "
+        f"keys: {{cameras: {cameras}}}}}\n"
+    )
+    with pytest.raises(ConfigError, match="datasets\\[0\\] \\(a\\)"):
+        load_sources(tmp_path / "sources.yaml")
+
+
+def test_a_camera_slot_with_channel_order_loads(tmp_path):
+    (tmp_path / "sources.yaml").write_text(
+        "datasets:\n  - {name: a, kind: MM, format: aloha_hdf5, path: x, embodiment: aloha, task: t, "
+        "keys: {cameras: {cam_high: {slot: base_0, channel_order: bgr}, cam_low: null}}}\n"
+    )
+    keys = load_sources(tmp_path / "sources.yaml").datasets[0].keys
+    assert keys.cameras["cam_high"].slot == "base_0" and keys.cameras["cam_high"].channel_order == "bgr"
+    assert keys.cameras["cam_low"] is None
