@@ -64,6 +64,10 @@ def step_extract(opts: IngestOptions, sources: SourcesFile) -> SourcesFile:
             continue
         opts.store.rmtree(f"{WORK_DIR}/items/{w.name}")
         tasks += batches
+    for a in sources.annotations:  # an annotation file that is not there fails its dataset alone
+        path = sources.root / a.path
+        if not path.is_file():
+            failures[a.name] = f"annotation file {a.path!r} is missing (or not a file)"
     every = [s.name for s in (*sources.datasets, *sources.web)]
     if every and all(name in failures for name in every):  # nothing left to build: a plain config error
         raise ConfigError(

@@ -38,14 +38,20 @@ def _kind_and_path(sources: SourcesFile, name: str) -> tuple[str, str]:
 
 def record_failures(store: Store, sources: SourcesFile, failures: dict[str, str]) -> dict[str, str]:
     """Write the failures of this extract (an annotation dataset fails with its robot dataset)."""
-    # reasons name files relative to the sources file, as the quarantine does: the same on any machine
-    root = str(sources.root) + "/"
-    failures = {k: v.replace(f"{sources.path}: ", "").replace(root, "") for k, v in failures.items()}
+    failures = {k: _relative(v, sources, k) for k, v in failures.items()}
     for a in sources.annotations:
         if a.dataset in failures and a.name not in failures:
             failures[a.name] = f"the robot dataset {a.dataset!r} it annotates failed: {failures[a.dataset]}"
     store.write_json(FAILED_FILE, dict(sorted(failures.items())))
     return failures
+
+
+def _relative(reason: str, sources: SourcesFile, name: str) -> str:
+    """The reason naming files relative to the sources file, as the quarantine does (the same text on
+    any machine, no absolute path in the manifest), without the prefix the manifest's key repeats."""
+    root = str(sources.root)
+    reason = reason.replace(f"{sources.path}: ", "").replace(f"dataset {name!r}: ", "", 1)
+    return reason.replace(f" (under {root})", "").replace(root + "/", "").replace(root, ".")
 
 
 def read_failures(store: Store) -> dict[str, str]:

@@ -43,6 +43,7 @@ def layout(tmp_path_factory):
         "  - {name: bad_spec, kind: MM, format: aloha_hdf5, path: eps, embodiment: nowhere.yaml, task: stack}\n"
         "  - {name: mm_ann, kind: HL, format: annotations_jsonl, path: ann.jsonl, dataset: mm_a, units: frames}\n"
         "  - {name: web_gone, kind: WD, format: hf_parquet, path: 'bucket/*.parquet', columns: {caption: text}}\n"
+        "  - {name: ann_gone, kind: VI, format: annotations_jsonl, path: nowhere.jsonl, dataset: mm_b}\n"
     )
     out = root / "out"
     cmd = [
@@ -56,18 +57,18 @@ def layout(tmp_path_factory):
         str(out),
     ]
     run = subprocess.run([*cmd, "--workers", "1"], capture_output=True, text=True, cwd=REPO)
-    return run, out
+    return run, out, root
 
 
 def test_the_run_fails_naming_each_failed_dataset(layout):
-    run, _ = layout
+    run, _, _ = layout
     assert run.returncode == 1, run.stderr[-2000:]
-    assert "2 dataset(s) failed" in run.stderr
-    assert "bad_spec" in run.stderr and "web_gone" in run.stderr
+    assert "3 dataset(s) failed" in run.stderr
+    assert "bad_spec" in run.stderr and "web_gone" in run.stderr and "ann_gone" in run.stderr
 
 
 def test_every_other_dataset_is_built(layout):
-    _, out = layout
+    _, out, _ = layout
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["datasets"]) == ["mm_a", "mm_ann", "mm_b"]
     for name in ("mm_a", "mm_b"):
@@ -77,12 +78,19 @@ def test_every_other_dataset_is_built(layout):
         assert manifest["datasets"][name]["episode_id"].startswith("the number ending the file name")
 
 
+def test_no_absolute_path_reaches_the_manifest(layout):
+    _, out, root = layout
+    assert str(root) not in (out / "manifest.json").read_text()
+
+
 def test_failed_datasets_are_in_the_manifest_with_reason_and_quarantine(layout):
-    _, out = layout
+    _, out, _ = layout
     failed = json.loads((out / "manifest.json").read_text())["failed"]
-    assert sorted(failed) == ["bad_spec", "web_gone"]
-    assert "nowhere.yaml" in failed["bad_spec"]["reason"]
-    assert "matches no" in failed["web_gone"]["reason"]
+    assert sorted(failed) == ["ann_gone", "bad_spec", "web_gone"]
+    assert failed["bad_spec"]["reason"] == "nowhere.yaml: no such file"
+    assert failed["web_gone"]["reason"] == "'bucket/*.parquet' matches no .parquet files"
+    assert failed["ann_gone"]["reason"] == "annotation file 'nowhere.jsonl' is missing (or not a file)"
+    assert failed["ann_gone"]["kind"] == "VI"
     for name, entry in failed.items():
         lines = (out / entry["quarantine"]).read_text().splitlines()
         assert len(lines) == 1 and json.loads(lines[0])["reason"].startswith("dataset failed: ")
@@ -90,7 +98,7 @@ def test_failed_datasets_are_in_the_manifest_with_reason_and_quarantine(layout):
 
 
 def test_the_same_files_under_two_names_are_reported(layout):
-    _, out = layout
+    _, out, _ = layout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["cross_dataset_duplicates"] == [
         {"count": 2, "datasets": ["mm_a", "mm_b"], "unit": "episode"}
@@ -98,7 +106,7 @@ def test_the_same_files_under_two_names_are_reported(layout):
 
 
 def test_annotations_in_frames_by_file_stem_reach_the_right_frames(layout):
-    _, out = layout
+    _, out, _ = layout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["datasets"]["mm_ann"]["accounting"]["written"] == 1
     assert manifest["datasets"]["mm_ann"]["samples"] == 10
@@ -111,7 +119,7 @@ def test_annotations_in_frames_by_file_stem_reach_the_right_frames(layout):
 
 
 def test_the_layout_passes_check_layout(layout):
-    _, out = layout
+    _, out, _ = layout
     tool = SHARED / "tools" / "check-layout"
     if not tool.exists():
         pytest.skip(f"{tool} is absent (../shared ships only with the project's workspace)")
@@ -121,7 +129,7 @@ def test_the_layout_passes_check_layout(layout):
 
 def test_lint_accepts_the_failed_datasets_files(layout):
     """The failed datasets' quarantine files are named by the manifest: lint finds nothing stray."""
-    _, out = layout
+    _, out, _ = layout
     cmd = [sys.executable, "-m", "vlamix.cli", "inspect", str(out), "--lint"]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
