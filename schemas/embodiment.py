@@ -138,9 +138,12 @@ class Embodiment:
                     f"action dim {d.name!r} is already a delta in the source; `delta: true` would difference it twice"
                 )
         for d in (*self.state, *self.action):
-            if d.kind == "ee_rotation" and self.rotation == "euler" and d.unit.lower() not in RADIANS:
+            # the default range, the rotation step gate and the wrap all count radians; a spec in other
+            # units declares its own `range:` (and no wrap)
+            wrapped_or_gated = self.rotation == "euler" or d.range is None
+            if d.kind == "ee_rotation" and wrapped_or_gated and d.unit.lower() not in RADIANS:
                 raise ValueError(
-                    f"dim {d.name!r} is an Euler rotation in {d.unit!r}; rotations are wrapped as radians: "
+                    f"dim {d.name!r} is a rotation in {d.unit!r}; rotations are gated and wrapped as radians: "
                     "convert the data to radians and declare `unit: rad`"
                 )
         for native, slot in self.cameras.items():

@@ -141,6 +141,10 @@ def numeric_matrix(values: object, rows: int | None, what: str) -> np.ndarray:
         raise FieldError(f"{what} holds booleans where numbers are expected")
     if arr.dtype.kind not in "iuf":
         raise FieldError(f"{what} holds {arr.dtype} values, not numbers")
+    if arr.ndim == 0:
+        raise FieldError(f"{what} is one number, not rows of numbers")
+    if arr.size == 0:
+        arr = arr.reshape(len(arr), arr.shape[1] if arr.ndim == 2 else 1)
     arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
     if rows is not None and len(arr) != rows:
         raise FieldError(f"{what} has {len(arr)} rows, expected {rows}")

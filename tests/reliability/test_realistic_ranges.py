@@ -94,3 +94,26 @@ def test_absolute_euler_angles_in_degrees_fail_the_range():
     table = dim_table({"state": state, "action": np.zeros((n, EMB.action_dim))}, EMB)
     bad = failures(table, "dims_abs", dim_expectations(), dim_cell(table, EMB))
     assert {(f.row, f.column) for f in bad} == {(1, "state.ee_yaw"), (2, "state.ee_yaw")}
+
+
+def _spec(rotation: str, dim: dict) -> dict:
+    return {
+        "name": "deg",
+        "description": "rotations in degrees",
+        "control_rate_hz": 5,
+        "control_mode": "ee",
+        "rotation": rotation,
+        "state": [{"name": "r", "kind": "ee_rotation", "unit": "deg"}],
+        "action": [{"name": "r", "kind": "ee_rotation", "unit": "deg", "representation": "delta", **dim}],
+        "cameras": {"cam": "base_0"},
+    }
+
+
+def test_degrees_without_a_wrap_are_refused_too_unless_ranges_are_declared():
+    """Without `rotation: euler` nothing is wrapped, but the default range and the step gate count
+    radians: degrees need their own ranges on every dim."""
+    with pytest.raises(ConfigError, match="convert the data to radians"):
+        from_mapping(Embodiment, _spec("none", {}), "test")
+    data = _spec("none", {"range": [-30, 30]})
+    data["state"][0]["range"] = [-180, 180]
+    assert from_mapping(Embodiment, data, "test").action[0].range == (-30, 30)
