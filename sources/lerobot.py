@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -346,16 +347,34 @@ def _success(source: RobotSource, meta: dict, table: pa.Table, ep: Episode) -> b
         raise ep.bad(str(e), rule.field if rule else "success") from e
 
 
+def _meta_signature(root: Path) -> tuple:
+    """What the metadata files are now (path, size, mtime): a changed file is read again."""
+    files = [
+        root / INFO_PATH,
+        root / "meta/episodes.jsonl",
+        *sorted((root / "meta/episodes").glob("*/*.parquet")),
+    ]
+    return tuple((str(f), st.st_size, st.st_mtime_ns) for f in files if f.is_file() for st in [f.stat()])
+
+
+@lru_cache(maxsize=8)
+def _episodes_by_index(root: str, signature: tuple) -> dict[int, dict]:
+    """The episodes' metadata rows by episode_index, read once per worker process and dataset (v3.0
+    keeps them in parquet files with per-episode statistics: re-reading them for every episode would be
+    quadratic in the episodes); `signature` (_meta_signature) makes a changed file count."""
+    return {m["episode_index"]: m for m in read_episodes_meta(Path(root), _info(root))}
+
+
 def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
     root = Path(ref.path)
     ep = Episode(ref)
     try:  # checked in list_episodes already: here only if the files changed since
         info = _info(str(root))
-        episodes = read_episodes_meta(root, info)
-        plan = plan_dataset(root, info, episodes, source, emb)
+        by_index = _episodes_by_index(str(root), _meta_signature(root))
+        plan = plan_dataset(root, info, list(by_index.values()), source, emb)
     except ConfigError as e:
         raise ep.bad(one_line(e)) from e
-    meta = next((m for m in episodes if m["episode_index"] == ref.record), None)
+    meta = by_index.get(ref.record)
     if meta is None:
         raise ep.bad(
             f"episode_index {ref.record} is no longer in the dataset's episode list", "episode_index"

@@ -6,9 +6,11 @@ TFDS `features.json` beside the files. Split names come from `dataset_info.json`
 come from `features.json` and the sources file's `keys` (sources/rlds_features.py resolves them).
 
 Rules (each refuses, never guesses):
-- Episode id: the record's position across the files in natural order. `episode_metadata/episode_id` is
-  not used: listing reads only the record framing (cheap), and reading an id would decode every record in
-  the driver; and BridgeData V2 numbers episodes within each original file there (ids repeat).
+- Episode id: the record's position across the files in natural order, unless the sources file names
+  an id feature (`keys: {episode_id: episode_metadata/episode_id}`): then every record is decoded at
+  listing to read it, and an id that repeats is a ConfigError. Not the default: listing otherwise reads
+  only the record framing (cheap), and BridgeData V2 numbers episodes within each original file (ids
+  repeat).
 - Task: the instruction feature, one text per step (or one for the episode); a step without text is under
   the instruction in force (sources/per_step.py). An episode with no text on any step takes `task:`;
   without one it is quarantined, unless `episode_metadata/has_language` is false (the dataset says it has
