@@ -336,7 +336,7 @@ def run_ingest(opts: IngestOptions) -> dict:
     sources = load_sources(opts.sources, strict=False)
     if opts.store.local() is not None:
         opts.store.local().mkdir(parents=True, exist_ok=True)
-    # a layout made from other sources is refused (its datasets would stay beside the new manifest);
+    # a layout holding datasets these sources do not define is refused (they would stay beside the new manifest);
     # --fresh clears it first. Not before `--only build` and later steps: that would delete their inputs
     every = [s.name for s in (*sources.datasets, *sources.annotations, *sources.web)]
     check_layout_owner(opts.store, sources.path, every, fresh=opts.fresh and opts.only in (None, "extract"))
