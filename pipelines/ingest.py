@@ -6,10 +6,13 @@ one step, and every step is written once: the engines only run `steps.py` functi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
+import os
 import resource
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -330,9 +333,36 @@ def _peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+@contextlib.contextmanager
+def _own_tempdir(engine: str) -> Iterator[None]:
+    """Beam's DirectRunner and great_expectations leave empty folders in the temp dir after every run:
+    a Beam ingest gives them, and its worker processes, a temp folder of its own, removed at the end.
+    (Ray keeps its session logs in the temp dir, for `ray` tooling to find: left as they are.)"""
+    if engine != "beam":
+        yield
+        return
+    before = os.environ.get("TMPDIR"), tempfile.tempdir
+    path = tempfile.mkdtemp(prefix="vlamix-ingest-")
+    os.environ["TMPDIR"], tempfile.tempdir = path, path
+    try:
+        yield
+    finally:
+        if before[0] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before[0]
+        tempfile.tempdir = before[1]
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run_ingest(opts: IngestOptions) -> dict:
     """Run every step (or `opts.only`) and return the manifest (None of it when a single early step runs)."""
     opts.check()
+    with _own_tempdir(opts.engine):
+        return _run_ingest(opts)
+
+
+def _run_ingest(opts: IngestOptions) -> dict:
     sources = load_sources(opts.sources, strict=False)
     if opts.store.local() is not None:
         opts.store.local().mkdir(parents=True, exist_ok=True)
