@@ -1,0 +1,30 @@
+"""The bundled ingest writes the bytes it wrote before the ingest core was redesigned (issue 19): the
+manifest recorded then names every shard, index and statistics file by its sha256, with the accounting.
+A change that alters the output on purpose re-records `data/bundled_manifest.json` in the same commit
+(and says why)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RECORDED = Path(__file__).parent / "data" / "bundled_manifest.json"
+
+
+def _files(manifest: dict) -> dict[str, str]:
+    """Every file the manifest names with its sha256: shards, indexes, statistics."""
+    out = {}
+    for name, entry in manifest["datasets"].items():
+        for shard in entry["shards"]:
+            out[shard["path"]] = shard["sha256"]
+        for part in ("index", "stats"):
+            if part in entry:
+                out[f"{name}:{part}"] = entry[part]["sha256"]
+    return out
+
+
+def test_bundled_ingest_matches_the_recorded_manifest(bundled):
+    recorded = json.loads(RECORDED.read_text())
+    now = json.loads((bundled / "manifest.json").read_text())
+    assert _files(now) == _files(recorded)  # the shard, index and stats bytes, named one by one
+    assert now == recorded  # and everything else: accounting, tokenizer set, versions
