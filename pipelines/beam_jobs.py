@@ -8,15 +8,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from vlamix.pipelines.steps import BuildTask, ExtractTask
-from vlamix.pipelines.work_units import (
-    extract_task,
-    spill_task,
-    task_dataset,
-    write_outcome_lines,
-    write_spilled_group,
-)
-from vlamix.sources.web import ItemBatch
+from vlamix.pipelines.options import ErrorPolicy
+from vlamix.pipelines.units import BuildUnit, ExtractUnit
+from vlamix.pipelines.work_units import extract_unit, spill_unit, write_spilled_group
+from vlamix.shards.workdir import WorkDir
 
 __all__ = ["beam_options", "counters", "run_build", "run_extract"]
 
@@ -36,39 +31,34 @@ def beam_options(workers: int, extra: list[str]) -> PipelineOptions:
     return PipelineOptions(args)
 
 
-class ExtractEpisode(beam.DoFn):
-    """Good episodes to the main output, quarantined ones to the `quarantine` dead-letter output. A reader's
-    unexpected exception quarantines its episode or item too, with the exception named (work_units.py),
-    unless VLAMIX_DEBUG=1 (`vlamix --debug`), where it fails the job with its traceback."""
+class ExtractUnits(beam.DoFn):
+    """Written units to the main output, quarantined ones to the `quarantine` dead-letter output; each
+    unit's counters go to Beam's metrics, per dataset (to compare with the manifest's accounting)."""
 
-    def process(self, task: ExtractTask | ItemBatch) -> Iterator:
-        results, bad = extract_task(task)
-        ns = f"{NAMESPACE}.{task_dataset(task)}"  # per dataset, to compare with the manifest's accounting
-        if isinstance(task, ItemBatch):
-            Metrics.counter(ns, "items_read").inc(len(task.items))
-            Metrics.counter(ns, "items_quarantined").inc(len(bad))
-        else:
-            Metrics.counter(ns, "episodes_read").inc()
-            Metrics.counter(ns, "episodes_quarantined" if bad else "episodes_extracted").inc()
-            Metrics.counter(ns, "frames_read").inc(
-                sum(r.frames for r in results) + sum(q.frames for q in bad)
-            )
-        yield from results
-        for record in bad:
+    def __init__(self, policy: ErrorPolicy):
+        self.policy = policy
+
+    def process(self, unit: ExtractUnit) -> Iterator:
+        extraction = extract_unit(unit, self.policy)
+        ns = f"{NAMESPACE}.{unit.dataset}"
+        for name, value in extraction.counters.items():
+            Metrics.counter(ns, name).inc(value)
+        yield from extraction.results
+        for record in extraction.quarantined:
             yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, record)
 
 
 def run_extract(
-    tasks: list[ExtractTask], out: str, options: PipelineOptions
+    tasks: list[ExtractUnit], out: str, options: PipelineOptions, policy: ErrorPolicy = "quarantine"
 ) -> beam.runners.runner.PipelineResult:
-    """Raw episodes -> frame Parquet; per dataset, `work/extracted/<d>.jsonl` and `work/quarantined/<d>.jsonl`."""
+    """Raw episodes and item batches -> frame / item Parquet; per dataset, its outcome lines (WorkDir)."""
     p = beam.Pipeline(options=options)
     results = (
         p
         | "ListEpisodes" >> beam.Create(tasks, reshuffle=True)
-        | "ExtractEpisodes" >> beam.ParDo(ExtractEpisode()).with_outputs(QUARANTINE_TAG, main="extracted")
+        | "ExtractEpisodes" >> beam.ParDo(ExtractUnits(policy)).with_outputs(QUARANTINE_TAG, main="extracted")
     )
-    datasets = sorted({task_dataset(t) for t in tasks})
+    datasets = sorted({t.dataset for t in tasks})
     for tag, coll in (("extracted", results.extracted), ("quarantined", results[QUARANTINE_TAG])):
         # Every dataset gets a file, also when it has no record of this kind.
         empty = p | f"Datasets{tag.title()}" >> beam.Create([(d, None) for d in datasets])
@@ -79,8 +69,8 @@ def run_extract(
             | f"Group{tag.title()}" >> beam.GroupByKey()
             | f"Write{tag.title()}"
             >> beam.Map(
-                lambda kv, name=tag: write_outcome_lines(
-                    out, name, kv[0], [r for r in kv[1] if r is not None]
+                lambda kv, name=tag: WorkDir.at(out).write_outcomes(
+                    name, kv[0], [r for r in kv[1] if r is not None]
                 )
             )
         )
@@ -98,15 +88,15 @@ def _write_group(out: str, keyed) -> str:
 
 
 def run_build(
-    tasks: list[BuildTask], out: str, options: PipelineOptions
+    tasks: list[BuildUnit], out: str, options: PipelineOptions
 ) -> beam.runners.runner.PipelineResult:
     """Kept episodes -> samples spilled per shard -> one group of file names per shard -> tar + index
-    part + `work/shards/<d>/<n>.json`. Only file names go through the shuffle."""
+    part + summary. Only file names go through the shuffle."""
     p = beam.Pipeline(options=options)
     (
         p
         | "ListBuildTasks" >> beam.Create(tasks, reshuffle=True)
-        | "BuildAndSpillSamples" >> beam.FlatMap(lambda task: spill_task(out, task))
+        | "BuildAndSpillSamples" >> beam.FlatMap(lambda unit: spill_unit(out, unit))
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShards" >> beam.Map(lambda kv: _write_group(out, kv))
     )

@@ -8,20 +8,28 @@ only the rest; any other fingerprint starts the dataset over. Temp files a kill 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import logging
 import shutil
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from vlamix.pipelines.spill import SPILL_DIR
-from vlamix.pipelines.steps import index_part_file
-from vlamix.shards.layout import WORK_DIR, shard_path
+from vlamix.pipelines.units import BuildUnit
+from vlamix.shards.assign import shard_count
+from vlamix.shards.layout import shard_path
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 from vlamix.shards.writer import entry_sizes
+
+if TYPE_CHECKING:
+    from vlamix.pipelines.options import IngestOptions
 
 __all__ = [
     "fingerprint",
+    "plan_units",
     "prepare_dataset",
     "remove_stray_temps",
     "samples_per_shard",
@@ -38,20 +46,12 @@ def fingerprint(**parts) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def _plan_path(dataset: str) -> str:
-    return f"{WORK_DIR}/build/{dataset}.json"
-
-
-def _summary(dataset: str, n: int) -> str:
-    return f"{WORK_DIR}/shards/{dataset}/{n:06d}.json"
-
-
 def _finished(out: Store, dataset: str, shards: int) -> frozenset[int]:
     done = set()
     for n in range(shards):
-        if not (out.exists(_summary(dataset, n)) and out.exists(index_part_file(dataset, n))):
+        if not (out.exists(WorkDir.shard_summary(dataset, n)) and out.exists(WorkDir.index_part(dataset, n))):
             continue
-        if out.read_json(_summary(dataset, n))["bytes"] == out.size(shard_path(dataset, n)):
+        if out.read_json(WorkDir.shard_summary(dataset, n))["bytes"] == out.size(shard_path(dataset, n)):
             done.add(n)
     return frozenset(done)
 
@@ -59,10 +59,10 @@ def _finished(out: Store, dataset: str, shards: int) -> frozenset[int]:
 def _clean(out: Store, dataset: str) -> None:
     for folder in (
         f"shards/{dataset}",
-        f"{WORK_DIR}/shards/{dataset}",
-        f"{WORK_DIR}/index/{dataset}",
-        f"{SPILL_DIR}/{dataset}",
-        f"{WORK_DIR}/build_quarantine/{dataset}",
+        WorkDir.shard_summary(dataset),
+        WorkDir.index_part(dataset),
+        WorkDir.spill(dataset),
+        WorkDir.build_quarantine(dataset),
     ):
         out.rmtree(folder)
 
@@ -70,14 +70,18 @@ def _clean(out: Store, dataset: str) -> None:
 def prepare_dataset(out: Store, dataset: str, fp: str, shards: int, fresh: bool) -> frozenset[int]:
     """The shards of `dataset` already built by an interrupted run with the same plan (none when the
     plan changed or `fresh`); everything else of the dataset's build is cleared."""
-    plan = _plan_path(dataset)
+    plan = WorkDir.build_plan(dataset)
     if not fresh and out.exists(plan) and out.read_json(plan).get("fingerprint") == fp:
         done = _finished(out, dataset, shards)
         for n in range(shards):
             if n not in done:  # a half-written shard of the killed run: its tar, summary and index part go
-                for rel in (shard_path(dataset, n), _summary(dataset, n), index_part_file(dataset, n)):
+                for rel in (
+                    shard_path(dataset, n),
+                    WorkDir.shard_summary(dataset, n),
+                    WorkDir.index_part(dataset, n),
+                ):
                     out.rm(rel)
-        out.rmtree(f"{SPILL_DIR}/{dataset}")
+        out.rmtree(WorkDir.spill(dataset))
         if done:
             log.info("build: %s: resuming, %d of %d shards already built", dataset, len(done), shards)
         return done
@@ -111,3 +115,24 @@ def samples_per_shard(target_bytes: int, entries: list[dict]) -> int:
         return 1
     sizes = entry_sizes(entries)
     return max(1, int(target_bytes // (sum(sizes) / len(sizes))))
+
+
+def plan_units(
+    opts: IngestOptions, name: str, total: int, make: Callable[[int], list[BuildUnit]], **inputs
+) -> list[BuildUnit]:
+    """One dataset's build units for `total` samples, sized (samples per shard, or a byte target
+    measured on a few built samples) and resumed: shards an interrupted run with the same inputs
+    finished are skipped. `make(n)` gives the units for `n` shards; `inputs` is what the shards depend on."""
+    per_shard = opts.samples_per_shard
+    if opts.shard_bytes is not None:
+        probe = make(1)[0]
+        entries = [s.members() for _, _, s in itertools.islice(probe.samples(), ESTIMATE_SAMPLES)]
+        per_shard = samples_per_shard(opts.shard_bytes, entries)
+        log.info("build: %s: %d samples per shard for %d-byte shards", name, per_shard, opts.shard_bytes)
+    n = shard_count(total, per_shard)
+    tok = opts.work.tokenizer_set()["sha256"]
+    fp = fingerprint(dataset=name, seed=opts.seed, shards=n, tokenizers=tok, **inputs)
+    done = prepare_dataset(opts.store, name, fp, n, opts.fresh)
+    if len(done) == n:
+        return []
+    return [dataclasses.replace(u, skip=done) for u in make(n)]

@@ -8,20 +8,17 @@ from __future__ import annotations
 import dataclasses
 
 from vlamix.schemas.quarantine import QuarantineRecord
-from vlamix.shards.layout import QUARANTINE_PATH, WORK_DIR
+from vlamix.shards.layout import QUARANTINE_PATH
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
 
 __all__ = [
-    "FAILED_FILE",
     "DatasetsFailed",
     "failed_entries",
     "live_sources",
-    "read_failures",
     "record_failures",
 ]
-
-FAILED_FILE = f"{WORK_DIR}/failed.json"
 
 
 class DatasetsFailed(RuntimeError):
@@ -42,7 +39,7 @@ def record_failures(store: Store, sources: SourcesFile, failures: dict[str, str]
     for a in sources.annotations:
         if a.dataset in failures and a.name not in failures:
             failures[a.name] = f"the robot dataset {a.dataset!r} it annotates failed: {failures[a.dataset]}"
-    store.write_json(FAILED_FILE, dict(sorted(failures.items())))
+    store.write_json(WorkDir.FAILED, dict(sorted(failures.items())))
     return failures
 
 
@@ -52,11 +49,6 @@ def _relative(reason: str, sources: SourcesFile, name: str) -> str:
     root = str(sources.root)
     reason = reason.replace(f"{sources.path}: ", "").replace(f"dataset {name!r}: ", "", 1)
     return reason.replace(f" (under {root})", "").replace(root + "/", "").replace(root, ".")
-
-
-def read_failures(store: Store) -> dict[str, str]:
-    """The failures the last extract recorded (none when it recorded none)."""
-    return store.read_json(FAILED_FILE) if store.exists(FAILED_FILE) else {}
 
 
 def live_sources(sources: SourcesFile, failed: dict[str, str]) -> SourcesFile:

@@ -11,6 +11,7 @@ import polars as pl
 
 from vlamix.schemas.embodiment import load_embodiment
 from vlamix.shards.manifest import read_manifest
+from vlamix.shards.workdir import WorkDir
 from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.transforms.chain import apply, normalizer, stats_chain
 from vlamix.transforms.stats import DimStats
@@ -32,7 +33,7 @@ def dataset_chunks(root: Path, name: str, entry: dict):
     emb = load_embodiment(root / entry["embodiment_spec"])
     stats = json.loads((root / entry["stats"]["path"]).read_text())
     norm = normalizer("actions", DimStats.from_json(stats["actions"]), stats.get("normalization", "quantile"))
-    frames_dir = root / "work" / "frames" / name
+    frames_dir = root / WorkDir.frames(name)
     if not frames_dir.is_dir():
         raise FileNotFoundError(
             f"{frames_dir}: the report needs the layout's work/ folder (run it where the ingest ran)"

@@ -12,10 +12,12 @@ import numpy as np
 import polars as pl
 
 from tokenizers import Tokenizer
-from vlamix.pipelines.outcomes import robot_outcomes
+from vlamix.pipelines.datasets import robot_datasets
+from vlamix.pipelines.options import FAST_FIT_CHUNKS, IngestOptions
 from vlamix.schemas.expectations import SAMPLE_BAND
-from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR, WORK_DIR
+from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
 from vlamix.tokenizers.fast import FastTokenizer
 from vlamix.tokenizers.text import train_text_tokenizer
@@ -24,25 +26,23 @@ from vlamix.tokenizers.vocab import LAYOUT_FILE, VocabLayout, hash_tokenizer_dir
 from vlamix.transforms.chain import apply, normalizer, stats_chain
 from vlamix.transforms.stats import DimStats
 
-__all__ = ["FAST_FIT_CHUNKS", "FAST_SCALE", "FAST_VOCAB", "fit_tokenizer_set", "reuse_tokenizer_set"]
+__all__ = ["FAST_SCALE", "FAST_VOCAB", "fit_tokenizer_set", "reuse_tokenizer_set", "step_tokenizers"]
 
 log = logging.getLogger("vlamix.ingest")
 FAST_SCALE, FAST_VOCAB = 10.0, 1024
-# Above this many chunks in all, FAST is fitted on a seeded subsample (every dataset sampled at the same
-# rate). The BPE trainer takes ~120 kB per 50x16 chunk, so 20,000 chunks bound the step near 2.5 GB.
-FAST_FIT_CHUNKS = 20_000
 _LOC = r"<loc\d{4}>"
 
 
 def _normalized_chunks(out: Store, sources: SourcesFile, seed: int, max_chunks: int) -> list[np.ndarray]:
     batches = []
-    total = sum(e.frames for src in sources.datasets for e in robot_outcomes(out, src.name)[0])
+    work = WorkDir(out)
+    robots = [(r, r.outcome(work).kept) for r in robot_datasets(sources)]
+    total = sum(e.frames for _, kept in robots for e in kept)
     keep_p = min(1.0, max_chunks / max(total, 1))
-    for src in sources.datasets:
-        kept, _, _ = robot_outcomes(out, src.name)
+    for robot, kept in robots:
         if not kept:
             continue
-        emb = sources.embodiment(src)
+        emb, src = robot.embodiment, robot.src
         stats = out.read_json(STATS_PATH.format(dataset=src.name))
         chain = [
             *stats_chain(emb),
@@ -74,16 +74,20 @@ def _normalized_chunks(out: Store, sources: SourcesFile, seed: int, max_chunks: 
 
 
 def _corpus(out: Store, sources: SourcesFile) -> list[str]:
+    """Every distinct text of the ingest: the robot frames' own, the HL / VI annotations' and the web
+    items' turns (without location tokens)."""
     texts: set[str] = set()
-    for src in sources.datasets:
-        kept, _, _ = robot_outcomes(out, src.name)
-        for e in kept:
+    work = WorkDir(out)
+    for robot in robot_datasets(sources):
+        for e in robot.outcome(work).kept:
             with out.open(e.frames_path) as f:
                 df = pl.read_parquet(f, columns=["task", "subtask", "verbal_instruction"])
             for col in df.columns:
                 texts |= {t for t in df[col].unique().to_list() if t}
+    for a in sources.annotations:  # spans over written episodes only (annotation_kind.py)
+        texts |= {s.text for group in work.read_spans(a.name).values() for s in group if s.text}
     for w in sources.web:
-        for part in out.glob(f"{WORK_DIR}/items/{w.name}/*.parquet"):
+        for part in out.glob(f"{WorkDir.items(w.name)}/*.parquet"):
             with out.open(part) as f:
                 items = pl.read_parquet(f, columns=["turns"])["turns"].to_list()
             for item in items:
@@ -146,3 +150,15 @@ def reuse_tokenizer_set(out: Store, folder: Path) -> tuple[str, str]:
     if not out.exists(f"{TOKENIZERS_DIR}/{digest}/{LAYOUT_FILE}"):
         out.put_dir(folder, f"{TOKENIZERS_DIR}/{digest}")
     return digest, digest
+
+
+def step_tokenizers(opts: IngestOptions, sources: SourcesFile) -> tuple[str, str]:
+    """Fit the layout's tokenizer set (or copy the one given) and record it in work/ for the build."""
+    if opts.tokenizers is not None:
+        name, digest = reuse_tokenizer_set(opts.store, opts.tokenizers)
+    else:
+        name, digest = fit_tokenizer_set(
+            opts.store, sources, opts.seed, opts.text_tokenizer, opts.fast_fit_chunks
+        )
+    opts.store.write_json(WorkDir.TOKENIZER_SET, {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest})
+    return name, digest

@@ -11,13 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vlamix.pipelines.work_units import (
-    extract_task,
-    spill_task,
-    task_dataset,
-    write_outcome_lines,
-    write_spilled_group,
-)
+from vlamix.pipelines.options import ErrorPolicy
+from vlamix.pipelines.work_units import extract_unit, spill_unit, write_spilled_group
+from vlamix.shards.workdir import WorkDir
 
 __all__ = ["ray_address_file", "ray_session", "run_build", "run_extract"]
 
@@ -51,8 +47,6 @@ class ray_session:
             path = ray_address_file()
             self._address_file = (path, path.read_bytes() if path.is_file() else None)
             kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-            if os.environ.get("VLAMIX_DEBUG") == "1":  # `vlamix --debug`: a cluster's workers see it too
-                kwargs["runtime_env"] = {"env_vars": {"VLAMIX_DEBUG": "1"}}
             if self.address:
                 ray.init(address=self.address, **kwargs)
             else:
@@ -89,35 +83,38 @@ def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def _extract_row(row: dict) -> list[dict]:
-    results, bad = extract_task(pickle.loads(row["task"]))
+def _extract_row(row: dict, policy: ErrorPolicy) -> list[dict]:
+    extraction = extract_unit(pickle.loads(row["task"]), policy)
     node = _node()  # which cluster node did the work: reported, so a cluster run can be checked
-    rows = [{"kind": "extracted", "record": pickle.dumps(r), "node": node} for r in results]
-    return rows + [{"kind": "quarantined", "record": pickle.dumps(q), "node": node} for q in bad]
+    rows = [{"kind": "extracted", "record": pickle.dumps(r), "node": node} for r in extraction.results]
+    return rows + [
+        {"kind": "quarantined", "record": pickle.dumps(q), "node": node} for q in extraction.quarantined
+    ]
 
 
-def run_extract(tasks: list, out: str) -> dict:
+def run_extract(tasks: list, out: str, policy: ErrorPolicy = "quarantine") -> dict:
     """Raw episodes and item batches -> frame / item Parquet (in Ray tasks); outcome lines per dataset."""
     import ray.data
 
     rows = (
         ray.data.from_items(_items(tasks), override_num_blocks=max(1, len(tasks)))
-        .flat_map(_extract_row)
+        .flat_map(lambda row: _extract_row(row, policy))
         .take_all()
     )
     grouped: dict[tuple[str, str], list] = defaultdict(list)
-    for d in sorted({task_dataset(t) for t in tasks}):
+    for d in sorted({t.dataset for t in tasks}):
         grouped[("extracted", d)], grouped[("quarantined", d)] = [], []
     for row in rows:
         record = pickle.loads(row["record"])
         grouped[(row["kind"], record.dataset)].append(record)
+    work = WorkDir.at(out)
     for (kind, dataset), records in sorted(grouped.items()):
-        write_outcome_lines(out, kind, dataset, records)
+        work.write_outcomes(kind, dataset, records)
     return {"tasks": len(tasks), "records": len(rows), "nodes": sorted({r["node"] for r in rows})}
 
 
 def _spill_rows(out: str, row: dict) -> list[dict]:
-    files = spill_task(out, pickle.loads(row["task"]))
+    files = spill_unit(out, pickle.loads(row["task"]))
     return [{"group": f"{dataset}|{shard}", "file": rel} for (dataset, shard), rel in files]
 
 

@@ -1,4 +1,4 @@
-"""Samples on their way to a shard. Each build task writes, per shard it touches, one Arrow IPC file of
+"""Samples on their way to a shard. Each build unit writes, per shard it touches, one Arrow IPC file of
 (position, key, members, index row) under `work/spill/<dataset>/<shard>/`; the shard writer merges one
 shard's files. Engines shuffle only file names, so neither a worker nor the driver ever holds more than
 one episode's or one shard's samples, whatever the size of the dataset."""
@@ -12,12 +12,12 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from vlamix.shards.layout import WORK_DIR
+from vlamix.pipelines.units import PlacedSample
 from vlamix.shards.store import store_for
+from vlamix.shards.workdir import WorkDir
 
-__all__ = ["SPILL_DIR", "read_spills", "spill_dir", "write_spills"]
+__all__ = ["SPILL_SCHEMA", "read_spills", "write_spills"]
 
-SPILL_DIR = f"{WORK_DIR}/spill"
 SPILL_SCHEMA = pa.schema(
     [
         ("position", pa.uint64()),  # the sample's place in its shard (a seeded 64-bit hash)
@@ -28,9 +28,8 @@ SPILL_SCHEMA = pa.schema(
     ]
 )
 
-
-def spill_dir(dataset: str, shard: int) -> str:
-    return f"{SPILL_DIR}/{dataset}/{shard:06d}"
+# one shard's item: (position, webdataset entry, index row)
+ShardItem = tuple[int, dict, dict]
 
 
 def _member_bytes(value: bytes | str) -> bytes:
@@ -38,36 +37,39 @@ def _member_bytes(value: bytes | str) -> bytes:
 
 
 def write_spills(
-    out: str, unit: str, samples: Iterable[tuple[tuple[str, int], tuple[int, dict, dict]]]
+    out: str, dataset: str, unit: str, samples: Iterable[PlacedSample]
 ) -> list[tuple[tuple[str, int], str]]:
-    """Write one build task's samples (`unit` names the task: unique within a dataset) grouped by shard;
+    """Write one build unit's samples (`unit` names it: unique within `dataset`) grouped by shard;
     returns ((dataset, shard), file) per shard touched. Each file is written atomically."""
-    groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for group, (position, entry, index_row) in samples:
+    groups: dict[int, list[dict]] = defaultdict(list)
+    for shard, position, sample in samples:
+        entry = sample.members()
         names = [k for k in entry if k != "__key__"]
-        groups[group].append(
+        groups[shard].append(
             {
                 "position": position,
                 "key": entry["__key__"],
                 "names": names,
                 "payloads": [_member_bytes(entry[k]) for k in names],
-                "index": json.dumps(index_row, sort_keys=True),
+                "index": json.dumps(sample.index_row(), sort_keys=True),
             }
         )
     written = []
-    for (dataset, shard), rows in sorted(groups.items()):
-        rel = f"{spill_dir(dataset, shard)}/{unit}.arrow"
-        with store_for(out).open_write(rel) as f, ipc.new_file(f, SPILL_SCHEMA) as writer:
+    store = store_for(out)
+    for shard, rows in sorted(groups.items()):
+        rel = WorkDir.spill(dataset, shard, unit)
+        with store.open_write(rel) as f, ipc.new_file(f, SPILL_SCHEMA) as writer:
             writer.write_table(pa.Table.from_pylist(rows, schema=SPILL_SCHEMA))
         written.append(((dataset, shard), rel))
     return written
 
 
-def read_spills(out: str, files: Iterable[str]) -> list[tuple[int, dict, dict]]:
+def read_spills(out: str, files: Iterable[str]) -> list[ShardItem]:
     """One shard's (position, webdataset entry, index row) items from its spill files."""
     items = []
+    store = store_for(out)
     for rel in sorted(files):
-        with store_for(out).open(rel) as f, ipc.open_file(f) as reader:
+        with store.open(rel) as f, ipc.open_file(f) as reader:
             table = reader.read_all()
         for row in table.to_pylist():
             entry = {"__key__": row["key"], **dict(zip(row["names"], row["payloads"], strict=True))}

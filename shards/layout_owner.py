@@ -34,6 +34,7 @@ from vlamix.shards.layout import (
     WORK_DIR,
 )
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 
 __all__ = [
     "LAYOUT_ENTRIES",
@@ -48,7 +49,7 @@ __all__ = [
     "unnamed_files",
 ]
 
-OWNER = f"{WORK_DIR}/owner.json"
+OWNER = WorkDir.OWNER
 # Everything an ingest writes at the top of its layout: `clear_layout` removes these and nothing else,
 # so a user's own files in the folder stay.
 LAYOUT_ENTRIES = (
@@ -104,7 +105,7 @@ def _previous_datasets(store: Store) -> tuple[str | None, set[str]] | None:
         return rec.get("sources"), set(rec.get("datasets", []))
     if store.exists(MANIFEST):
         return None, set(store.read_json(MANIFEST).get("datasets", {}))
-    names = {n for part in ("frames", "items", "build") for n in _children(store, f"{WORK_DIR}/{part}")}
+    names = {n for part in WorkDir.DATASET_FOLDERS for n in _children(store, part)}
     names = {n.removesuffix(".json") for n in names if not n.startswith(".")}
     return (None, names) if names else None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from vlamix.schemas import RECORDS
 from vlamix.shards.layout import FORMAT, FORMAT_VERSION, MANIFEST
 
-__all__ = ["Accounting", "build_manifest", "read_manifest", "write_json_atomic"]
+__all__ = ["Accounting", "ItemAccounting", "build_manifest", "read_manifest", "write_json_atomic"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,39 @@ class Accounting:
     frames_quarantined: int
     frames_duplicates: int
 
+    def to_json(self) -> dict:
+        return asdict(self)
+
     def check(self, dataset: str) -> None:
         if self.read != self.written + self.quarantined + self.duplicates:
             raise AssertionError(f"{dataset}: {self.unit}s do not add up: {asdict(self)}")
         frames = self.frames_written + self.frames_filtered + self.frames_quarantined + self.frames_duplicates
         if self.frames_read != frames:
             raise AssertionError(f"{dataset}: frames do not add up: {asdict(self)}")
+
+
+@dataclass(frozen=True)
+class ItemAccounting:
+    """Per web dataset: items read = written + quarantined + duplicates; turns of the items kept and of
+    all items read; `rules`: what the readers left out or changed by a stated rule (boxes clipped,
+    dropped or rescaled, crowd regions, empty texts), counted over the written items."""
+
+    read: int
+    written: int
+    quarantined: int
+    duplicates: int
+    turns_read: int
+    turns_written: int
+    rules: dict[str, int]
+    unit: str = "item"
+
+    def to_json(self) -> dict:
+        fixed = {k: v for k, v in asdict(self).items() if k != "rules"}
+        return {**fixed, **self.rules}
+
+    def check(self, dataset: str) -> None:
+        if self.read != self.written + self.quarantined + self.duplicates:
+            raise AssertionError(f"{dataset}: items do not add up: {self.to_json()}")
 
 
 def build_manifest(tokenizer_path: str, tokenizer_sha256: str, datasets: dict[str, dict]) -> dict:

@@ -67,7 +67,10 @@ def read_items(batch: ItemBatch) -> Iterator[dict | BadRecord]:
     """Item records of a batch, or the BadRecord of an item to quarantine (one bad item never stops the rest)."""
     tables: dict[str, object] = {}
     for ref in batch.items:
-        yield read_item(batch, ref, tables)
+        try:
+            yield read_item(batch, ref, tables)
+        except BadRecord as bad:
+            yield bad
 
 
 def _image_bytes(batch: ItemBatch, ref: ItemRef, tables: dict) -> bytes | None:
@@ -119,23 +122,21 @@ def _turn(t: RawTurn, height: int, width: int, resize: ResizeWithPad, counts: di
     }
 
 
-def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict | BadRecord:
-    """One item record, or the BadRecord that quarantines it. `tables` caches parquet files of a batch."""
+def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict:
+    """One item record; raises the BadRecord that quarantines it (as every reader does). `tables` caches parquet files of a batch."""
     resize = ResizeWithPad()
     if ref.error:
-        return _bad(batch.dataset, ref, ref.error, ref.error_field)
+        raise _bad(batch.dataset, ref, ref.error, ref.error_field)
     problem = undecoded_text(ref.turns)
     if problem:
-        return _bad(batch.dataset, ref, problem, "text")
+        raise _bad(batch.dataset, ref, problem, "text")
     try:
         data = _image_bytes(batch, ref, tables)
         if not data:
-            return _bad(batch.dataset, ref, "no image bytes (an empty file or a null image cell)", "image")
+            raise _bad(batch.dataset, ref, "no image bytes (an empty file or a null image cell)", "image")
         image = decode_jpeg(data)
-    except BadRecord as bad:
-        return bad
     except OSError as e:  # ImageDecodeError: undecodable, or above the pixel cap
-        return _bad(batch.dataset, ref, f"image does not decode: {one_line(e)}", "image")
+        raise _bad(batch.dataset, ref, f"image does not decode: {one_line(e)}", "image") from e
     h, w = image.shape[:2]
     counts = dict.fromkeys(COUNTERS, 0)
     add_counts(counts, ref.counts)
@@ -144,7 +145,7 @@ def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict | BadRecord:
         try:
             turn = _turn(t, h, w, resize, counts)
         except FieldError as e:
-            return _bad(batch.dataset, ref, str(e), "turns")
+            raise _bad(batch.dataset, ref, str(e), "turns") from e
         if turn is not None:
             turns.append(turn)
     if not turns:
@@ -155,7 +156,7 @@ def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict | BadRecord:
             if dropped
             else "no caption, question or box to train on"
         )
-        return _bad(batch.dataset, ref, reason, "turns")
+        raise _bad(batch.dataset, ref, reason, "turns")
     return {
         "key": item_key(batch.dataset, ref.item),
         "dataset": batch.dataset,

@@ -184,6 +184,7 @@ def ingest(
         tokenizers=tokenizers,
         text_tokenizer=text_tokenizer,
         ray_address=ray_address,
+        errors="raise" if debugging() else "quarantine",  # `--debug`: a reader's exception with its traceback
     )
     from vlamix.pipelines.failed import DatasetsFailed
     from vlamix.pipelines.quality import QualityGateFailed

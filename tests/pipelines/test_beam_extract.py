@@ -7,8 +7,8 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import nan_at
 
-from vlamix.pipelines.beam_jobs import QUARANTINE_TAG, ExtractEpisode
-from vlamix.pipelines.steps import ExtractTask
+from vlamix.pipelines.beam_jobs import QUARANTINE_TAG, ExtractUnits
+from vlamix.pipelines.robot_extract import EpisodeExtract
 from vlamix.sources.aloha_hdf5 import list_episodes
 from vlamix.sources.config import load_sources
 
@@ -24,14 +24,14 @@ def test_dead_letter_output_gets_the_bad_episode(tmp_path, write_sources, make_a
     )
     src = sources.datasets[0]
     tasks = [
-        ExtractTask(ref, src, sources.embodiment(src), str(tmp_path / "out"))
+        EpisodeExtract(ref, src, sources.embodiment(src), str(tmp_path / "out"))
         for ref in list_episodes(sources, src)
     ]
     with test_pipeline.TestPipeline() as p:
         res = (
             p
             | beam.Create(tasks)
-            | beam.ParDo(ExtractEpisode()).with_outputs(QUARANTINE_TAG, main="extracted")
+            | beam.ParDo(ExtractUnits("quarantine")).with_outputs(QUARANTINE_TAG, main="extracted")
         )
         good = res.extracted | "Good" >> beam.Map(lambda e: (e.dataset, e.episode, e.frames, e.frames_path))
         bad = res[QUARANTINE_TAG] | "Bad" >> beam.Map(lambda q: (q.source_file, q.episode, q.frame, q.field))
@@ -58,7 +58,7 @@ def test_counters_match_the_outcome_files(tmp_path, write_sources, make_aloha_ep
     )
     src = sources.datasets[0]
     out = str(tmp_path / "out")
-    tasks = [ExtractTask(ref, src, sources.embodiment(src), out) for ref in list_episodes(sources, src)]
+    tasks = [EpisodeExtract(ref, src, sources.embodiment(src), out) for ref in list_episodes(sources, src)]
     result = run_extract(tasks, out, beam_options(1, []))
     counters = {
         m.key.metric.name: m.committed

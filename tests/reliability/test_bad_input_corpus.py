@@ -40,11 +40,13 @@ from vlamix.shards.inspect import lint_layout
 from vlamix.shards.store import Store
 
 
-def _extract(sources_path: Path, out: Path, dataset: str = "ds") -> tuple[list, list, list[dict]]:
+def _extract(
+    sources_path: Path, out: Path, dataset: str = "ds", policy: str = "quarantine"
+) -> tuple[list, list, list[dict]]:
     """(extracted, quarantined, frame rows of the extracted episodes) of one dataset of a sources file,
-    one work unit at a time."""
-    from vlamix.pipelines.steps import ExtractTask
-    from vlamix.pipelines.work_units import extract_task
+    one work unit at a time, under the error policy given."""
+    from vlamix.pipelines.robot_extract import EpisodeExtract
+    from vlamix.pipelines.web_tasks import ItemsExtract
     from vlamix.sources.annotations_jsonl import EpisodeInfo, read_spans
     from vlamix.sources.config import load_sources
     from vlamix.sources.readers import reader_for
@@ -55,15 +57,15 @@ def _extract(sources_path: Path, out: Path, dataset: str = "ds") -> tuple[list, 
     for src in (s for s in sources.datasets if s.name == dataset):
         emb = sources.embodiment(src)
         tasks += [
-            ExtractTask(r, src, emb, str(out)) for r in reader_for(src.format).list_episodes(sources, src)
+            EpisodeExtract(r, src, emb, str(out)) for r in reader_for(src.format).list_episodes(sources, src)
         ]
     for w in (w for w in sources.web if w.name == dataset):
-        tasks += list_items(sources, w, str(out))
+        tasks += [ItemsExtract(b) for b in list_items(sources, w, str(out))]
     results, bad = [], []
     for task in tasks:
-        good, quarantined = extract_task(task)
-        results += good
-        bad += quarantined
+        extraction = task.extract(policy)
+        results += extraction.results
+        bad += extraction.quarantined
     t = UNIT_TARGET
     infos = {e: EpisodeInfo(t.frames, t.fps, "written") for e in t.written}
     infos[t.quarantined] = EpisodeInfo(t.frames, t.fps, "quarantined: non-finite value (NaN or inf) in state")
@@ -143,9 +145,8 @@ def test_an_unexpected_exception_quarantines_its_episode_unless_debug(tmp_path, 
         "unexpected KeyError: 'image_base_9' (a reader bug? re-run with --debug for the traceback)"
     )
     assert not list((tmp_path / "out").rglob("*.parquet"))  # nothing half-written is left
-    monkeypatch.setenv("VLAMIX_DEBUG", "1")
-    with pytest.raises(KeyError, match="image_base_9"):
-        _extract(sources, tmp_path / "out")
+    with pytest.raises(KeyError, match="image_base_9"):  # `vlamix --debug`
+        _extract(sources, tmp_path / "out", policy="raise")
 
 
 def test_an_unexpected_exception_quarantines_its_item_alone_unless_debug(tmp_path, monkeypatch):
@@ -168,9 +169,8 @@ def test_an_unexpected_exception_quarantines_its_item_alone_unless_debug(tmp_pat
     (q,) = quarantined
     assert (q.source_file, q.item) == (files["good_1"], 1) and len(results) == 2
     assert q.reason.startswith("unexpected ZeroDivisionError: division by zero (a reader bug?")
-    monkeypatch.setenv("VLAMIX_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
-        _extract(sources, tmp_path / "out")
+        _extract(sources, tmp_path / "out", policy="raise")
 
 
 def test_video_frames_and_parquet_sizes_are_capped_before_decoding(tmp_path, monkeypatch):
