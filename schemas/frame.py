@@ -71,13 +71,13 @@ FRAME = RecordSchema(
         doc_field(
             "subtask",
             pa.string(),
-            "High-level subtask label in force at this time (HL annotations); null when none.",
+            "High-level subtask label the source itself records at this time; null when none. HL datasets' spans are not written here: they join the frames at build.",
             nullable=True,
         ),
         doc_field(
             "verbal_instruction",
             pa.string(),
-            "Verbal instruction in force at this time (VI annotations); null when none.",
+            "Verbal instruction the source itself records at this time; null when none. VI datasets' spans join the frames at build.",
             nullable=True,
         ),
         doc_field(
