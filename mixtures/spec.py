@@ -1,4 +1,4 @@
-"""Mixture files (`mixtures/*.yaml`, DESIGN.md §9): how much of each source a training stage sees.
+"""Mixture files (`mixtures/*.yaml`, docs/design.md §9): how much of each source a training stage sees.
 
     name: pi05_pretrain
     stage: pretrain                       # or posttrain

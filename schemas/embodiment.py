@@ -25,8 +25,8 @@ __all__ = [
     "shipped_embodiments",
 ]
 
-MAX_DIMS = 32  # canonical padded width of state and action (DESIGN.md §2)
-MODEL_HORIZON = 50  # steps every action chunk is padded to (DESIGN.md §3)
+MAX_DIMS = 32  # canonical padded width of state and action (docs/design.md §2)
+MODEL_HORIZON = 50  # steps every action chunk is padded to (docs/design.md §3)
 CAMERA_SLOTS = ("base_0", "base_1", "left_wrist", "right_wrist")
 SHIPPED_DIR = Path(__file__).parent / "embodiments"
 _NAME = re.compile(r"^[a-z0-9_]+$")

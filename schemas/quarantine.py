@@ -1,4 +1,4 @@
-"""Quarantine records (DESIGN.md §6): why an episode or item was rejected, one JSON object a line."""
+"""Quarantine records (docs/design.md §6): why an episode or item was rejected, one JSON object a line."""
 
 from __future__ import annotations
 

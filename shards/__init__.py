@@ -1,1 +1,1 @@
-"""Samples -> webdataset tar shards, the published layout and its manifest (DESIGN.md §5)."""
+"""Samples -> webdataset tar shards, the published layout and its manifest (docs/design.md §5)."""

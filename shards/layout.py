@@ -1,4 +1,4 @@
-"""Paths of the published layout (DESIGN.md §5), named once. All are relative to the manifest's folder."""
+"""Paths of the published layout (docs/design.md §5), named once. All are relative to the manifest's folder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`vlamix publish OUT --to URL`: copy a published layout (DESIGN.md §5, without `work/`) to any fsspec
+"""`vlamix publish OUT --to URL`: copy a published layout (docs/design.md §5, without `work/`) to any fsspec
 URL or to a Hugging Face dataset repo.
 
 - Order: every file, then the dataset card, then `manifest.json` last: a reader that finds a manifest
@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlamix.shards.card import CARD
-from vlamix.shards.layout import MANIFEST, WORK_DIR
+from vlamix.shards.layout import MANIFEST
 from vlamix.shards.layout_owner import unnamed_files
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 from vlamix.shards.writer import file_sha256
 
 __all__ = ["PublishFile", "hf_commits", "parse_hf_url", "plan_files", "publish", "unnamed"]
@@ -58,7 +59,7 @@ def plan_files(out: Path) -> list[PublishFile]:
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         rel = path.relative_to(out).as_posix()
         if (
-            rel.startswith(f"{WORK_DIR}/")
+            WorkDir.holds(rel)
             or rel in (MANIFEST, CARD)
             or rel in skip
             or any(part.startswith(".") for part in rel.split("/"))

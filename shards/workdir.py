@@ -1,5 +1,5 @@
 """The layout's `work/` folder: every intermediate path of `vlamix ingest`, named once, and the one way
-each step's outcomes are written and read back (docs/design.md, "The work folder").
+each step's outcomes are written and read back (docs/design.md §10).
 
     work/frames/<dataset>/<episode>.parquet      frame records of an extracted robot episode
     work/items/<dataset>/<batch>.parquet         item records of an extracted batch of web items
@@ -53,6 +53,11 @@ class WorkDir:
         return cls(store_for(url))
 
     # ---- paths -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def holds(rel: str) -> bool:
+        """Whether the layout-relative path `rel` lies in `work/` (publish and lint skip it)."""
+        return rel == WORK_DIR or rel.startswith(f"{WORK_DIR}/")
 
     @staticmethod
     def frames(dataset: str, episode: int | None = None) -> str:

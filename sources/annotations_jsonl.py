@@ -1,4 +1,4 @@
-"""HL and VI annotations (DESIGN.md §7): JSONL spans in seconds from the episode's start.
+"""HL and VI annotations (docs/design.md §7): JSONL spans in seconds from the episode's start.
 
 HL lines: `{"dataset", "episode", "start", "end", "subtask"}`. VI lines: `{"dataset", "episode", "time",
 "instruction"}`; an instruction holds until the next one or the episode's end. Times count seconds, or

@@ -1,4 +1,4 @@
-"""The sources file (DESIGN.md §9): which datasets an ingest reads, in which format, as which embodiment."""
+"""The sources file (docs/design.md §9): which datasets an ingest reads, in which format, as which embodiment."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ class RobotSource:
 
 @dataclass(frozen=True)
 class AnnotationSource:
-    """HL (subtask spans) or VI (verbal instructions) over the episodes of a robot dataset (DESIGN.md §7)."""
+    """HL (subtask spans) or VI (verbal instructions) over the episodes of a robot dataset (docs/design.md §7)."""
 
     name: str
     kind: Literal["HL", "VI"]
@@ -156,7 +156,7 @@ class WebAnnotations:
 
 @dataclass(frozen=True)
 class WebSource:
-    """Web data (DESIGN.md §9): COCO-style images + annotation files merged by image id, or a Hugging
+    """Web data (docs/design.md §9): COCO-style images + annotation files merged by image id, or a Hugging
     Face parquet with an image column and text columns."""
 
     name: str

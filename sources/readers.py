@@ -23,7 +23,7 @@ READERS: dict[str, Reader] = {
 
 
 # What an episode's id (the frame's `episode`, the key, the index and the quarantine) is, per format:
-# the source's own, so annotations and users address episodes as the source names them (DESIGN.md §7).
+# the source's own, so annotations and users address episodes as the source names them (docs/design.md §7).
 EPISODE_IDS: dict[str, str] = {
     "aloha_hdf5": "the number ending the file name (episode_3.hdf5 is 3); the position in natural path "
     "order when a file carries none or two files carry the same",

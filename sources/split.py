@@ -1,4 +1,4 @@
-"""Seeded, stable episode splits for sources that have none of their own (DESIGN.md §8)."""
+"""Seeded, stable episode splits for sources that have none of their own (docs/design.md §8)."""
 
 from __future__ import annotations
 

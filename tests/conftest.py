@@ -91,42 +91,43 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture
-def make_aloha_episode() -> Callable[..., Path]:
+def write_aloha_episode(
+    path: Path,
+    frames: int = 24,
+    seed: int = 7,
+    compress: bool = True,
+    start: int = 200,
+    mutate=None,
+    size: tuple[int, int] = (48, 64),
+) -> Path:
     """Write a short synthetic Mobile-ALOHA episode; `mutate(f)` may edit the open h5py file after."""
     import h5py
 
     from vlamix.sources.synthetic.mobile_aloha import SampleSpec, write_episode
     from vlamix.sources.synthetic.scenario import simulate
 
-    def make(
-        path: Path,
-        frames: int = 24,
-        seed: int = 7,
-        compress: bool = True,
-        start: int = 200,
-        mutate=None,
-        size: tuple[int, int] = (48, 64),
-    ) -> Path:
-        state = simulate(seed)
-        cut = slice(start, start + frames)
-        short = dataclasses.replace(
-            state,
-            action=state.action[cut],
-            qpos=state.qpos[cut],
-            qvel=state.qvel[cut],
-            base_action=state.base_action[cut],
-            base_pose=state.base_pose[cut],
-            cubes=state.cubes[cut],
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_episode(path, short, SampleSpec(compress=compress, height=size[0], width=size[1]))
-        if mutate is not None:
-            with h5py.File(path, "r+") as f:
-                mutate(f)
-        return path
+    state = simulate(seed)
+    cut = slice(start, start + frames)
+    short = dataclasses.replace(
+        state,
+        action=state.action[cut],
+        qpos=state.qpos[cut],
+        qvel=state.qvel[cut],
+        base_action=state.base_action[cut],
+        base_pose=state.base_pose[cut],
+        cubes=state.cubes[cut],
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_episode(path, short, SampleSpec(compress=compress, height=size[0], width=size[1]))
+    if mutate is not None:
+        with h5py.File(path, "r+") as f:
+            mutate(f)
+    return path
 
-    return make
+
+@pytest.fixture
+def make_aloha_episode() -> Callable[..., Path]:
+    return write_aloha_episode
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The tokenizer set: the text tokenizer, the FAST tokenizer and the vocabulary layout that gives each
-kind of token its own id range, identified by the hash of its files (DESIGN.md §4).
+kind of token its own id range, identified by the hash of its files (docs/design.md §4).
 
 Sequences: [bos] prompt [sep] (target [sep]) ([action] fast [end_of_action]) [eos]; the loss covers
 everything after the prompt's [sep]. `<locNNNN>` in a target become location ids, never text."""

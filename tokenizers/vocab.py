@@ -1,4 +1,4 @@
-"""The vocabulary layout: disjoint id ranges for special, text, location and FAST tokens (DESIGN.md §4),
+"""The vocabulary layout: disjoint id ranges for special, text, location and FAST tokens (docs/design.md §4),
 and the tokenizer-set folder that carries it, named by the hash of its files."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The order of transforms, written once (DESIGN.md §3) and used by ingest, statistics and the trainer.
+"""The order of transforms, written once (docs/design.md §3) and used by ingest, statistics and the trainer.
 
 native frame -> gripper to one sense (1 = closed) -> chunk actions[t : t+H] -> delta a[t+h] - s[t] on the
 dims the embodiment trains as deltas (Euler rotations wrapped) -> normalize (quantile or z-score, per
