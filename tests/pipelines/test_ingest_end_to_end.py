@@ -347,7 +347,9 @@ def test_annotation_datasets_get_their_own_samples(bundled):
     assert target.startswith(("pick up the ", "drop the ", "back away")), target
     v = first_sample(bundled, "mm_verbal")
     assert "target.txt" not in v and not v["prompt.txt"].decode().startswith("Task: put the ")
-    instructions = {json.loads(line)["instruction"] for line in (SAMPLES / "annotations/mm_verbal.jsonl").open()}
+    instructions = {
+        json.loads(line)["instruction"] for line in (SAMPLES / "annotations/mm_verbal.jsonl").open()
+    }
     assert v["prompt.txt"].decode().split(", Control:")[0].removeprefix("Task: ") in instructions
     # The frame files are written once, by extract: annotation text joins them at build (docs/design.md §7).
     frames = pq.read_table(
