@@ -3,6 +3,7 @@ dataset of the ingest and one text tokenizer on all of its text, or reuse a set 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
@@ -13,7 +14,8 @@ import polars as pl
 
 from tokenizers import Tokenizer
 from vlamix.pipelines.datasets import robot_datasets
-from vlamix.pipelines.options import FAST_FIT_CHUNKS, IngestOptions
+from vlamix.pipelines.options import IngestOptions
+from vlamix.pipelines.stats_step import read_fit_chunks
 from vlamix.schemas.expectations import SAMPLE_BAND
 from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR
 from vlamix.shards.store import Store
@@ -23,7 +25,7 @@ from vlamix.tokenizers.fast import FastTokenizer
 from vlamix.tokenizers.text import train_text_tokenizer
 from vlamix.tokenizers.tokenizer_set import FAST_DIR, TEXT_FILE, TokenizerSet, load_tokenizer_set
 from vlamix.tokenizers.vocab import LAYOUT_FILE, VocabLayout, hash_tokenizer_dir
-from vlamix.transforms.chain import apply, normalizer, stats_chain
+from vlamix.transforms.chain import apply, normalizer
 from vlamix.transforms.stats import DimStats
 
 __all__ = ["FAST_SCALE", "FAST_VOCAB", "fit_tokenizer_set", "reuse_tokenizer_set", "step_tokenizers"]
@@ -33,39 +35,25 @@ FAST_SCALE, FAST_VOCAB = 10.0, 1024
 _LOC = r"<loc\d{4}>"
 
 
-def _normalized_chunks(out: Store, sources: SourcesFile, seed: int, max_chunks: int) -> list[np.ndarray]:
+def _normalized_chunks(out: Store, sources: SourcesFile) -> list[np.ndarray]:
+    """The stats step's FAST-fit candidates of every robot dataset, normalized with its statistics, less
+    the chunks the samples' quality gate will reject (they do not shape the vocabulary)."""
     batches = []
     work = WorkDir(out)
-    robots = [(r, r.outcome(work).kept) for r in robot_datasets(sources)]
-    total = sum(e.frames for _, kept in robots for e in kept)
-    keep_p = min(1.0, max_chunks / max(total, 1))
-    for robot, kept in robots:
-        if not kept:
+    for robot in robot_datasets(sources):
+        if not robot.outcome(work).kept:
             continue
-        emb, src = robot.embodiment, robot.src
+        src = robot.src
         stats = out.read_json(STATS_PATH.format(dataset=src.name))
-        chain = [
-            *stats_chain(emb),
-            normalizer("actions", DimStats.from_json(stats["actions"]), src.normalization),
-        ]
-        for e in kept:
-            with out.open(e.frames_path) as f:
-                df = pl.read_parquet(f, columns=["state", "action"])
-            state = np.asarray(df["state"].to_list(), np.float32)
-            action = np.asarray(df["action"].to_list(), np.float32)
-            frames = np.arange(len(state))
-            if keep_p < 1.0:
-                frames = frames[np.random.default_rng([seed, 7, e.episode]).random(len(frames)) < keep_p]
-            chunks = apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})[
-                "actions"
-            ]
-            # chunks the samples' quality gate will reject do not shape the vocabulary
+        norm = normalizer("actions", DimStats.from_json(stats["actions"]), src.normalization)
+        for episode, native in read_fit_chunks(work, src.name):
+            chunks = apply([norm], {"actions": native})["actions"]
             ok = np.abs(chunks).reshape(len(chunks), -1).max(axis=1, initial=0.0) <= SAMPLE_BAND
             if not ok.all():
                 log.warning(
                     "tokenizers: %s episode %d: %d chunks beyond the normalized band %g left out of the FAST fit",
                     src.name,
-                    e.episode,
+                    episode,
                     int((~ok).sum()),
                     SAMPLE_BAND,
                 )
@@ -74,16 +62,10 @@ def _normalized_chunks(out: Store, sources: SourcesFile, seed: int, max_chunks: 
 
 
 def _corpus(out: Store, sources: SourcesFile) -> list[str]:
-    """Every distinct text of the ingest: the robot frames' own, the HL / VI annotations' and the web
-    items' turns (without location tokens)."""
-    texts: set[str] = set()
+    """Every distinct text of the ingest: the robot frames' own (gathered by the stats step's pass), the
+    HL / VI annotations' and the web items' turns (without location tokens)."""
     work = WorkDir(out)
-    for robot in robot_datasets(sources):
-        for e in robot.outcome(work).kept:
-            with out.open(e.frames_path) as f:
-                df = pl.read_parquet(f, columns=["task", "subtask", "verbal_instruction"])
-            for col in df.columns:
-                texts |= {t for t in df[col].unique().to_list() if t}
+    texts: set[str] = set(json.loads(out.read_text(WorkDir.FIT_TEXTS)))
     for a in sources.annotations:  # spans over written episodes only (annotation_kind.py)
         texts |= {s.text for group in work.read_spans(a.name).values() for s in group if s.text}
     for w in sources.web:
@@ -100,15 +82,11 @@ def _corpus(out: Store, sources: SourcesFile) -> list[str]:
 
 
 def fit_tokenizer_set(
-    out: Store,
-    sources: SourcesFile,
-    seed: int,
-    text_tokenizer: Path | None = None,
-    max_chunks: int = FAST_FIT_CHUNKS,
+    out: Store, sources: SourcesFile, text_tokenizer: Path | None = None
 ) -> tuple[str, str]:
-    """FAST on every robot dataset's normalized chunks; text BPE on the ingest's text, or the Hugging Face
+    """FAST on every robot dataset's normalized chunks (the stats step's seeded subsample); text BPE on the ingest's text, or the Hugging Face
     `tokenizer.json` given (a file, or a folder holding one, e.g. a PaliGemma tokenizer downloaded by hand)."""
-    batches = _normalized_chunks(out, sources, seed, max_chunks)
+    batches = _normalized_chunks(out, sources)
     if not batches:
         raise ValueError("no robot chunks to fit FAST on: give --tokenizers DIR to reuse a set")
     fast = FastTokenizer.fit(batches, scale=FAST_SCALE, vocab_size=FAST_VOCAB)
@@ -157,8 +135,6 @@ def step_tokenizers(opts: IngestOptions, sources: SourcesFile) -> tuple[str, str
     if opts.tokenizers is not None:
         name, digest = reuse_tokenizer_set(opts.store, opts.tokenizers)
     else:
-        name, digest = fit_tokenizer_set(
-            opts.store, sources, opts.seed, opts.text_tokenizer, opts.fast_fit_chunks
-        )
+        name, digest = fit_tokenizer_set(opts.store, sources, opts.text_tokenizer)
     opts.store.write_json(WorkDir.TOKENIZER_SET, {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest})
     return name, digest

@@ -7,6 +7,8 @@ each step's outcomes are written and read back (docs/design.md §10).
     work/quarantined/<dataset>.jsonl             one QuarantineRecord per unit the extract refused
     work/annotations/<dataset>.jsonl             the spans of an HL / VI dataset; `.lines.json`: lines read
     work/failed.json                             datasets that failed as a whole, with the reason
+    work/fit/<dataset>.npz                       FAST-fit chunk candidates of a robot dataset (stats step's pass)
+    work/fit/texts.json                          the robot frames' distinct texts (the same pass)
     work/tokenizer_set.json                      the tokenizer set the build uses: path and sha256
     work/build/<dataset>.json                    the build plan's fingerprint (resume)
     work/spill/<dataset>/<shard>/<unit>.arrow    built samples on their way to a shard
@@ -42,6 +44,7 @@ class WorkDir:
     TOKENIZER_SET = f"{WORK_DIR}/tokenizer_set.json"
     OWNER = f"{WORK_DIR}/owner.json"
     SPILL = f"{WORK_DIR}/spill"
+    FIT_TEXTS = f"{WORK_DIR}/fit/texts.json"
     # the folders whose children are dataset names (the layout owner's check reads them)
     DATASET_FOLDERS = (f"{WORK_DIR}/frames", f"{WORK_DIR}/items", f"{WORK_DIR}/build")
 
@@ -80,6 +83,10 @@ class WorkDir:
     @staticmethod
     def span_lines(dataset: str) -> str:
         return f"{WORK_DIR}/annotations/{dataset}.lines.json"
+
+    @staticmethod
+    def fit_chunks(dataset: str) -> str:
+        return f"{WORK_DIR}/fit/{dataset}.npz"
 
     @staticmethod
     def engine_counters(engine: str, step: str) -> str:

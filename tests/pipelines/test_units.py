@@ -256,3 +256,14 @@ def test_gate_rows_name_every_unit_and_whether_it_passed(built):
     mm = dict(zip(rows["mm"]["id"], rows["mm"]["passed"], strict=True))
     assert mm == {"episode 0": True, "episode 2": True, "episode 1": False}
     assert rows["photos"]["passed"].all() and len(rows["photos"]) == 4  # undecodable is not a gate failure
+
+
+def test_the_tokenizers_step_reads_no_frame_file(scratch):
+    """Statistics, FAST-fit chunks and the frames' texts come from the stats step's one pass: with the
+    frames gone, the tokenizers step fits the same set."""
+    from vlamix.pipelines.fit_tokenizers import step_tokenizers
+
+    before = scratch.work.tokenizer_set()
+    shutil.rmtree(scratch.store.local() / WorkDir.frames("mm"))
+    step_tokenizers(scratch, load_sources(scratch.sources))
+    assert scratch.work.tokenizer_set() == before
