@@ -9,6 +9,7 @@ from conftest import nan_at
 
 from vlamix.pipelines.beam_jobs import QUARANTINE_TAG, ExtractUnits
 from vlamix.pipelines.robot_extract import EpisodeExtract
+from vlamix.shards.workdir import WorkDir
 from vlamix.sources.aloha_hdf5 import list_episodes
 from vlamix.sources.config import load_sources
 
@@ -35,10 +36,10 @@ def test_dead_letter_output_gets_the_bad_episode(tmp_path, write_sources, make_a
         )
         good = res.extracted | "Good" >> beam.Map(lambda e: (e.dataset, e.episode, e.frames, e.frames_path))
         bad = res[QUARANTINE_TAG] | "Bad" >> beam.Map(lambda q: (q.source_file, q.episode, q.frame, q.field))
-        assert_that(good, equal_to([("mm", 0, 6, "work/frames/mm/000000.parquet")]), label="CheckGood")
+        assert_that(good, equal_to([("mm", 0, 6, WorkDir.frames("mm", 0))]), label="CheckGood")
         assert_that(bad, equal_to([("eps/episode_1.hdf5", 1, 2, "action")]), label="CheckBad")
-    assert (tmp_path / "out" / "work/frames/mm/000000.parquet").is_file()
-    assert not (tmp_path / "out" / "work/frames/mm/000001.parquet").exists()
+    assert (tmp_path / "out" / WorkDir.frames("mm", 0)).is_file()
+    assert not (tmp_path / "out" / WorkDir.frames("mm", 1)).exists()
 
 
 def test_counters_match_the_outcome_files(tmp_path, write_sources, make_aloha_episode):
@@ -65,8 +66,8 @@ def test_counters_match_the_outcome_files(tmp_path, write_sources, make_aloha_ep
         for m in result.metrics().query(MetricsFilter().with_namespace("vlamix.mm"))["counters"]
     }
     assert counters_of(result) == {"mm": counters}  # what the ingest saves to reports/ingest.json
-    extracted = (tmp_path / "out/work/extracted/mm.jsonl").read_text().splitlines()
-    quarantined = (tmp_path / "out/work/quarantined/mm.jsonl").read_text().splitlines()
+    extracted = (tmp_path / "out" / WorkDir.outcomes("extracted", "mm")).read_text().splitlines()
+    quarantined = (tmp_path / "out" / WorkDir.outcomes("quarantined", "mm")).read_text().splitlines()
     assert counters["episodes_read"] == 3 == len(extracted) + len(quarantined)
     assert counters["episodes_extracted"] == len(extracted) == 2
     assert counters["episodes_quarantined"] == len(quarantined) == 1

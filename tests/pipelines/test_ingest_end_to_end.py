@@ -412,7 +412,9 @@ def test_ray_data_engine_writes_the_same_bytes(bundled, tmp_path):
         cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((out / "work" / "ray_build.json").read_text())["samples"] > 0  # Ray did the work
+    assert (
+        json.loads((out / WorkDir.engine_counters("ray", "build")).read_text())["samples"] > 0
+    )  # Ray did the work
     a, b = (
         json.loads((bundled / "manifest.json").read_text()),
         json.loads((out / "manifest.json").read_text()),

@@ -12,6 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, first_sample
 
+from vlamix.shards.layout import WORK_DIR
+from vlamix.shards.workdir import WorkDir
+
 pytestmark = pytest.mark.slow
 
 
@@ -29,7 +32,7 @@ def test_stats_equal_numpy_percentiles_over_the_chunks(bundled):
         emb = load_embodiment(bundled / entry["embodiment_spec"])
         grip = [i for i, d in enumerate(emb.action) if d.kind == "gripper"]
         rows = []
-        for part in sorted((bundled / "work" / "frames" / name).glob("*.parquet")):
+        for part in sorted((bundled / WorkDir.frames(name)).glob("*.parquet")):
             actions = np.asarray(
                 pq.read_table(part, columns=["action"]).column("action").to_pylist(), dtype=np.float64
             )
@@ -97,7 +100,7 @@ def test_fast_tokens_per_chunk_land_in_the_table_i_band(bundled):
 def test_reusing_a_tokenizer_set_keeps_its_hash(bundled, tmp_path):
     manifest = json.loads((bundled / "manifest.json").read_text())
     out = tmp_path / "again"
-    shutil.copytree(bundled / "work", out / "work")
+    shutil.copytree(bundled / WORK_DIR, out / WORK_DIR)
     done = subprocess.run(
         [
             sys.executable,
@@ -116,7 +119,7 @@ def test_reusing_a_tokenizer_set_keeps_its_hash(bundled, tmp_path):
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads((out / "work" / "tokenizer_set.json").read_text()) == manifest["tokenizer_set"]
+    assert json.loads((out / WorkDir.TOKENIZER_SET).read_text()) == manifest["tokenizer_set"]
 
 
 def test_fast_report_meets_the_table_i_band(bundled):
@@ -149,7 +152,7 @@ def test_a_downloaded_text_tokenizer_can_replace_the_trained_one(bundled, tmp_pa
     user.pre_tokenizer = pre_tokenizers.Whitespace()
     user.save(str(tmp_path / "tokenizer.json"))
     out = tmp_path / "again"
-    shutil.copytree(bundled / "work", out / "work")
+    shutil.copytree(bundled / WORK_DIR, out / WORK_DIR)
     shutil.copytree(bundled / "stats", out / "stats")
     done = subprocess.run(
         [
@@ -169,7 +172,7 @@ def test_a_downloaded_text_tokenizer_can_replace_the_trained_one(bundled, tmp_pa
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    ref = json.loads((out / "work" / "tokenizer_set.json").read_text())
+    ref = json.loads((out / WorkDir.TOKENIZER_SET).read_text())
     layout = json.loads((out / ref["path"] / "vocab_layout.json").read_text())
     assert layout["text"] == 3 and layout["ranges"]["loc"][0] == len(layout["specials"]) + 3
     assert ref["sha256"] != json.loads((bundled / "manifest.json").read_text())["tokenizer_set"]["sha256"]

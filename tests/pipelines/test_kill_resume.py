@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SAMPLES
 
+from vlamix.shards.workdir import WorkDir
+
 pytestmark = pytest.mark.slow
 
 SOURCES = f"""
@@ -63,7 +65,7 @@ def _published(out: Path) -> dict[str, bytes]:
     files = {}
     for path in sorted(out.rglob("*")):
         rel = path.relative_to(out).as_posix()
-        if path.is_file() and not rel.startswith(("work/", "reports/")):
+        if path.is_file() and not WorkDir.holds(rel) and not rel.startswith("reports/"):
             files[rel] = path.read_bytes()
     return files
 
@@ -94,11 +96,11 @@ def _count(folder: Path, pattern: str) -> int:
 
 STAGES = {
     # the k-th episode's frame Parquet is on disk, others are being extracted
-    "extract": ("work/frames/" + DATASET, "*.parquet", (1, 2)),
+    "extract": (WorkDir.frames(DATASET), "*.parquet", (1, 2)),
     # build tasks are spilling samples, no shard written yet
-    "spill": ("work/spill/" + DATASET, "*/*.arrow", (1, 6)),
+    "spill": (WorkDir.spill(DATASET), "*/*.arrow", (1, 6)),
     # k shards are written, most are not
-    "shards": ("work/shards/" + DATASET, "*.json", (1, 20)),
+    "shards": (WorkDir.shard_summary(DATASET), "*.json", (1, 20)),
 }
 
 
@@ -130,7 +132,7 @@ def test_rerun_after_sigkill_gives_identical_output(seed, reference, tmp_path):
     assert not (out / "manifest.json").exists()  # a reader never sees a manifest of a half-built layout
     finished = {}
     if point == "shards":
-        summaries = (out / "work/shards" / DATASET).glob("*.json")
+        summaries = (out / WorkDir.shard_summary(DATASET)).glob("*.json")
         tars = [out / json.loads(s.read_text())["path"] for s in summaries]
         finished = {p: p.stat().st_mtime_ns for p in tars}
         assert len(finished) >= k, "the kill left no finished shard to keep"
@@ -139,13 +141,13 @@ def test_rerun_after_sigkill_gives_identical_output(seed, reference, tmp_path):
 
     assert _published(out) == expected
     assert not [p for p in out.rglob(".*") if ".tmp" in p.name or p.name.startswith(".tok-")]
-    assert not (out / "work/spill").exists()
+    assert not (out / WorkDir.SPILL).exists()
     manifest = json.loads((out / "manifest.json").read_text())
     for name, d in manifest["datasets"].items():
         acc = d["accounting"]
         assert acc["read"] == acc["written"] + acc["quarantined"] + acc["duplicates"], name
         assert d["samples"] == sum(s["samples"] for s in d["shards"]), name
-    summaries = sorted((out / "work/shards" / DATASET).glob("*.json"))
+    summaries = sorted((out / WorkDir.shard_summary(DATASET)).glob("*.json"))
     assert len(summaries) == len(manifest["datasets"][DATASET]["shards"])
     # the shards the killed run had finished (their summary written) were kept, not rebuilt
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())

@@ -21,6 +21,7 @@ from conftest import REPO, SAMPLES
 from servers import s3_server
 
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 
 pytestmark = pytest.mark.slow
 BUCKET = "vlamix-ray"
@@ -147,17 +148,19 @@ def test_two_node_cluster_runs_the_ingest_on_both_nodes(cluster, tmp_path):
     _ingest(sources, url, "--engine", "ray", "--ray-address", cluster)
     _ingest(sources, tmp_path / "beam")
     store = Store(url)
-    nodes = store.read_json("work/ray_extract.json")["nodes"]
+    nodes = store.read_json(WorkDir.engine_counters("ray", "extract"))["nodes"]
     assert len(nodes) == 2, nodes  # both nodes extracted episodes
     beam = tmp_path / "beam"
     assert store.read_json("manifest.json") == json.loads((beam / "manifest.json").read_text())
     published = [
         p
         for p in beam.rglob("*")
-        if p.is_file() and not p.relative_to(beam).as_posix().startswith(("work/", "reports/"))
+        if p.is_file()
+        and not WorkDir.holds(rel := p.relative_to(beam).as_posix())
+        and not rel.startswith("reports/")
     ]
     assert len(published) > 10
     for p in published:  # every published file, shards included, byte for byte
         rel = p.relative_to(beam).as_posix()
         assert store.read_bytes(rel) == p.read_bytes(), rel
-    assert not store.glob("work/spill/*")
+    assert not store.glob(f"{WorkDir.SPILL}/*")

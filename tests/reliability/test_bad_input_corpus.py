@@ -38,6 +38,7 @@ from corpus_kit import Data
 from vlamix.schemas.quarantine import BadRecord
 from vlamix.shards.inspect import lint_layout
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 
 
 def _extract(
@@ -223,7 +224,7 @@ def _check_dataset(out: Path, manifest: dict, dataset: str, cases: list, files: 
     assert (acc["quarantined"], acc["written"], acc["duplicates"]) == (len(lines), len(good), 0), acc
     assert len(lines) == sum(c.bad for c in cases), [q["reason"] for q in lines]
     if DATASETS[dataset][0] in ROBOT_READERS:  # the episodes written are the good ones, by file
-        extracted = (out / "work" / "extracted" / f"{dataset}.jsonl").read_text().splitlines()
+        extracted = (out / WorkDir.outcomes("extracted", dataset)).read_text().splitlines()
         assert {json.loads(x)["source_file"] for x in extracted} == {files[n] for n in good}
 
 

@@ -28,6 +28,7 @@ from servers import DROP, Faults, http_server, s3_server
 
 import vlamix.shards.store as store_module
 from vlamix.mixtures.resolve import resolve
+from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.publish import plan_files
 from vlamix.shards.random_access import SampleReadError
 from vlamix.trainer.train import TrainOptions, train
@@ -299,7 +300,7 @@ def served(bundled, tmp_path, monkeypatch):
     site = tmp_path / "site" / "out"
     for path in bundled.rglob("*"):
         rel = path.relative_to(bundled)
-        if path.is_file() and rel.parts[0] != "work":
+        if path.is_file() and rel.parts[0] != WORK_DIR:
             (site / rel).parent.mkdir(parents=True, exist_ok=True)
             (site / rel).symlink_to(path)
     manifest = json.loads((bundled / "manifest.json").read_text())

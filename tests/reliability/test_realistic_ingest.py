@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, SHARED
 
+from vlamix.shards.workdir import WorkDir
+
 pytestmark = pytest.mark.slow
 
 
@@ -111,7 +113,7 @@ def test_annotations_in_frames_by_file_stem_reach_the_right_frames(layout):
     assert manifest["datasets"]["mm_ann"]["accounting"]["written"] == 1
     assert manifest["datasets"]["mm_ann"]["samples"] == 10
     index = pq.read_table(out / manifest["datasets"]["mm_ann"]["index"]["path"]).to_pylist()
-    red = [p for p in (out / "work" / "frames" / "mm_a").glob("*.parquet")]
+    red = [p for p in (out / WorkDir.frames("mm_a")).glob("*.parquet")]
     frames = {r["source_file"]: r for p in red for r in pq.read_table(p).to_pylist() if r["subtask"]}
     assert {r["frame"] for r in frames.values()} <= set(range(10, 20))
     assert all(f.endswith("demo_red.hdf5") for f in frames)

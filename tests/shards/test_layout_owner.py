@@ -18,6 +18,7 @@ from servers import s3_server
 from typer.testing import CliRunner
 
 from vlamix.cli import app
+from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.layout_owner import (
     OWNER,
     LayoutOwnerError,
@@ -28,6 +29,7 @@ from vlamix.shards.layout_owner import (
 )
 from vlamix.shards.publish import plan_files, publish
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 
 WIDOWX = f"""
 datasets:
@@ -85,7 +87,7 @@ def _stale(out: Path) -> list[str]:
     (out / "notes.txt").write_text("the user's own top-level file\n")  # not the layout's: never checked
     (out / ".git").mkdir(exist_ok=True)
     (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")  # a cloned dataset repo's own files
-    (out / "work" / "anything.json").write_text("{}")  # work/ and reports/ are never checked
+    (out / WORK_DIR / "anything.json").write_text("{}")  # work/ and reports/ are never checked
     (out / "reports" / "mine.html").write_text("<p>a report</p>")
     toks = sorted(
         p.relative_to(out).as_posix() for p in (out / "tokenizers" / ("0" * 64)).rglob("*") if p.is_file()
@@ -157,7 +159,7 @@ def test_fresh_clears_the_whole_layout_and_only_it(layout, tmp_path):
     store = Store(layout)
     other = _sources(tmp_path / "b", ARM6)
     removed = check_layout_owner(store, other, ["arm6_sim"], fresh=True)
-    assert set(removed) >= {"manifest.json", "README.md", "shards", "index", "stats", "tokenizers", "work"}
+    assert set(removed) >= {"manifest.json", "README.md", "shards", "index", "stats", "tokenizers", WORK_DIR}
     left = sorted(p.relative_to(layout).as_posix() for p in layout.rglob("*") if p.is_file())
     assert left == ["notes.txt", OWNER]
     assert store.read_json(OWNER)["sources"] == str(other.resolve())
@@ -218,7 +220,7 @@ def test_publish_skips_and_reports_every_unnamed_file(layout, tmp_path):
     sent = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     assert sent == sorted(f.rel for f in plan_files(layout))
     assert not set(stale) & set(sent) and "reports/mine.html" in sent and "manifest.json" in sent
-    assert not any(rel.startswith("work/") for rel in sent)
+    assert not any(WorkDir.holds(rel) for rel in sent)
     assert _lint(dest)[0] == 0  # the published copy is clean
 
 
@@ -227,7 +229,7 @@ def test_remove_unnamed_files_leaves_a_clean_layout(layout):
     stale = _stale(layout)
     assert remove_unnamed_files(Store(layout), _manifest(layout)) == stale
     assert not (layout / "shards" / "old_sim").exists() and not (layout / "tokenizers" / ("0" * 64)).exists()
-    assert (layout / "work" / "anything.json").exists() and (layout / "reports" / "mine.html").exists()
+    assert (layout / WORK_DIR / "anything.json").exists() and (layout / "reports" / "mine.html").exists()
     assert (layout / "notes.txt").exists() and (layout / ".git" / "HEAD").exists()  # the user's own
     assert _lint(layout)[0] == 0
 

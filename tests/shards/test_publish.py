@@ -15,6 +15,7 @@ from servers import http_server, s3_server
 
 from vlamix.shards.publish import hf_commits, parse_hf_url, plan_files, publish
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 
 pytestmark = pytest.mark.slow
 BUCKET = "vlamix-test"
@@ -48,7 +49,7 @@ def test_publish_to_s3_reads_back_equal_and_resumes(bundled, s3, tmp_path):
     assert report["sent"] == len(files) == len(order) and report["skipped"] == 0
     assert report["skipped_unnamed"] == []  # an ingest's own layout: the manifest names every file
     assert order[-1] == ("manifest.json", "sent") and order[-2][0] == "README.md"
-    assert not any(rel.startswith("work/") for rel, _ in order)
+    assert not any(WorkDir.holds(rel) for rel, _ in order)
     # read back: every published file equals the local one, byte for byte
     store = Store(url)
     for f in files:

@@ -12,6 +12,7 @@ from vlamix.config import ConfigError
 from vlamix.pipelines.ingest import IngestOptions, run_ingest
 from vlamix.schemas.frame import FRAME
 from vlamix.schemas.quarantine import BadRecord
+from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import load_sources
 from vlamix.sources.rlds import list_episodes, read_episode
 from vlamix.sources.synthetic.rlds_writer import RldsFeature, write_rlds
@@ -216,7 +217,8 @@ def test_real_bridge_debug_values_images_and_duplicates(tmp_path, write_sources)
     assert (acc["read"], acc["written"], acc["duplicates"], acc["quarantined"]) == (50, 25, 25, 0)
     assert acc["frames_duplicates"] == acc["frames_written"] == 250
     splits = {
-        json.loads(line)["split"] for line in (out / "work/extracted/bridge.jsonl").read_text().splitlines()
+        json.loads(line)["split"]
+        for line in (out / WorkDir.outcomes("extracted", "bridge")).read_text().splitlines()
     }
     assert splits == {"train", "val"}
 

@@ -26,6 +26,7 @@ from vlamix.schemas.embodiment import CAMERA_SLOTS
 from vlamix.shards.assets import embodiment_of
 from vlamix.shards.random_access import read_sample
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.trainer.checkpoint import save_checkpoint
 from vlamix.trainer.configs import PRESETS
@@ -142,9 +143,7 @@ def _observation(bundled, draw: Draw, folder) -> tuple[list[str], np.ndarray, di
         if on:
             (folder / f"{slot}.jpg").write_bytes(sample[f"{slot}.jpg"])
             images += ["--images", f"{slot}={folder / f'{slot}.jpg'}"]
-    frames = pq.read_table(
-        bundled / "work" / "frames" / "mobile_aloha_sim" / f"{meta['episode']:06d}.parquet"
-    )
+    frames = pq.read_table(bundled / WorkDir.frames("mobile_aloha_sim", meta["episode"]))
     row = next(r for r in frames.to_pylist() if r["frame"] == meta["frame"])
     return images, np.asarray(row["state"], np.float32), sample | {"task": row["task"]}
 
