@@ -45,6 +45,7 @@ from vlamix.pipelines.outcomes import build_quarantine, robot_outcomes, web_outc
 from vlamix.pipelines.quality import DOCS_DIR, GATE_PREFIX, QualityGateFailed, dataset_gates
 from vlamix.pipelines.spill import SPILL_DIR
 from vlamix.pipelines.steps import AnnotationJob, BuildTask, Extracted
+from vlamix.pipelines.tokenizer_cache import tokenizer_set_at
 from vlamix.pipelines.web_steps import ItemBuildTask
 from vlamix.pipelines.work_units import keyed_samples
 from vlamix.schemas.quarantine import QuarantineRecord
@@ -245,7 +246,7 @@ def _step_build(opts: IngestOptions, sources: SourcesFile) -> None:
         state_stats, action_stats = _load_stats(opts, src.name)
         emb = sources.embodiment(src)
         check_chain(
-            build_chain(emb, state_stats, action_stats, src.normalization, tok), emb
+            build_chain(emb, state_stats, action_stats, src.normalization, tokenizer_set_at(tok)), emb
         )  # before any job starts
 
         def robot_tasks(n, src=src, emb=emb, kept=kept, st=state_stats, at=action_stats):

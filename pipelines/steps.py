@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlamix.pipelines.quality import GATE_PREFIX, failures
+from vlamix.pipelines.tokenizer_cache import tokenizer_set_at
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.schemas.expectations import (
     dim_cell,
@@ -35,7 +36,6 @@ from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
 from vlamix.tokenizers.fast import FastRangeError
-from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.transforms.chain import apply, build_chain
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.image import black_jpeg
@@ -245,7 +245,8 @@ def build_episode(task: BuildTask) -> Iterator[tuple[int, int, dict, dict]]:
         table = pq.read_table(f)
     FRAME.validate(table, ext.frames_path)
     rows = table.to_pylist()
-    chain = build_chain(emb, task.state_stats, task.action_stats, task.source.normalization, task.tokenizers)
+    tokset = tokenizer_set_at(task.tokenizers) if task.tokenizers else None
+    chain = build_chain(emb, task.state_stats, task.action_stats, task.source.normalization, tokset)
     episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
     duration = len(rows) / emb.control_rate_hz
     records = []
@@ -287,7 +288,7 @@ def _sample_gate(task: BuildTask, records: list[dict]) -> None:
     """The samples' quality gate: one failing sample quarantines the episode (for the dataset built)."""
     if not records or not task.tokenizers:
         return
-    vocab = max(r[1] for r in load_tokenizer_set(task.tokenizers).ranges.values() if r)
+    vocab = max(r[1] for r in tokenizer_set_at(task.tokenizers).ranges.values() if r)
     emb, ext = task.embodiment, task.extracted
     bad = failures(sample_table(records, emb), f"samples_{task.source.kind}", sample_expectations(emb, vocab))
     if bad:

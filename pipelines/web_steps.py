@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from vlamix.pipelines.quality import failures
+from vlamix.pipelines.tokenizer_cache import tokenizer_set_at
 from vlamix.schemas.embodiment import CAMERA_SLOTS
 from vlamix.schemas.expectations import item_expectations, item_table
 from vlamix.schemas.frame import image_column
@@ -117,7 +118,7 @@ def build_items(task: ItemBuildTask) -> Iterator[tuple[int, int, dict, dict]]:
         for slot in CAMERA_SLOTS:
             rec[image_column(slot)] = row["image"] if slot == "base_0" else black_jpeg()
         records.append(rec)
-    tokenize = TokenizeSample(task.tokenizers)
+    tokenize = TokenizeSample(tokenizer_set_at(task.tokenizers))
     records = [tokenize(rec) for rec in records]
     SAMPLE.table(records, task.items_path)
     for rec in records:
