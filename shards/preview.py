@@ -15,6 +15,7 @@ from vlamix.shards.assets import embodiment_of, tokenizer_dir
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store
 from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
+from vlamix.transforms.chain import build_chain
 from vlamix.transforms.native import native_chunk, native_state
 from vlamix.transforms.stats import DimStats
 from vlamix.transforms.tokenize import FastDecode
@@ -101,16 +102,17 @@ class _Dataset:
             DimStats.from_json(self.stats["state"]),
             DimStats.from_json(self.stats["actions"]),
         )
-        state = native_state(self.emb, state_stats, mode, _npy(sample, "state.npy"))
+        chain = build_chain(self.emb, state_stats, action_stats, mode)
+        state = native_state(chain, self.emb, _npy(sample, "state.npy"))
         is_pad = _npy(sample, "action_is_pad.npy")
-        chunk = native_chunk(self.emb, action_stats, mode, actions, state, is_pad)
+        chunk = native_chunk(chain, self.emb, actions, state, is_pad)
         fast = None
         if "fast_ids.npy" in sample:
             decoded = FastDecode(self.tokset, self.emb.chunk_horizon, self.emb.action_dim)(
                 {"fast_ids": _npy(sample, "fast_ids.npy")}
             )
             if decoded["fast_valid"]:
-                fast = native_chunk(self.emb, action_stats, mode, decoded["actions"], state)
+                fast = native_chunk(chain, self.emb, decoded["actions"], state)
         return state, chunk, fast
 
 

@@ -7,7 +7,7 @@ only what they use of it (`TokenizerSetLike`) and never import it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -34,6 +34,7 @@ class FastEncode:
     tokset: TokenizerSetLike
     horizon: int
     dim: int
+    writes: ClassVar[tuple[str, ...]] = ("fast_ids",)
 
     def features(self, fields: dict) -> dict:
         fields["actions"]
@@ -54,6 +55,7 @@ class FastDecode:
     tokset: TokenizerSetLike
     horizon: int
     dim: int
+    writes: ClassVar[tuple[str, ...]] = ("actions", "fast_valid")
 
     def features(self, fields: dict) -> dict:
         fields.pop("fast_ids")
@@ -73,6 +75,7 @@ class TokenizeSample:
     token the model must produce). No inverse: text is kept beside the ids."""
 
     tokset: TokenizerSetLike
+    writes: ClassVar[tuple[str, ...]] = ("input_ids", "loss_mask")
 
     def features(self, fields: dict) -> dict:
         fields["prompt"]
