@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from vlamix.pipelines.quality import GATE_PREFIX, failures
 from vlamix.pipelines.sample import Sample
+from vlamix.pipelines.tokenizer_cache import tokenizer_set_at
 from vlamix.pipelines.units import PlacedSample
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.schemas.expectations import sample_expectations, sample_table
@@ -24,7 +25,7 @@ from vlamix.shards.store import store_for
 from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource
 from vlamix.tokenizers.fast import FastRangeError
-from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
+from vlamix.tokenizers.tokenizer_set import TokenizerSet
 from vlamix.transforms.chain import apply, build_chain
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.stats import DimStats
@@ -78,8 +79,9 @@ class EpisodeBuild:
     def samples(self) -> Iterator[PlacedSample]:
         """Every sample is built, also those of shards already built (the gate sees the whole episode);
         those of the shards in `skip` are not handed on."""
-        built = self.build()
-        self._gate(built)
+        tokset = tokenizer_set_at(self.tokenizers) if self.tokenizers else None  # loaded once per process
+        built = self.build(tokset)
+        self._gate(built, tokset)
         for sample in built:
             shard, position = place(sample.key, self.seed, self.shards)
             if shard not in self.skip:
@@ -100,16 +102,14 @@ class EpisodeBuild:
                     picks.append(_Pick(f, job.dataset, "VI", span.text, None))
         return picks
 
-    def build(self) -> list[Sample]:
+    def build(self, tokset: TokenizerSet | None) -> list[Sample]:
         """Frame Parquet of the episode -> its samples, validated against the SAMPLE schema."""
         ext, emb = self.extracted, self.embodiment
         with store_for(self.out).open(ext.frames_path) as f:
             table = pq.read_table(f)
         FRAME.validate(table, ext.frames_path)
         rows = table.to_pylist()
-        chain = build_chain(
-            emb, self.state_stats, self.action_stats, self.source.normalization, self.tokenizers
-        )
+        chain = build_chain(emb, self.state_stats, self.action_stats, self.source.normalization, tokset)
         episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
         duration = len(rows) / emb.control_rate_hz
         samples = []
@@ -158,11 +158,11 @@ class EpisodeBuild:
         SAMPLE.table([s.plain_record() for s in samples], ext.frames_path)  # validated before any write
         return samples
 
-    def _gate(self, samples: list[Sample]) -> None:
+    def _gate(self, samples: list[Sample], tokset: TokenizerSet | None) -> None:
         """The samples' quality gate: one failing sample quarantines the episode (for the dataset built)."""
-        if not samples or not self.tokenizers:
+        if not samples or tokset is None:
             return
-        vocab = max(r[1] for r in load_tokenizer_set(self.tokenizers).ranges.values() if r)
+        vocab = max(r[1] for r in tokset.ranges.values() if r)
         records = [s.record() for s in samples]
         emb = self.embodiment
         bad = failures(

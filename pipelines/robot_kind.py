@@ -17,6 +17,7 @@ from vlamix.pipelines.options import IngestOptions
 from vlamix.pipelines.quality import GATE_PREFIX
 from vlamix.pipelines.robot_build import EpisodeBuild
 from vlamix.pipelines.robot_extract import EpisodeExtract
+from vlamix.pipelines.tokenizer_cache import tokenizer_set_at
 from vlamix.pipelines.units import BuildUnit, ExtractUnit
 from vlamix.schemas.embodiment import Embodiment
 from vlamix.schemas.outcome import ExtractedEpisode
@@ -124,7 +125,7 @@ class RobotDataset(DatasetKind):
         state_stats, action_stats = load_stats(opts.store, self.name)
         emb, src, tok = self.embodiment, self.src, tokenizer_dir(opts)
         check_chain(
-            build_chain(emb, state_stats, action_stats, src.normalization, tok), emb
+            build_chain(emb, state_stats, action_stats, src.normalization, tokenizer_set_at(tok)), emb
         )  # before any job
 
         def units(n: int) -> list[BuildUnit]:

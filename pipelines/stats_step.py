@@ -86,7 +86,9 @@ def read_fit_chunks(work: WorkDir, dataset: str) -> list[tuple[int, np.ndarray]]
     """The FAST-fit chunk candidates the stats step kept for `dataset`, per episode in episode order."""
     rel = WorkDir.fit_chunks(dataset)
     if not work.store.exists(rel):
-        raise FileNotFoundError(f"{work.store.url_of(rel)} is missing: run the stats step first (`--only stats`)")
+        raise FileNotFoundError(
+            f"{work.store.url_of(rel)} is missing: run the stats step first (`--only stats`)"
+        )
     with work.store.open(rel) as f, np.load(f) as npz:
         chunks, episodes = npz["chunks"], npz["episodes"]
     return [(int(e), chunks[episodes == e]) for e in np.unique(episodes)]

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from vlamix.pipelines.options import ErrorPolicy, unexpected_reason
 from vlamix.pipelines.quality import failures
 from vlamix.pipelines.sample import Sample
+from vlamix.pipelines.tokenizer_cache import tokenizer_set_at
 from vlamix.pipelines.units import Extraction, PlacedSample
 from vlamix.schemas.embodiment import CAMERA_SLOTS
 from vlamix.schemas.expectations import item_expectations, item_table
@@ -122,7 +123,7 @@ class ItemsBuild:
         with store_for(self.out).open(self.items_path) as f:
             table = pq.read_table(f)
         ITEM.validate(table, self.items_path)
-        tokenize = TokenizeSample(self.tokenizers)
+        tokenize = TokenizeSample(tokenizer_set_at(self.tokenizers))
         samples = []
         for row in table.to_pylist():
             if row["item"] not in self.keep or place(row["key"], self.seed, self.shards)[0] in self.skip:

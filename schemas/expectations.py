@@ -154,7 +154,7 @@ def sample_table(records: list[dict], emb: Embodiment) -> pd.DataFrame:
     """Per built sample: the largest normalized |value| over its real state dims and real action
     steps/dims, its mask widths, its token id range and whether every camera image decodes at 224x224."""
 
-    from vlamix.transforms.image import black_jpeg, decode_jpeg_into
+    from vlamix.schemas.image_codec import black_jpeg, decode_jpeg_into
 
     pixels = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)  # one buffer, decoded into each time
     black = black_jpeg(IMAGE_SIZE)  # an absent camera's stand-in: our own constant bytes, nothing to check

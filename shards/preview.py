@@ -14,6 +14,8 @@ from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.shards.assets import embodiment_of, tokenizer_dir
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store
+from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
+from vlamix.transforms.chain import build_chain
 from vlamix.transforms.native import native_chunk, native_state
 from vlamix.transforms.stats import DimStats
 from vlamix.transforms.tokenize import FastDecode
@@ -82,13 +84,13 @@ def _plot_chunk(emb: Embodiment, chunk: np.ndarray, fast: np.ndarray | None, tit
 
 
 class _Dataset:
-    """What turning one dataset's samples back into native units needs: embodiment, stats, tokenizers."""
+    """What turning one dataset's samples back into native units needs: embodiment, stats, tokenizer set."""
 
     def __init__(self, store: Store, manifest: dict, name: str):
         d = manifest["datasets"][name]
         self.emb = embodiment_of(store, d)
         self.stats = store.read_json(d["stats"]["path"]) if d.get("stats") else None
-        self.tokenizers = tokenizer_dir(store, manifest)
+        self.tokset = load_tokenizer_set(tokenizer_dir(store, manifest))
 
     def native(self, sample: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         """(native state, native chunk, FAST-decoded native chunk or None) of a robot sample."""
@@ -100,29 +102,28 @@ class _Dataset:
             DimStats.from_json(self.stats["state"]),
             DimStats.from_json(self.stats["actions"]),
         )
-        state = native_state(self.emb, state_stats, mode, _npy(sample, "state.npy"))
+        chain = build_chain(self.emb, state_stats, action_stats, mode)
+        state = native_state(chain, self.emb, _npy(sample, "state.npy"))
         is_pad = _npy(sample, "action_is_pad.npy")
-        chunk = native_chunk(self.emb, action_stats, mode, actions, state, is_pad)
+        chunk = native_chunk(chain, self.emb, actions, state, is_pad)
         fast = None
         if "fast_ids.npy" in sample:
-            decoded = FastDecode(self.tokenizers, self.emb.chunk_horizon, self.emb.action_dim)(
+            decoded = FastDecode(self.tokset, self.emb.chunk_horizon, self.emb.action_dim)(
                 {"fast_ids": _npy(sample, "fast_ids.npy")}
             )
             if decoded["fast_valid"]:
-                fast = native_chunk(self.emb, action_stats, mode, decoded["actions"], state)
+                fast = native_chunk(chain, self.emb, decoded["actions"], state)
         return state, chunk, fast
 
 
 def preview_samples(store: Store, dataset: str, n: int, out: Path) -> list[dict]:
     """Decode the first `n` samples of `dataset` into `out` (PNG files) and return what each shows."""
-    from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
-
     m = read_manifest(store)
     if dataset not in m["datasets"]:
         raise KeyError(f"no dataset {dataset!r} in {store.url}; it has {sorted(m['datasets'])}")
     out.mkdir(parents=True, exist_ok=True)
     ds = _Dataset(store, m, dataset)
-    tok = load_tokenizer_set(ds.tokenizers)
+    tok = ds.tokset
     previews: list[dict] = []
     for key, sample in _samples(store, m["datasets"][dataset]["shards"]):
         if len(previews) >= n:

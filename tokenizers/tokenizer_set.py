@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
+import numpy as np
+
 from tokenizers import Tokenizer
-from vlamix.tokenizers.fast import BPE_FILE, CONFIG_FILE, FastTokenizer
+from vlamix.tokenizers.fast import BPE_FILE, CONFIG_FILE, FastRangeError, FastTokenizer
 from vlamix.tokenizers.vocab import (
     LAYOUT_FILE,
     SPECIALS,
     VocabLayout,
-    hash_tokenizer_dir,
     write_tokenizer_set,
 )
 
@@ -26,8 +26,6 @@ __all__ = [
     "SET_FILES",
     "TEXT_FILE",
     "TokenizerSet",
-    "cache_dir",
-    "fetch_tokenizer_set",
     "load_tokenizer_set",
 ]
 
@@ -54,6 +52,21 @@ class TokenizerSet:
     def fast_ids(self, local: list[int]) -> list[int]:
         start = self.ranges["fast"][0]
         return [start + i for i in local]
+
+    def encode_actions(self, chunk: np.ndarray, name: str) -> list[int]:
+        """A normalized chunk [H, D] -> its FAST tokens as set ids. Coefficients outside the fitted range
+        raise FastRangeError, its message led by `name` (the sample's key)."""
+        try:
+            (local,) = self.fast.encode(chunk[None])
+        except FastRangeError as e:
+            raise FastRangeError(f"{name}: {e}") from e
+        return self.fast_ids(local)
+
+    def decode_actions(self, ids: list[int], horizon: int, dim: int) -> tuple[np.ndarray, bool]:
+        """FAST set ids -> (chunk [horizon, dim], valid); an invalid sequence gives NaN actions."""
+        start = self.ranges["fast"][0]
+        actions, valid = self.fast.decode([[int(i) - start for i in ids]], horizon, dim)
+        return actions[0], bool(valid[0])
 
     def text_ids(self, text: str) -> list[int]:
         """Text (with any `<locNNNN>` tokens) -> set ids."""
@@ -127,51 +140,16 @@ class TokenizerSet:
         return write_tokenizer_set(parent, self.layout, files)
 
 
-def fetch_tokenizer_set(url: str, cache_root: Path) -> Path:
-    """A set at a URL (`.../tokenizers/<sha256>`) copied into `cache_root/<sha256>/`, checked against
-    its hash (once: a verified copy is reused)."""
-    import os
-    import shutil
-    import tempfile
-
-    from vlamix.shards.store import Store
-
-    digest = url.rstrip("/").rsplit("/", 1)[-1]
-    target = cache_root / digest
-    if target.is_dir() and hash_tokenizer_dir(target) == digest:
-        return target
-    store = Store(url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent))
-    try:
-        for name in SET_FILES:
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(store.read_bytes(name))
-        got = hash_tokenizer_dir(tmp)
-        if got != digest:
-            raise ValueError(f"{url}: the tokenizer set's files hash to {got}, not {digest}")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def cache_dir() -> Path:
-    """Where fetched assets live: `$VLAMIX_CACHE`, else `$XDG_CACHE_HOME/vlamix`, else `~/.cache/vlamix`."""
-    import os
-
-    if os.environ.get("VLAMIX_CACHE"):
-        return Path(os.environ["VLAMIX_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlamix"
-
-
-@cache
-def load_tokenizer_set(folder: str) -> TokenizerSet:
-    """Load a set folder, or a set at a URL (fetched into the cache first); cached per process: Beam and
-    Ray workers load it once."""
+def load_tokenizer_set(folder: str | Path) -> TokenizerSet:
+    """Load the set in a local folder, checking that its files belong together. Each call reads the
+    folder: load once and hand the set to what needs it. A set at a URL is fetched to a local folder by
+    whoever holds the layout's store first (vlamix.shards.assets)."""
+    folder = str(folder)
     if "://" in folder and not folder.startswith("file://"):
-        folder = str(fetch_tokenizer_set(folder, cache_dir() / "tokenizers"))
+        raise ValueError(
+            f"{folder}: load_tokenizer_set reads a local folder; fetch a remote set to one first "
+            "(vlamix.shards.assets.fetch_tokenizer_set)"
+        )
     path = Path(folder.removeprefix("file://"))
     for need in (LAYOUT_FILE, TEXT_FILE, f"{FAST_DIR}/fast.json"):
         if not (path / need).is_file():

@@ -33,7 +33,7 @@ from vlamix.shards.store import Store
 from vlamix.tokenizers.tokenizer_set import TokenizerSet, load_tokenizer_set
 from vlamix.trainer.checkpoint import load_weights, read_state
 from vlamix.trainer.model import VLA, ModelConfig, sample_actions
-from vlamix.transforms.chain import apply, observation_chain
+from vlamix.transforms.chain import apply, build_chain, observation_chain
 from vlamix.transforms.image import IMAGE_SIZE, ResizeWithPad, decode_jpeg, encode_jpeg
 from vlamix.transforms.native import native_chunk
 from vlamix.transforms.stats import DimStats
@@ -276,7 +276,8 @@ class Policy:
         actions = None
         if error is None:
             is_pad = np.arange(MODEL_HORIZON) >= h
-            actions = native_chunk(a.emb, a.action_stats, a.normalization, padded, state, is_pad)
+            chain = build_chain(a.emb, a.state_stats, a.action_stats, a.normalization)
+            actions = native_chunk(chain, a.emb, padded, state, is_pad)
         return Prediction(
             dataset=dataset,
             embodiment=a.emb.name,

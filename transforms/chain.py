@@ -19,7 +19,7 @@ from vlamix.transforms.pad import PadDims, PadSteps
 from vlamix.transforms.prompt import StatePrompt
 from vlamix.transforms.rotation import WrapRotations
 from vlamix.transforms.stats import DimStats
-from vlamix.transforms.tokenize import FastEncode, TokenizeSample
+from vlamix.transforms.tokenize import FastEncode, TokenizerSetLike, TokenizeSample
 
 __all__ = ["MIN_SPAN", "Transform", "apply", "build_chain", "normalizer", "observation_chain", "stats_chain"]
 
@@ -80,21 +80,22 @@ def build_chain(
     state_stats: DimStats,
     action_stats: DimStats,
     normalization: str = "quantile",
-    tokenizers: str | None = None,
+    tokenizers: TokenizerSetLike | None = None,
 ) -> list[Transform]:
     """The whole chain for one dataset. Input sample: `state` [Ds], `episode_actions` [T, Da], `frame`,
     `task` (and `target` when the sample has target text); output: padded `state`, `actions`, masks and
-    `prompt`, and with a tokenizer set also `fast_ids`, `input_ids` and `loss_mask`."""
+    `prompt`, and with a tokenizer set (a loaded TokenizerSet) also `fast_ids`, `input_ids` and
+    `loss_mask`."""
     return [
         *stats_chain(emb),
         normalizer("state", state_stats, normalization),
         normalizer("actions", action_stats, normalization),
         StatePrompt(emb.control_mode),
-        *([FastEncode(tokenizers, emb.chunk_horizon, emb.action_dim)] if tokenizers else []),
+        *([FastEncode(tokenizers, emb.chunk_horizon, emb.action_dim)] if tokenizers is not None else []),
         PadSteps(MODEL_HORIZON),
         PadDims("state", "state_dim_mask", MAX_DIMS),
         PadDims("actions", "action_dim_mask", MAX_DIMS),
-        *([TokenizeSample(tokenizers)] if tokenizers else []),
+        *([TokenizeSample(tokenizers)] if tokenizers is not None else []),
     ]
 
 

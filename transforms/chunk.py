@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -15,6 +16,7 @@ class ChunkActions:
     may also be an array of frames [N], giving [N, H, D] and [N, H] (how statistics see every chunk)."""
 
     horizon: int
+    writes: ClassVar[tuple[str, ...]] = ("actions", "action_is_pad")
 
     def features(self, fields: dict) -> dict:
         _, dim = fields.pop("episode_actions")
@@ -36,6 +38,8 @@ class ChunkActions:
 @dataclass(frozen=True)
 class FirstAction:
     """Back from a chunk to the action of its own frame (what the robot executes first)."""
+
+    writes: ClassVar[tuple[str, ...]] = ("action",)
 
     def features(self, fields: dict) -> dict:
         _, dim = fields.pop("actions")

@@ -4,6 +4,7 @@ embodiment trains as deltas, rotations wrapped to [-pi, pi]; and the inverse bac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -22,6 +23,7 @@ class DeltaActions:
     dims: tuple[int, ...]
     state_dims: tuple[int, ...]
     wrap: tuple[int, ...] = ()
+    writes: ClassVar[tuple[str, ...]] = ("actions",)
 
     def features(self, fields: dict) -> dict:
         if max(self.dims) >= fields["actions"][-1] or max(self.state_dims) >= fields["state"][-1]:
@@ -47,6 +49,7 @@ class AbsoluteActions:
     dims: tuple[int, ...]
     state_dims: tuple[int, ...]
     wrap: tuple[int, ...] = ()
+    writes: ClassVar[tuple[str, ...]] = ("actions",)
 
     def features(self, fields: dict) -> dict:
         if max(self.dims) >= fields["actions"][-1] or max(self.state_dims) >= fields["state"][-1]:

@@ -8,13 +8,25 @@ from collections.abc import Callable
 
 from vlamix.schemas.embodiment import MAX_DIMS, MODEL_HORIZON, Embodiment
 
-__all__ = ["ChainError", "chain_features", "check_chain", "input_features"]
+__all__ = ["ChainError", "chain_features", "check_chain", "input_features", "written"]
 
 Shape = tuple  # ints, or names for sizes known only with data ("T", "n")
 
 
 class ChainError(ValueError):
     """A chain whose transforms do not fit together or do not produce the sample schema's shapes."""
+
+
+def written(transform: Callable) -> tuple[str, ...]:
+    """The fields a transform writes (values, not only shapes): its `writes`, else its one `key`."""
+    fields = getattr(transform, "writes", None) or (
+        (transform.key,) if isinstance(getattr(transform, "key", None), str) else None
+    )
+    if fields is None:
+        raise ChainError(
+            f"{type(transform).__name__} says neither which fields it writes (`writes`) nor `key`"
+        )
+    return tuple(fields)
 
 
 def input_features(emb: Embodiment) -> dict[str, Shape]:

@@ -4,6 +4,7 @@ horizon (50), with masks; and the inverses that cut them back."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -17,6 +18,10 @@ class PadDims:
     key: str
     mask_key: str
     width: int
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return (self.key, self.mask_key)
 
     def features(self, fields: dict) -> dict:
         shape = fields[self.key]
@@ -43,6 +48,10 @@ class UnpadDims:
     mask_key: str
     real: int
 
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return (self.key, self.mask_key)
+
     def features(self, fields: dict) -> dict:
         fields.pop(self.mask_key, None)
         return {**fields, self.key: (*fields[self.key][:-1], self.real)}
@@ -57,6 +66,7 @@ class PadSteps:
     """Pads `actions` [H, D] to `horizon` steps by repeating the last one and marks them in `action_is_pad`."""
 
     horizon: int
+    writes: ClassVar[tuple[str, ...]] = ("actions", "action_is_pad")
 
     def features(self, fields: dict) -> dict:
         horizon, dim = fields["actions"]
@@ -80,6 +90,7 @@ class PadSteps:
 @dataclass(frozen=True)
 class UnpadSteps:
     real: int
+    writes: ClassVar[tuple[str, ...]] = ("actions", "action_is_pad")
 
     def features(self, fields: dict) -> dict:
         _, dim = fields["actions"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ class StatePrompt:
     unpadded `state`. The control mode tag (joint or ee) lets one model serve both kinds of robots."""
 
     control_mode: str
+    writes: ClassVar[tuple[str, ...]] = ("prompt",)
 
     def features(self, fields: dict) -> dict:
         fields["state"], fields["task"]

@@ -179,8 +179,8 @@ def test_video_frames_and_parquet_sizes_are_capped_before_decoding(tmp_path, mon
     from their headers, before anything is decoded."""
     from corpus_lerobot import FORMAT_V30
 
+    import vlamix.schemas.image_codec as image
     import vlamix.sources.frames as frames
-    import vlamix.transforms.image as image
     from vlamix.sources.config import load_sources
     from vlamix.sources.lerobot import _info, list_episodes, read_episode
 

@@ -72,25 +72,31 @@ def test_save_load_and_hash(tokset, tmp_path):
     layout = json.loads((tmp_path / name / LAYOUT_FILE).read_text())
     layout["text"] += 1
     (tmp_path / name / LAYOUT_FILE).write_text(json.dumps(layout))
-    load_tokenizer_set.cache_clear()
     with pytest.raises(ValueError, match="does not match the tokenizers beside it"):
         load_tokenizer_set(str(tmp_path / name))
 
 
-def test_fast_encode_and_decode_transforms_invert(tokset, tmp_path):
+def test_a_set_is_loaded_from_a_local_folder_only(tokset, tmp_path):
+    """No hidden cache and no network: a URL is refused (its fetch belongs to whoever holds the
+    layout's store), and every load reads the folder as it is now."""
+    with pytest.raises(ValueError, match=r"https://example\.org/tokenizers/abc: .* reads a local folder"):
+        load_tokenizer_set("https://example.org/tokenizers/abc")
+    name, _ = tokset.save(tmp_path)
+    assert load_tokenizer_set(tmp_path / name) is not load_tokenizer_set(f"file://{tmp_path / name}")
+
+
+def test_fast_encode_and_decode_transforms_invert(tokset):
     from vlamix.transforms.tokenize import FastEncode, TokenizeSample
 
-    name, _ = tokset.save(tmp_path)
-    folder = str(tmp_path / name)
     chunk = np.random.default_rng(3).uniform(-1, 1, (10, 7)).astype(np.float32)
     padded = np.zeros((50, 32), np.float32)
     padded[:10, :7] = chunk
-    enc = FastEncode(folder, 10, 7)
+    enc = FastEncode(tokset, 10, 7)
     out = enc({"actions": padded, "key": "d/000001/000002"})
     back = enc.inverse()(out)
     assert back["fast_valid"] and np.abs(back["actions"] - chunk).max() <= 0.5 * np.sqrt(10) / 10.0
     assert padded[0, 0] == chunk[0, 0]  # untouched input
-    toks = TokenizeSample(folder)({"prompt": "a cat", "target": None, "fast_ids": out["fast_ids"]})
+    toks = TokenizeSample(tokset)({"prompt": "a cat", "target": None, "fast_ids": out["fast_ids"]})
     assert len(toks["input_ids"]) == len(toks["loss_mask"]) and set(out["fast_ids"]) <= set(toks["input_ids"])
     with pytest.raises(ValueError, match=r"d/000001/000002: .*outside the fitted range"):
         enc({"actions": padded * 9, "key": "d/000001/000002"})

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from vlamix.schemas.embodiment import load_embodiment, shipped_embodiments
 from vlamix.transforms.chain import apply, build_chain, stats_chain
 from vlamix.transforms.chunk import ChunkActions
+from vlamix.transforms.features import written
 from vlamix.transforms.gripper import GripperToClosed
 from vlamix.transforms.image import ResizeWithPad
+from vlamix.transforms.native import inverse_chain
 from vlamix.transforms.native import native_chunk as to_native_chunk
 from vlamix.transforms.native import native_state as to_native_state
-from vlamix.transforms.normalize import QuantileNormalize
+from vlamix.transforms.normalize import QuantileNormalize, ZScoreNormalize
 from vlamix.transforms.pad import PadDims, PadSteps
 from vlamix.transforms.prompt import StatePrompt, state_bins
 from vlamix.transforms.stats import compute_stats
@@ -106,24 +112,37 @@ cameras: {front: base_0}
 """
 
 
-@pytest.mark.parametrize("normalization", ["quantile", "zscore"])
-@pytest.mark.parametrize("name", [*shipped_embodiments(), "delta_arm"])
-def test_whole_chain_inverts_to_native_values(name, normalization, tmp_path):
+def _embodiment(name: str, tmp_path):
     if name == "delta_arm":
         (tmp_path / "delta_arm.yaml").write_text(DELTA_SPEC)
-        emb = load_embodiment(tmp_path / "delta_arm.yaml")
-    else:
-        emb = load_embodiment(name)
-    t = 300
+        return load_embodiment(tmp_path / "delta_arm.yaml")
+    return load_embodiment(name)
+
+
+def _episode(emb, t: int = 300):
+    """Native actions and states of a `t`-frame episode, and statistics over exactly what normalization
+    sees: every step of every chunk, deltas included."""
     actions = rng.uniform(-1, 1, size=(t, emb.action_dim)).astype(np.float32)
     grip_a = [i for i, d in enumerate(emb.action) if d.kind == "gripper"]
     actions[:, grip_a] = rng.uniform(0, 1, size=(t, len(grip_a)))
     state = rng.uniform(-1, 1, size=(t, emb.state_dim)).astype(np.float32)
     grip_s = [i for i, d in enumerate(emb.state) if d.kind == "gripper"]
     state[:, grip_s] = rng.uniform(0, 1, size=(t, len(grip_s)))
-    # Statistics over exactly what normalization sees: every step of every chunk, deltas included.
     pre = apply(stats_chain(emb), {"state": state, "episode_actions": actions, "frame": np.arange(t)})
-    ss, sa = compute_stats(pre["state"]), compute_stats(pre["actions"].reshape(-1, emb.action_dim))
+    return (
+        actions,
+        state,
+        compute_stats(pre["state"]),
+        compute_stats(pre["actions"].reshape(-1, emb.action_dim)),
+    )
+
+
+@pytest.mark.parametrize("normalization", ["quantile", "zscore"])
+@pytest.mark.parametrize("name", [*shipped_embodiments(), "delta_arm"])
+def test_whole_chain_inverts_to_native_values(name, normalization, tmp_path):
+    emb = _embodiment(name, tmp_path)
+    t = 300
+    actions, state, ss, sa = _episode(emb, t)
     chain = build_chain(emb, ss, sa, normalization)
     frame = t - 20  # near the end: the chunk runs past it
     out = apply(chain, {"state": state[frame], "episode_actions": actions, "frame": frame, "task": "x"})
@@ -160,10 +179,10 @@ def test_whole_chain_inverts_to_native_values(name, normalization, tmp_path):
     np.testing.assert_allclose(native_state, state[frame], atol=2e-5)
     # the same through transforms/native.py, as `inspect --preview` and `predict` use it: from the
     # sample's own state, and from a native state given by the robot
-    got_state = to_native_state(emb, ss, normalization, out["state"])
+    got_state = to_native_state(chain, emb, out["state"])
     np.testing.assert_allclose(got_state, state[frame], atol=2e-5)
     for given in (got_state, state[frame]):
-        got = to_native_chunk(emb, sa, normalization, out["actions"], given, out["action_is_pad"])
+        got = to_native_chunk(chain, emb, out["actions"], given, out["action_is_pad"])
         assert got.shape == (min(h, 20), emb.action_dim)
         diff = got - native_chunk[: min(h, 20)]
         diff[:, rot] = np.angle(np.exp(1j * diff[:, rot]))
@@ -195,3 +214,72 @@ def test_native_euler_deltas_are_wrapped():
     out = wraps[0]({"episode_actions": actions})["episode_actions"]
     np.testing.assert_allclose(out[:, 5], [0.1, 6.2 - 2 * np.pi, -6.2 + 2 * np.pi, 3.0], atol=1e-6)
     assert wraps[0].inverse()({"episode_actions": out})["episode_actions"] is not None
+
+
+@pytest.mark.parametrize("name", [*shipped_embodiments(), "delta_arm"])
+def test_the_inverse_chain_is_the_forward_chains_inverses_reversed(name, tmp_path):
+    """transforms/native.py derives its inverse from build_chain: every forward transform that writes
+    the actions (the episode's before the chunk), last first, undone by its own inverse."""
+    emb = _embodiment(name, tmp_path)
+    _, _, ss, sa = _episode(emb)
+    chain = build_chain(emb, ss, sa)
+    real = {"actions": emb.action_dim, "state": emb.state_dim, "steps": emb.chunk_horizon}
+    inverse = inverse_chain(chain, "actions", real)
+    positions = [i for i, _ in inverse]
+    writers = [
+        i
+        for i, t in enumerate(chain)
+        if {"actions", "episode_actions"} & set(written(t)) and not isinstance(t, ChunkActions)
+    ]
+    assert positions == writers[::-1]
+    for i, inv in inverse:
+        forward = chain[i]
+        if isinstance(forward, (PadDims, PadSteps)):
+            assert inv == forward.inverse(real["steps"] if isinstance(forward, PadSteps) else emb.action_dim)
+        elif getattr(forward, "key", None) == "episode_actions":  # before the chunk: same steps, on a chunk
+            assert inv == dataclasses.replace(forward.inverse(), key="actions")
+        else:
+            assert inv == forward.inverse()
+    state_inverse = inverse_chain(chain, "state", real)
+    assert [i for i, _ in state_inverse] == [i for i, t in enumerate(chain) if "state" in written(t)][::-1]
+
+
+def test_a_transform_added_to_the_chain_is_undone_without_touching_native_py(tmp_path):
+    """The inverse follows the chain: one more actions transform in the forward chain, and native_chunk
+    undoes it too."""
+    emb = _embodiment("delta_arm", tmp_path)
+    actions, state, ss, sa = _episode(emb)
+    chain = [*build_chain(emb, ss, sa), ZScoreNormalize("actions", (0.5,) * 32, (2.0,) * 32)]
+    out = apply(chain, {"state": state[10], "episode_actions": actions, "frame": 10, "task": "x"})
+    got = to_native_chunk(chain, emb, out["actions"], state[10], out["action_is_pad"])
+    diff = got - actions[10 : 10 + emb.chunk_horizon]
+    diff[:, 1] = np.angle(np.exp(1j * diff[:, 1]))  # yaw, a delta rotation: back modulo 2 pi
+    np.testing.assert_allclose(diff, 0, atol=5e-5)
+
+
+def test_native_py_builds_no_transform_itself():
+    """transforms/native.py lists no transforms by hand: it names a transform class only to recognize
+    one (isinstance), never to build one; it inverts the chain it is given."""
+    path = Path(__file__).resolve().parents[2] / "transforms" / "native.py"
+    tree = ast.parse(path.read_text())
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("vlamix.transforms.")
+        and node.module.rsplit(".", 1)[1] not in ("chain", "features", "stats")  # no transforms there
+        for alias in node.names
+    }
+    classes = {name for name in imported if name[:1].isupper()}
+    recognized = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance"
+        for n in ast.walk(node.args[1])
+    }
+    built = [
+        f"native.py:{node.lineno} {node.id}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and node.id in classes and id(node) not in recognized
+    ]
+    assert not built, f"native.py builds transforms by hand: {built}; derive them from the forward chain"
