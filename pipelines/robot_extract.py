@@ -1,5 +1,6 @@
-"""A robot episode's extract task: raw episode -> validated frame Parquet (written once, atomically),
-behind the frames' quality gate."""
+"""A robot episode's extract task: the reader's native frames -> cameras resized and encoded
+(transforms/image.py) -> validated frame Parquet (written once, atomically), behind the frames' quality
+gate."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
 from vlamix.transforms.filters import select_frames
+from vlamix.transforms.image import EncodeCameras
 
 __all__ = ["EpisodeExtract", "extract_episode"]
 
@@ -65,7 +67,9 @@ def extract_episode(task: EpisodeExtract) -> ExtractedEpisode:
     """Raw episode -> validated frame Parquet (atomic). Raises BadRecord for input to quarantine."""
     ref, store = task.ref, WorkDir.at(task.out).store
     rel = WorkDir.frames(ref.dataset, ref.index)
-    rows = reader_for(task.source.format).read_episode(ref, task.source, task.embodiment)
+    rows = map(
+        EncodeCameras(), reader_for(task.source.format).read_episode(ref, task.source, task.embodiment)
+    )
     where = f"{ref.source_file} (episode {ref.index})"
     first: dict | None = None
     n = 0

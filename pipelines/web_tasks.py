@@ -26,6 +26,7 @@ from vlamix.shards.store import store_for
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.web import ItemBatch, read_item
 from vlamix.transforms.tokenize import TokenizeSample
+from vlamix.transforms.web_item import PadItem
 
 __all__ = ["ItemsBuild", "ItemsExtract"]
 
@@ -55,11 +56,11 @@ class ItemsExtract:
         return Extraction(results, bad, {"items_read": len(batch.items), "items_quarantined": len(bad)})
 
     def _read(self, policy: ErrorPolicy) -> tuple[list[dict], list[QuarantineRecord]]:
-        batch, tables = self.batch, {}
+        batch, tables, pad = self.batch, {}, PadItem()
         good, bad = [], []
         for ref in batch.items:
             try:
-                good.append(read_item(batch, ref, tables))
+                good.append(pad(read_item(batch, ref, tables)))
             except BadRecord as e:
                 bad.append(e.record)
             except Exception as e:

@@ -33,6 +33,7 @@ import numpy as np
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
+from vlamix.schemas.image_codec import decode_jpeg
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
@@ -48,7 +49,6 @@ from vlamix.sources.frames import (
 )
 from vlamix.sources.per_step import bad_text_step, measured_rate_problem, no_task, tasks_in_force
 from vlamix.sources.success import success_rule, success_value
-from vlamix.transforms.image import decode_jpeg
 
 __all__ = ["TIMESTAMP_KEYS", "list_episodes", "read_episode"]
 

@@ -3,7 +3,7 @@ caps before reading, and turn one step into a frame record.
 
 Caps on what one read may decompress to (a few KB of gzip, zstd or deflate can claim gigabytes):
 MAX_EPISODE_FRAMES steps per episode, MAX_READ_BYTES per array or file read at once, and per image frame
-transforms/image.py's MAX_IMAGE_PIXELS. An input above a cap is quarantined, never read.
+schemas/image_codec.py's MAX_IMAGE_PIXELS. An input above a cap is quarantined, never read.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.schemas.frame import frame_key, image_column
+from vlamix.schemas.image_codec import MAX_IMAGE_PIXELS
 from vlamix.sources.config import CameraKey, RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.split import content_split
-from vlamix.transforms.image import MAX_IMAGE_PIXELS, ResizeWithPad, encode_jpeg
 
 __all__ = [
     "MAX_EPISODE_FRAMES",
@@ -36,7 +36,6 @@ __all__ = [
     "to_rgb",
 ]
 
-_RESIZE = ResizeWithPad()
 MAX_EPISODE_FRAMES = 1_000_000  # 5.5 hours at 50 Hz: far above any recorded episode
 MAX_READ_BYTES = 1 << 30  # 1 GiB: one state or action array, one parquet file, decompressed
 MAX_FRAME_BYTES = 3 * MAX_IMAGE_PIXELS  # one camera frame, raw RGB or encoded bytes
@@ -183,7 +182,9 @@ def frame_row(
     task: str | None,
     images: dict[str, np.ndarray],
 ) -> dict:
-    """One FRAME record; `images` maps slots to HxWx3 frames (resized with padding and JPEG-encoded here)."""
+    """One frame row: the FRAME record with each camera as its native HxWx3 uint8 frame (`images` maps
+    slots to them; a slot without one is None). The extract step resizes and encodes them
+    (transforms/image.py EncodeCameras) before the row is written."""
     ref = facts.ref
     row = {
         "key": frame_key(ref.dataset, ref.index, i),
@@ -205,5 +206,5 @@ def frame_row(
         "source_file": ref.source_file,
     }
     for slot in CAMERA_SLOTS:
-        row[image_column(slot)] = encode_jpeg(_RESIZE(images[slot])) if slot in images else None
+        row[image_column(slot)] = images.get(slot)
     return row

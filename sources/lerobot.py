@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import Embodiment
+from vlamix.schemas.image_codec import MAX_IMAGE_PIXELS, check_pixels, decode_jpeg
 from vlamix.sources.config import RobotSource, SourcesFile
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text, text_list
@@ -44,7 +45,6 @@ from vlamix.sources.lerobot_meta import read_info as _info  # the tests clear it
 from vlamix.sources.lerobot_meta import split_ranges as _split_ranges
 from vlamix.sources.lerobot_plan import Columns, Plan, plan_dataset
 from vlamix.sources.success import success_rule, success_value
-from vlamix.transforms.image import MAX_IMAGE_PIXELS, check_pixels, decode_jpeg
 
 __all__ = ["VERSIONS", "list_episodes", "read_episode"]
 

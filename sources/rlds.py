@@ -41,6 +41,7 @@ from google.protobuf.message import DecodeError
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import Embodiment
+from vlamix.schemas.image_codec import decode_jpeg
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
@@ -59,7 +60,6 @@ from vlamix.sources.rlds_features import (
 from vlamix.sources.success import success_value
 from vlamix.sources.tf_example import decode_example
 from vlamix.sources.tfrecord import TFRecordError, read_record_at, scan_records
-from vlamix.transforms.image import decode_jpeg
 
 __all__ = ["Feature", "list_episodes", "read_episode", "read_features"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlamix.schemas.image_codec import decode_jpeg
 from vlamix.schemas.item import item_key
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import SourcesFile, WebSource
@@ -33,8 +34,6 @@ from vlamix.sources.web_items import (
     undecoded_text,
 )
 from vlamix.sources.web_parquet import image_cell_bytes, parquet_items
-from vlamix.transforms.boxes import box_to_padded, location_text
-from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
 
 __all__ = [
     "CAPTION_PROMPT",
@@ -89,9 +88,10 @@ def _image_bytes(batch: ItemBatch, ref: ItemRef, tables: dict) -> bytes | None:
     return image_cell_bytes(tables[ref.path].column(0)[ref.row].as_py())
 
 
-def _turn(t: RawTurn, height: int, width: int, resize: ResizeWithPad, counts: dict) -> dict | None:
-    """The record of one turn; a detection turn whose boxes were all dropped is None. Raises FieldError."""
-    boxes = []
+def _turn(t: RawTurn, height: int, width: int, counts: dict) -> dict | None:
+    """One turn as read: a detection turn keeps its boxes in the image's own pixels (`pixel_boxes`,
+    label and COCO x, y, w, h) and gets its target from the extract step (transforms/web_item.py); a
+    detection turn whose boxes were all dropped is None. Raises FieldError."""
     if t.kind == "detection":
         fitted = fit_boxes(t.boxes, t.size, width, height)
         add_counts(
@@ -104,27 +104,23 @@ def _turn(t: RawTurn, height: int, width: int, resize: ResizeWithPad, counts: di
         )
         if not fitted.boxes:
             return None
-        boxes = [(label, box_to_padded(xywh, height, width, resize)) for label, *xywh in fitted.boxes]
-        prompt = "detect " + " ; ".join(dict.fromkeys(label for label, _ in boxes))
-        target = location_text(boxes)
-    else:
-        prompt, target = t.prompt, t.target
-        if not target:
-            raise FieldError(f"empty {t.kind} target")
-    return {
-        "kind": t.kind,
-        "prompt": prompt,
-        "target": target,
-        "boxes": [
-            dict(zip(("label", "y_min", "x_min", "y_max", "x_max"), (lb, *b), strict=True)) for lb, b in boxes
-        ]
-        or None,
-    }
+        prompt = "detect " + " ; ".join(dict.fromkeys(label for label, *_ in fitted.boxes))
+        return {
+            "kind": t.kind,
+            "prompt": prompt,
+            "target": None,
+            "pixel_boxes": [tuple(b) for b in fitted.boxes],
+        }
+    if not t.target:
+        raise FieldError(f"empty {t.kind} target")
+    return {"kind": t.kind, "prompt": t.prompt, "target": t.target, "pixel_boxes": None}
 
 
 def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict:
-    """One item record; raises the BadRecord that quarantines it (as every reader does). `tables` caches parquet files of a batch."""
-    resize = ResizeWithPad()
+    """One item as read: the ITEM record with its image as the native HxWx3 frame and detection boxes in
+    its pixels (the extract step pads, encodes and writes the location text: transforms/web_item.py).
+    Raises the BadRecord that quarantines it (as every reader does). `tables` caches parquet files of a
+    batch."""
     if ref.error:
         raise _bad(batch.dataset, ref, ref.error, ref.error_field)
     problem = undecoded_text(ref.turns)
@@ -143,7 +139,7 @@ def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict:
     turns = []
     for t in ref.turns:
         try:
-            turn = _turn(t, h, w, resize, counts)
+            turn = _turn(t, h, w, counts)
         except FieldError as e:
             raise _bad(batch.dataset, ref, str(e), "turns") from e
         if turn is not None:
@@ -162,7 +158,7 @@ def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict:
         "dataset": batch.dataset,
         "item": ref.item,
         "image_id": ref.image_id,
-        "image": encode_jpeg(resize(image)),
+        "image": image,
         "turns": turns,
         "split": batch.split,
         "content_hash": hashlib.blake2b(data, digest_size=16).hexdigest(),

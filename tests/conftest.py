@@ -204,3 +204,21 @@ def mixdir(bundled, tmp_path) -> Path:
     )
     (tmp_path / "out").symlink_to(bundled)
     return tmp_path / "mixtures"
+
+
+def as_written(rows) -> list[dict]:
+    """A reader's frame rows as the extract step writes them: cameras resized and JPEG-encoded."""
+    from vlamix.transforms.image import EncodeCameras
+
+    encode = EncodeCameras()
+    return [encode(r) for r in rows]
+
+
+def items_as_written(records) -> list:
+    """A web reader's items as the extract step writes them (image padded and encoded, boxes as location
+    tokens); a BadRecord stays as it is."""
+    from vlamix.schemas.quarantine import BadRecord
+    from vlamix.transforms.web_item import PadItem
+
+    pad = PadItem()
+    return [r if isinstance(r, BadRecord) else pad(r) for r in records]

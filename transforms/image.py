@@ -4,11 +4,13 @@ re-exported here for the readers and the trainer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
+from vlamix.schemas.embodiment import CAMERA_SLOTS
+from vlamix.schemas.frame import image_column
 from vlamix.schemas.image_codec import (
     IMAGE_SIZE,
     JPEG_QUALITY,
@@ -26,6 +28,7 @@ __all__ = [
     "IMAGE_SIZE",
     "JPEG_QUALITY",
     "MAX_IMAGE_PIXELS",
+    "EncodeCameras",
     "ImageDecodeError",
     "ResizeWithPad",
     "black_jpeg",
@@ -62,3 +65,20 @@ class ResizeWithPad:
         _, new_h, new_w, top, left = self.geometry(height, width)
         crop = image[top : top + new_h, left : left + new_w]
         return np.asarray(Image.fromarray(crop).resize((width, height), Image.Resampling.BILINEAR))
+
+
+@dataclass(frozen=True)
+class EncodeCameras:
+    """A frame row as a reader gives it (each camera column a native HxWx3 uint8 array, or None) -> the
+    FRAME record's form: each image resized with padding to size x size and JPEG-encoded. Run by the
+    extract step on every row, before the frame Parquet is written. No inverse: JPEG is lossy, and
+    `ResizeWithPad.unpad` undoes the geometry."""
+
+    resize: ResizeWithPad = field(default_factory=ResizeWithPad)
+
+    def __call__(self, row: dict) -> dict:
+        out = dict(row)
+        for slot in CAMERA_SLOTS:
+            image = row[image_column(slot)]
+            out[image_column(slot)] = None if image is None else encode_jpeg(self.resize(image))
+        return out

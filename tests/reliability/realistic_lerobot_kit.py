@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
+from conftest import as_written
 
 from vlamix.schemas.embodiment import Embodiment
 from vlamix.sources.config import RobotSource, load_sources
@@ -116,4 +117,4 @@ def open_dataset(
 
 
 def read_rows(ref: EpisodeRef, src: RobotSource, emb: Embodiment) -> list[dict]:
-    return list(read_episode(ref, src, emb))
+    return as_written(read_episode(ref, src, emb))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from conftest import items_as_written
 from PIL import Image
 
 from vlamix.schemas.quarantine import BadRecord
@@ -108,7 +109,7 @@ def read_web(sources_path: Path) -> list[dict | BadRecord]:
     sources = load_sources(sources_path)
     out: list[dict | BadRecord] = []
     for batch in list_items(sources, sources.web[0], "/unused"):
-        out += list(read_items(batch))
+        out += items_as_written(read_items(batch))
     return out
 
 

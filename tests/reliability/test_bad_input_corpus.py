@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
+from conftest import REPO, as_written
 from corpus import (
     ANNOTATION_READERS,
     CASES,
@@ -192,7 +192,7 @@ def test_video_frames_and_parquet_sizes_are_capped_before_decoding(tmp_path, mon
 
     def refused(match: str) -> BadRecord:
         with pytest.raises(BadRecord, match=match) as info:
-            list(read_episode(ref, src, sources.embodiment(src)))
+            as_written(read_episode(ref, src, sources.embodiment(src)))
         return info.value
 
     monkeypatch.setattr(image, "MAX_IMAGE_PIXELS", 1000)

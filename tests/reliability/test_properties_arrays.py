@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import as_written
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from properties_kit import JSONISH, _settings, overflow_ok
@@ -182,7 +183,7 @@ def _read_aloha(aloha, qpos, action, base):
     root, sources, src, emb = aloha
     _write_aloha(root / "eps" / "episode_0.hdf5", qpos, action, base)
     (ref,) = aloha_hdf5.list_episodes(sources, src)
-    return ref, lambda: list(aloha_hdf5.read_episode(ref, src, emb))
+    return ref, lambda: as_written(aloha_hdf5.read_episode(ref, src, emb))
 
 
 def _poisoned(draw, rows: int, width: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import as_written
 
 from vlamix.config import ConfigError
 from vlamix.schemas.quarantine import BadRecord
@@ -66,7 +67,7 @@ def _sources(root: Path, entry: str = "", embodiment: str = "aloha", path: str =
 def _read(root: Path, entry: str = "", embodiment: str = "aloha") -> list[list[dict]]:
     sources, src = _sources(root, entry, embodiment)
     emb = sources.embodiment(src)
-    return [list(read_episode(ref, src, emb)) for ref in list_episodes(sources, src)]
+    return [as_written(read_episode(ref, src, emb)) for ref in list_episodes(sources, src)]
 
 
 def _pixel(row: dict, slot: str = "base_0") -> tuple[int, ...]:
@@ -201,9 +202,9 @@ def test_two_cameras_on_one_slot_is_a_configuration_error_then_a_quarantine(tmp_
     _write(tmp_path / "eps/episode_1.hdf5", cameras=both)  # a later file: found when it is read
     sources, src = _sources(tmp_path, ", task: t")
     first, later = list_episodes(sources, src)
-    assert len(list(read_episode(first, src, sources.embodiment(src)))) == 4
+    assert len(as_written(read_episode(first, src, sources.embodiment(src)))) == 4
     with pytest.raises(BadRecord, match="cameras 'cam_high' and 'top' both map to slot 'base_0'") as info:
-        list(read_episode(later, src, sources.embodiment(src)))
+        as_written(read_episode(later, src, sources.embodiment(src)))
     assert (info.value.record.source_file, info.value.record.episode) == ("eps/episode_1.hdf5", 1)
     (_, rows1) = _read(tmp_path, ", task: t, keys: {cameras: {top: null}}")  # the fix the error names
     assert rows1[0]["image_base_0"] is not None
@@ -273,6 +274,6 @@ def test_sources_yaml_with_bgr_in_block_style(tmp_path):
     sources = load_sources(tmp_path / "sources.yaml")
     src = sources.datasets[0]
     (ref,) = list_episodes(sources, src)
-    rows = list(read_episode(ref, src, sources.embodiment(src)))
+    rows = as_written(read_episode(ref, src, sources.embodiment(src)))
     assert rows[0]["key"] == "act/000003/000000" and rows[0]["task"] == "pick up the red cup"
     assert _pixel(rows[0])[0] > 170 and _pixel(rows[0])[2] < 60

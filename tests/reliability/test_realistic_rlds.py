@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import as_written, shared_path
 from PIL import Image
 
 from vlamix.config import ConfigError
@@ -67,7 +67,7 @@ def _read(root: Path, features: list[RldsFeature], episodes: list[dict], entry: 
     write_rlds(root / "ds", "ds", features, {"train": episodes})
     sources, src = _sources(root, entry)
     emb = sources.embodiment(src)
-    return [list(read_episode(r, src, emb)) for r in list_episodes(sources, src)]
+    return [as_written(read_episode(r, src, emb)) for r in list_episodes(sources, src)]
 
 
 def _pixel(row: dict, slot: str = "base_0") -> tuple[int, ...]:
@@ -181,7 +181,7 @@ def test_a_camera_missing_from_the_record_is_absent(tmp_path):
     write_records(tmp_path / "ds/ds-train.tfrecord-00000-of-00001", [record])  # no image_1 at all
     sources, src = _sources(tmp_path)
     (ref,) = list_episodes(sources, src)
-    rows = list(read_episode(ref, src, sources.embodiment(src)))
+    rows = as_written(read_episode(ref, src, sources.embodiment(src)))
     assert rows[0]["image_base_1"] is None and rows[0]["image_base_0"] is not None
 
 
@@ -294,7 +294,7 @@ def test_real_bridge_keys_by_last_part_ids_by_position_and_flags_not_trusted(tmp
     assert [r.index for r in refs] == list(range(50))
     raw = decode_example(read_record_at(refs[1].path, refs[1].offset))
     assert not raw["episode_metadata/has_image_0"][0]  # flagged absent ...
-    rows = list(read_episode(refs[1], src, sources.embodiment(src)))
+    rows = as_written(read_episode(refs[1], src, sources.embodiment(src)))
     assert rows[0]["key"] == "bridge/000001/000000"
     assert rows[0]["image_base_0"] is not None and rows[0]["image_base_1"] is not None  # ... yet real: kept
     assert rows[0]["image_left_wrist"] is None  # flagged absent and black: masked

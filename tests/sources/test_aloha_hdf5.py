@@ -3,7 +3,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from conftest import SAMPLES, nan_at, shared_path
+from conftest import SAMPLES, as_written, nan_at, shared_path
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import load_embodiment
@@ -36,14 +36,14 @@ def _read(tmp_path, write_sources, **kw):
     sources = _sources(tmp_path, write_sources, **kw)
     src = sources.datasets[0]
     refs = list_episodes(sources, src)
-    return [list(read_episode(ref, src, sources.embodiment(src))) for ref in refs], refs
+    return [as_written(read_episode(ref, src, sources.embodiment(src))) for ref in refs], refs
 
 
 def test_bundled_sample_becomes_valid_frames():
     sources = load_sources(SAMPLES / "sources.yaml")
     src = sources.datasets[0]
     ref = list_episodes(sources, src)[0]
-    rows = list(read_episode(ref, src, sources.embodiment(src)))
+    rows = as_written(read_episode(ref, src, sources.embodiment(src)))
     table = FRAME.table(rows)
     with h5py.File(ref.path) as f:
         action = np.concatenate([f["action"][()], f["base_action"][()]], axis=1)
@@ -144,7 +144,7 @@ def test_real_act_simulation_episode():
         embodiment="aloha",
         task="insert the peg",
     )
-    rows = list(read_episode(EpisodeRef("act_sim", 0, str(path), path.name), src, emb))
+    rows = as_written(read_episode(EpisodeRef("act_sim", 0, str(path), path.name), src, emb))
     assert len(rows) == 400
     FRAME.table(rows[:50])
     img = decode_jpeg(rows[0]["image_base_0"])
@@ -172,7 +172,7 @@ def test_truncated_file_unknown_camera_and_broken_jpeg(tmp_path, write_sources, 
     src = sources.datasets[0]
     _, later = list_episodes(sources, src)
     with pytest.raises(BadRecord, match="unknown camera 'cam_front'") as info:
-        list(read_episode(later, src, sources.embodiment(src)))  # a later file: quarantined
+        as_written(read_episode(later, src, sources.embodiment(src)))  # a later file: quarantined
     assert (info.value.record.field, info.value.record.episode) == ("/observations/images/cam_front", 1)
     (tmp_path / "eps" / "episode_1.hdf5").rename(path)
     (rows,), _ = _read(tmp_path, write_sources, extra="    keys: {cameras: {cam_front: null}}\n")

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, as_written
 
 from vlamix.config import ConfigError
 from vlamix.schemas.frame import FRAME
@@ -60,7 +60,7 @@ def test_frames_pair_with_the_right_video_frames(tmp_path, write_sources, name):
     _, _, new_w, top, left = ResizeWithPad().geometry(96, 128)
     scale = new_w / 128
     for ref in refs:
-        rows = list(read_episode(ref, src, emb))
+        rows = as_written(read_episode(ref, src, emb))
         assert len(rows) == ref.frames
         FRAME.table(rows[:20])
         for row in rows[::7]:
@@ -73,7 +73,7 @@ def test_frames_pair_with_the_right_video_frames(tmp_path, write_sources, name):
         assert rows[0]["task"].startswith("put the ")
     parquet = sorted((SAMPLES / name / "data").rglob("*.parquet"))[0]
     table = pq.read_table(parquet)
-    first = list(read_episode(refs[0], src, emb))[5]
+    first = as_written(read_episode(refs[0], src, emb))[5]
     np.testing.assert_array_equal(
         np.asarray(first["state"], np.float32),
         np.asarray(table.column("observation.state")[5].as_py(), np.float32),
@@ -92,7 +92,7 @@ def test_v20_is_read_like_v21(tmp_path, write_sources):
     (tmp_path / "ds/meta/info.json").write_text(json.dumps({**info, "codebase_version": "v2.0"}))
     (tmp_path / "ds/meta/episodes_stats.jsonl").unlink()
     src, emb, refs = _load(tmp_path, write_sources, "ds")
-    rows = list(read_episode(refs[1], src, emb))
+    rows = as_written(read_episode(refs[1], src, emb))
     assert len(rows) == 12 and rows[0]["task"] == "task 1"
 
 
@@ -112,7 +112,7 @@ def test_video_shorter_than_parquet_is_quarantined(tmp_path, write_sources):
     shutil.copyfile(tmp_path / "short" / video, tmp_path / "ds" / video)
     src, emb, refs = _load(tmp_path, write_sources, "ds")
     with pytest.raises(BadRecord, match="video shorter than its parquet") as info:
-        list(read_episode(refs[0], src, emb))
+        as_written(read_episode(refs[0], src, emb))
     rec = info.value.record
     assert (rec.field, rec.frame, rec.source_file) == ("observation.images.wrist", 8, "ds#episode_000000")
 
@@ -123,7 +123,7 @@ def test_nan_and_wrong_width(tmp_path, write_sources):
     write_lerobot(tmp_path / "ds", "v3.0", eps, 30, NAMES, codec="libx264")
     src, emb, refs = _load(tmp_path, write_sources, "ds")
     with pytest.raises(BadRecord, match="non-finite") as info:
-        list(read_episode(refs[0], src, emb))
+        as_written(read_episode(refs[0], src, emb))
     assert (info.value.record.field, info.value.record.frame) == ("action", 3)
 
 
@@ -144,5 +144,5 @@ def test_image_features_stored_in_parquet(tmp_path, write_sources):
     }
     (tmp_path / "ds/meta/info.json").write_text(json.dumps(info))
     src, emb, refs = _load(tmp_path, write_sources, "ds")
-    rows = list(read_episode(refs[0], src, emb))
+    rows = as_written(read_episode(refs[0], src, emb))
     assert abs(decode_jpeg(rows[6]["image_base_0"])[112, 112].mean() - 60) < 4

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import as_written, shared_path
 from PIL import Image
 
 from vlamix.config import ConfigError
@@ -61,7 +61,7 @@ def _read_all(tmp_path, write_sources, features=FEATURES, splits=None, keys: str
         )
     )
     src = sources.datasets[0]
-    return [list(read_episode(r, src, sources.embodiment(src))) for r in list_episodes(sources, src)]
+    return [as_written(read_episode(r, src, sources.embodiment(src))) for r in list_episodes(sources, src)]
 
 
 def test_tfrecord_round_trip_and_corruption(tmp_path):
@@ -203,7 +203,7 @@ def test_real_bridge_debug_values_images_and_duplicates(tmp_path, write_sources)
     src = sources.datasets[0]
     refs = list_episodes(sources, src)
     assert len(refs) == 50 and {r.split for r in refs} == {"train", "val"}
-    rows = list(read_episode(refs[0], src, sources.embodiment(src)))
+    rows = as_written(read_episode(refs[0], src, sources.embodiment(src)))
     raw = decode_example(read_record_at(refs[0].path, refs[0].offset))
     np.testing.assert_array_equal(
         np.asarray(rows[3]["action"], np.float32), raw["steps/action"].reshape(-1, 7)[3]
@@ -234,6 +234,6 @@ def test_truncated_file_keeps_earlier_episodes_and_quarantines_the_tail(tmp_path
     )
     src = sources.datasets[0]
     good, broken = list_episodes(sources, src)
-    assert len(list(read_episode(good, src, sources.embodiment(src)))) == 5
+    assert len(as_written(read_episode(good, src, sources.embodiment(src)))) == 5
     with pytest.raises(BadRecord, match="record 1 at byte .*truncated data"):
-        list(read_episode(broken, src, sources.embodiment(src)))
+        as_written(read_episode(broken, src, sources.embodiment(src)))

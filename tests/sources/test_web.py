@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, items_as_written
 from PIL import Image
 
 from vlamix.schemas.item import ITEM
@@ -21,7 +21,7 @@ def _items(sources, name):
     src = next(w for w in sources.web if w.name == name)
     out = []
     for batch in list_items(sources, src, "/unused"):
-        out += list(read_items(batch))
+        out += items_as_written(read_items(batch))
     return out
 
 
