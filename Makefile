@@ -51,9 +51,11 @@ bench-peers: $(STAMP) $(PEERS_STAMP)
 	@command -v ffmpeg >/dev/null || { echo "bench-peers: ffmpeg not found; torchcodec needs FFmpeg's shared libraries: apt-get install ffmpeg"; exit 1; }
 	$(BIN)/python -m benchmarks.peers.run --work .bench --out benchmarks/peers --peers-python $(PEERS)/bin/python
 
+# basedpyright reads [tool.pyright] in pyproject.toml; warnings are listed, errors fail.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/basedpyright --pythonpath $(BIN)/python
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
