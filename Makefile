@@ -12,6 +12,9 @@ env: $(STAMP)
 
 # pip, not uv: the CPU build of torch==2.13.0 lies in pip's configured wheel folder (see STACK.md).
 # constraints.txt locks every transitive version; pyproject.toml pins torch and apache-beam exactly.
+# The default editable mode, on purpose: editable_mode=strict would put a link tree of the files that
+# exist at install time on sys.path (a new module fails to import until the next install, and __file__
+# moves under build/). Editors and basedpyright resolve vlamix.* through .links/ instead (pyproject.toml).
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "vlamix needs Python 3.11; set PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,9 +51,11 @@ bench-peers: $(STAMP) $(PEERS_STAMP)
 	@command -v ffmpeg >/dev/null || { echo "bench-peers: ffmpeg not found; torchcodec needs FFmpeg's shared libraries: apt-get install ffmpeg"; exit 1; }
 	$(BIN)/python -m benchmarks.peers.run --work .bench --out benchmarks/peers --peers-python $(PEERS)/bin/python
 
+# basedpyright reads [tool.pyright] in pyproject.toml; warnings are listed, errors fail.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/basedpyright --pythonpath $(BIN)/python
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -101,10 +101,15 @@ class MixtureSpec:
 def _nested(tp: Any) -> tuple[str, type] | None:
     """("list", C) for a `list[C]` field, ("one", C) for a `C | None` field, C a dataclass; else None."""
     args = typing.get_args(tp)
-    if typing.get_origin(tp) is list and args and dataclasses.is_dataclass(args[0]):
+    if (
+        typing.get_origin(tp) is list
+        and args
+        and isinstance(args[0], type)
+        and dataclasses.is_dataclass(args[0])
+    ):
         return "list", args[0]
     for arg in (tp, *args):
-        if dataclasses.is_dataclass(arg):
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg):
             return "one", arg
     return None
 

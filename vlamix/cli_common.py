@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import NoReturn
 
 import typer
 
@@ -26,7 +27,7 @@ def one_line(message: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print `error: message` in red on stderr and exit with code 2 (a usage or input error). Under
     --debug the traceback of the exception being handled, if any, comes first."""
     if debugging() and sys.exc_info()[0] is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 import typer
 
@@ -159,7 +159,7 @@ def train(
     from vlamix.trainer.train import train as run_train
 
     opts = TrainOptions(
-        stage=stage,
+        stage=cast(Literal["pretrain", "posttrain"], stage),  # TrainOptions checks the value
         mixture=mixture,
         out=out,
         config=config,
@@ -178,7 +178,7 @@ def train(
         stop_at=stop_at,
         tensorboard=tensorboard,
         device=device,
-        precision=precision,
+        precision=cast(Literal["fp32", "bf16"], precision),  # TrainOptions checks the value
     )
     bars: list = []  # the bar starts with the first step, so a config error stays one line
 

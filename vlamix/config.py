@@ -113,7 +113,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, where)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
