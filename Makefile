@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: env ingest test test-fast bench bench-peers lint format samples schema-doc check-layout clean
+.PHONY: env ingest test test-fast test-all bench bench-peers lint format samples schema-doc check-layout clean
 
 env: $(STAMP)
 
@@ -24,11 +24,17 @@ $(STAMP): pyproject.toml constraints.txt
 ingest: $(STAMP)
 	$(BIN)/vlamix ingest --sources samples/sources.yaml --out out
 
+# `make test`: every test but the nightly ones (under 10 minutes on 2 cores), with the 25 slowest listed.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not nightly" --durations=25
 
+# Unit tests only: no end-to-end run (slow) and no nightly case (under 3 minutes on 2 cores).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not nightly"
+
+# Everything, the nightly cases included (more kill points and seeds, the two-node Ray cluster, ...).
+test-all: $(STAMP)
+	$(BIN)/python -m pytest --durations=25
 
 # Speed and memory against the baselines users would pick instead (benchmarks/RESULTS.md, results.json,
 # plots/); scratch data in .bench/. Under 15 minutes on 2 cores.

@@ -129,6 +129,10 @@ def test_shards_mix_episodes(bundled):
     assert [r["frame"] for r in first] != sorted(r["frame"] for r in first)
 
 
+# nightly: a second whole ingest of the bundled samples. `make test` holds the bytes by
+# test_bundled_bytes.py (the recorded manifest, under each session's own random hash seed) and by the Ray
+# engine's byte comparison below (another engine and partitioning, the same bytes).
+@pytest.mark.nightly
 def test_one_worker_and_another_hash_seed_give_the_same_bytes(bundled, tmp_path):
     out = tmp_path / "out1"
     ingest_cli(
@@ -264,6 +268,10 @@ def test_shard_bytes_target_sizes_the_shards(bundled, tmp_path):
     assert 0.8 * target < sum(sizes) / len(sizes) < 1.2 * target, (sum(sizes) / len(sizes), len(sizes))
 
 
+# nightly: the build and index steps of every dataset again, through the CLI. `make test` runs steps
+# alone from the work folder in test_shard_bytes_target_sizes_the_shards, and a re-run from a killed
+# run's work folder gives identical published files in test_kill_resume.py.
+@pytest.mark.nightly
 def test_steps_rerun_alone_from_work_folder(bundled, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(bundled, out)

@@ -23,7 +23,9 @@ from servers import s3_server
 from vlamix.shards.store import Store
 from vlamix.shards.workdir import WorkDir
 
-pytestmark = pytest.mark.slow
+# nightly: `make test` holds Ray's bytes to Beam's with the local Ray engine over every bundled dataset
+# (tests/pipelines/test_ingest_end_to_end.py::test_ray_data_engine_writes_the_same_bytes)
+pytestmark = [pytest.mark.slow, pytest.mark.nightly]
 BUCKET = "vlamix-ray"
 
 

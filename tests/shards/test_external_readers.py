@@ -78,7 +78,8 @@ def _direct(files: list[str]) -> dict:
     return out
 
 
-@pytest.mark.parametrize("reader", ["datasets", "ray"])
+# Ray's reader starts a Ray session per dataset (about 30 s each): nightly; `datasets` in `make test`
+@pytest.mark.parametrize("reader", ["datasets", pytest.param("ray", marks=pytest.mark.nightly)])
 def test_ecosystem_readers_see_the_same_samples(reader, bundled, tmp_path):
     manifest = json.loads((bundled / "manifest.json").read_text())
     (tmp_path / "read.py").write_text(READER)

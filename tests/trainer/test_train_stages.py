@@ -43,6 +43,10 @@ def served(bundled, tmp_path_factory):
         yield folder, url
 
 
+# nightly: 400 training steps. `make test` trains over HTTP (tests/reliability/test_faults.py), both stages'
+# losses run in test_resume_with_two_workers_is_bitwise_equal and test_faults.py, and learning, with the
+# images used, is held by tests/trainer/test_overfit_predict.py.
+@pytest.mark.nightly
 def test_both_stages_learn_from_shards_served_over_http(served, tmp_path, capsys):
     mixtures, url = served
     common = {"batch_size": 8, "warmup": 10, "checkpoint_every": 100, "log_every": 50}  # tiny: peak lr 3e-3
