@@ -33,6 +33,7 @@ from vlamix.trainer.configs import PRESETS
 from vlamix.trainer.data import collate
 from vlamix.trainer.model import VLA, sample_actions
 from vlamix.trainer.train import losses
+from vlamix.transforms.chain import build_chain
 from vlamix.transforms.native import native_chunk
 from vlamix.transforms.stats import DimStats
 
@@ -178,14 +179,10 @@ def test_predict_gives_back_the_sample_in_native_units(overfit, bundled, tmp_pat
     emb = embodiment_of(store, entry)
     stats = store.read_json(entry["stats"]["path"])
     is_pad = np.load(io.BytesIO(sample["action_is_pad.npy"]))
-    target = native_chunk(
-        emb,
-        DimStats.from_json(stats["actions"]),
-        stats["normalization"],
-        np.load(io.BytesIO(sample["actions.npy"])),
-        state,
-        is_pad,
+    chain = build_chain(
+        emb, DimStats.from_json(stats["state"]), DimStats.from_json(stats["actions"]), stats["normalization"]
     )
+    target = native_chunk(chain, emb, np.load(io.BytesIO(sample["actions.npy"])), state, is_pad)
     got = np.asarray(pred["actions"])
     assert got.shape == (emb.chunk_horizon, emb.action_dim) and len(pred["dims"]) == emb.action_dim
     action_stats = DimStats.from_json(stats["actions"])
