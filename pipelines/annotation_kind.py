@@ -23,6 +23,7 @@ from vlamix.shards.manifest import Accounting
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.annotations_jsonl import EpisodeInfo, Span, read_spans
 from vlamix.sources.config import AnnotationSource, SourcesFile
+from vlamix.sources.location import is_file, locate
 
 __all__ = ["AnnotationDataset", "span_samples"]
 
@@ -69,7 +70,7 @@ class AnnotationDataset(DatasetKind):
     def extract_units(self, opts: IngestOptions) -> list:
         """None: the lines are read after the robot episodes are extracted. A missing file fails the
         dataset alone."""
-        if not (self.sources.root / self.a.path).is_file():
+        if not is_file(locate(self.sources.root, self.a.path)):
             raise ConfigError(f"annotation file {self.a.path!r} is missing (or not a file)")
         return []
 

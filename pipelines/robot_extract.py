@@ -21,6 +21,7 @@ from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
+from vlamix.sources.remote import unreachable_source
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.image import EncodeCameras
 
@@ -49,14 +50,12 @@ class EpisodeExtract:
         except BadRecord as e:
             results, bad = [], [e.record]
         except Exception as e:
-            if policy == "raise":
+            gone = unreachable_source(e)  # a raw file still failing after the retries: input, not a bug
+            if policy == "raise" and gone is None:
                 raise
             WorkDir.at(self.out).store.rm(WorkDir.frames(ref.dataset, ref.index))
-            bad = [
-                QuarantineRecord(
-                    ref.dataset, ref.source_file, unexpected_reason(e), ref.index, frames=ref.frames
-                )
-            ]
+            reason = unexpected_reason(e) if gone is None else " ".join(str(gone).split())
+            bad = [QuarantineRecord(ref.dataset, ref.source_file, reason, ref.index, frames=ref.frames)]
             results = []
         frames = sum(r.frames for r in results) + sum(q.frames for q in bad)
         counters = {"episodes_read": 1, "episodes_quarantined" if bad else "episodes_extracted": 1}

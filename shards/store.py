@@ -15,15 +15,12 @@ Safety and faults:
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
 import os
 import posixpath
-import re
 import shutil
-import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -31,6 +28,17 @@ from pathlib import Path
 import fsspec
 
 from vlamix.shards.layout import MANIFEST
+from vlamix.sources.remote import (
+    SCHEMES,
+    Unreachable,
+    UnsupportedURL,
+    check_url,
+    http_status,
+    is_transient,
+    is_url,
+    retrying,
+    storage_options,
+)
 
 __all__ = [
     "SCHEMES",
@@ -45,72 +53,11 @@ __all__ = [
 ]
 
 REMOTE = ("http://", "https://", "s3://", "hf://", "gs://", "az://", "abfs://")
-SCHEMES = ("file", "http", "https", "s3", "hf", "gs", "az", "abfs")  # besides plain paths
-READ_ATTEMPTS = 4  # a transient read error is tried again 3 times ...
-BACKOFF_S = 0.25  # ... after 0.25, 0.5 and 1 s
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: `C:` stays a path
 log = logging.getLogger("vlamix.store")
 
 
-class StoreError(OSError):
+class StoreError(Unreachable):
     """A layout file that cannot be read or written, with the URL and what to check."""
-
-
-class UnsupportedURL(StoreError, ValueError):
-    """A URL whose scheme vlamix does not read or write layouts through."""
-
-
-def is_url(text: str | Path) -> bool:
-    return isinstance(text, str) and "://" in text
-
-
-def check_url(text: str | Path) -> None:
-    """Refuse a URL whose scheme is not in SCHEMES, and chained fsspec URLs (`a::b`); paths pass."""
-    if not isinstance(text, str):
-        return
-    allowed = ", ".join(f"{s}://" for s in SCHEMES)
-    if "::" in re.sub(r"\[[^\]]*\]", "", text):  # `simplecache::http://...`; not an IPv6 host `[::1]`
-        raise UnsupportedURL(
-            f"{text}: chained fsspec URLs (`::`) are refused; give a plain path or one of {allowed}"
-        )
-    m = _SCHEME.match(text)
-    if m and m.group(1) not in SCHEMES:
-        hint = "" if "://" in text else f" (a local file whose name has a colon: write ./{text})"
-        raise UnsupportedURL(
-            f"{text}: scheme {m.group(1)!r} is not allowed; give a path or one of {allowed}{hint}"
-        )
-
-
-def http_status(e: BaseException) -> int | None:
-    """The HTTP status behind an error (aiohttp, or botocore behind s3fs's OSError), if any."""
-    for err in (e, e.__cause__, e.__context__):
-        status = getattr(err, "status", None)
-        if isinstance(status, int):
-            return status
-        meta = (getattr(err, "response", None) or {}) if err is not None else {}
-        code = meta.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(meta, dict) else None
-        if isinstance(code, int):
-            return code
-    return None
-
-
-def is_transient(e: BaseException) -> bool:
-    """Worth trying again: a server error (5xx, 408, 429), a dropped connection or a timeout."""
-    if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError):
-        return False
-    status = http_status(e)
-    if status is not None:
-        return status >= 500 or status in (408, 429)
-    if isinstance(e, ConnectionError | TimeoutError):
-        return True
-    try:
-        import aiohttp
-    except ImportError:  # pragma: no cover - fsspec[http] brings it
-        return False
-    if isinstance(e, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
-        return True
-    return isinstance(e, OSError) and e.errno in (errno.EIO, errno.ECONNRESET, errno.ETIMEDOUT)
 
 
 def _read_local(path: str, start: int | None, end: int | None) -> bytes:
@@ -119,21 +66,6 @@ def _read_local(path: str, start: int | None, end: int | None) -> bytes:
             return f.read()
         f.seek(start)
         return f.read(-1 if end is None else max(end - start, 0))
-
-
-def _reason(e: BaseException) -> str:
-    status = http_status(e)
-    if status is not None:
-        message = getattr(e, "message", "") or ""
-        return f"HTTP {status}{' ' + message if message else ''}"
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-
-
-def _storage_options(protocol: str) -> dict:
-    if protocol in ("s3", "s3a"):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
-    return {}
 
 
 class Store:
@@ -147,7 +79,7 @@ class Store:
             text = text[: -len(MANIFEST)].rstrip("/") or "."
         self.url = text.rstrip("/") if is_url(text) else str(Path(text).resolve())
         protocol = self.url.split("://", 1)[0] if is_url(self.url) else "file"
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **_storage_options(protocol))
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options(protocol))
         self.remote = is_url(self.url) and not self.url.startswith("file://")
 
     def __repr__(self) -> str:
@@ -178,21 +110,15 @@ class Store:
         except Exception as e:
             raise self._fail(rel, e) from e
 
-    def _retrying(self, rel: str, what: str, doing: str, call):
-        """`call()`, tried again after a transient remote error (READ_ATTEMPTS in all, exponential
-        backoff); a permanent error, or the last transient one, becomes a StoreError naming `what`."""
-        for attempt in range(1, READ_ATTEMPTS + 1):
-            try:
-                return call()
-            except FileNotFoundError:
+    def _retrying(self, what: str, doing: str, call):
+        """`call()`, tried again after a transient remote error (sources/remote.py); a permanent error,
+        or the last transient one, becomes a StoreError naming `what`."""
+        try:
+            return retrying(call, what, doing, remote=self.remote)
+        except Unreachable as e:
+            if isinstance(e, StoreError):
                 raise
-            except Exception as e:
-                if not self.remote or not is_transient(e) or attempt == READ_ATTEMPTS:
-                    tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise StoreError(f"{what}: cannot {doing} ({_reason(e)}){tries}") from e
-                log.warning("%s: %s; trying again (%d of %d)", what, _reason(e), attempt + 1, READ_ATTEMPTS)
-                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+            raise StoreError(str(e)) from e.__cause__
 
     def read_bytes(self, rel: str, start: int | None = None, end: int | None = None) -> bytes:
         """The file's bytes, or bytes [start, end). Transient remote errors are retried with backoff;
@@ -207,7 +133,7 @@ class Store:
         else:  # a local file: Python's own file object, without fsspec's per-call cost (random access)
             call = lambda: _read_local(self.path(rel), start, end)  # noqa: E731
         try:
-            return self._retrying(rel, what, "read", call)
+            return self._retrying(what, "read", call)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{what}: not found") from e
 
@@ -236,7 +162,7 @@ class Store:
                 raise
 
         try:
-            return self._retrying(rel, self.url_of(rel), "stat", stat)
+            return self._retrying(self.url_of(rel), "stat", stat)
         except FileNotFoundError:
             return None
 

@@ -23,6 +23,7 @@ Rules (each refuses, never guesses):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ from vlamix.sources.frames import (
     plan_cameras,
     to_rgb,
 )
+from vlamix.sources.location import Unreachable, display, readable
 from vlamix.sources.per_step import bad_text_step, measured_rate_problem, no_task, tasks_in_force
 from vlamix.sources.success import success_rule, success_value
 
@@ -62,7 +64,15 @@ _TRAILING_NUMBER = re.compile(r"(?:^|[_\-. ])(\d+)$")  # episode_12, demo-3, 000
 
 
 def _relative(path: Path, root: Path) -> str:
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    return display(path, root)
+
+
+@contextlib.contextmanager
+def _hdf5(path: str | Path) -> Iterator[h5py.File]:
+    """The episode file open in h5py: by path when local, through a buffered range-reading file object
+    when at a URL (sources/location.py)."""
+    with readable(path) as where, h5py.File(where, "r") as f:
+        yield f
 
 
 def _episode_ids(files: list[Path]) -> list[int]:
@@ -95,10 +105,11 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
 
 def _check_first_cameras(path: Path, rel: str, source: RobotSource, emb: Embodiment) -> None:
     try:
-        f = h5py.File(path, "r")
+        opened = contextlib.ExitStack()
+        f = opened.enter_context(_hdf5(path))
     except OSError:
         return  # a file that does not open is quarantined when read, with its reason
-    with f:
+    with opened:
         group = f.get(IMAGES_GROUP)
         natives = sorted(group.keys()) if isinstance(group, h5py.Group) else []
     _, problem = plan_cameras(natives, source, emb)
@@ -198,12 +209,15 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     above the caps (sources/frames.py), corrupted chunks, images that do not decode, a rate that is not
     the spec's, cameras that do not map, a success or instruction value that is not one."""
     try:
-        f = h5py.File(ref.path, "r")
+        opened = contextlib.ExitStack()
+        f = opened.enter_context(_hdf5(ref.path))
+    except Unreachable as e:
+        raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, one_line(e), ref.index)) from e
     except OSError as e:
         raise BadRecord(
             QuarantineRecord(ref.dataset, ref.source_file, f"cannot open as HDF5: {one_line(e)}", ref.index)
         ) from e
-    with f:
+    with opened:
         ep = _Episode(f, ref)
         state_keys = _as_list(source.keys.state) or [STATE_KEY]
         state = ep.columns(state_keys, "state", None)

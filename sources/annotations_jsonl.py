@@ -15,10 +15,10 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from vlamix.schemas.quarantine import QuarantineRecord
 from vlamix.sources.config import AnnotationSource, SourcesFile
+from vlamix.sources.location import locate, read_bytes
 
 __all__ = ["EpisodeInfo", "Span", "read_spans"]
 
@@ -97,7 +97,7 @@ def read_spans(
     sources: SourcesFile, src: AnnotationSource, episodes: dict[int, EpisodeInfo]
 ) -> tuple[list[Span], list[QuarantineRecord], int]:
     """(valid spans, quarantined lines, lines read) of one annotation file against its robot dataset."""
-    path = Path(src.path) if Path(src.path).is_absolute() else sources.root / src.path
+    path = locate(sources.root, src.path)
     rel = src.path
     text_key = "subtask" if src.kind == "HL" else "instruction"
     need = (
@@ -107,7 +107,7 @@ def read_spans(
     )
     raw: list[tuple[int, dict]] = []
     bad: list[QuarantineRecord] = []
-    lines = path.read_bytes().splitlines()
+    lines = read_bytes(path).splitlines()
     for n, blob in enumerate(lines, start=1):
         if not blob.strip():
             continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import glob
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import ClassVar, Literal
 
 from vlamix.config import ConfigError, from_mapping, load_yaml
 from vlamix.schemas.embodiment import CAMERA_SLOTS, SHIPPED_DIR, Embodiment, load_embodiment
+from vlamix.sources.location import glob_files, has_glob, is_file, locate
 
 __all__ = [
     "AnnotationSource",
@@ -22,6 +22,7 @@ __all__ = [
     "WebAnnotations",
     "WebSource",
     "load_sources",
+    "locations",
     "resolve_files",
 ]
 
@@ -286,6 +287,12 @@ def load_sources(path: str | Path, strict: bool = True) -> SourcesFile:
                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
             )
     out = SourcesFile(path, sources, annotations, web)
+    for src in [*sources, *annotations, *web]:  # a refused URL fails the whole file, before any job
+        for spec in locations(src):
+            try:
+                locate(out.root, spec)
+            except ValueError as e:  # UnsupportedURL, OfflineHub: one line that never echoes a secret
+                raise ConfigError(f"{path}: dataset {src.name!r}: {e}") from e
     for src in sources:  # fail before any job starts, not in a worker
         try:
             out.embodiment(src)
@@ -296,6 +303,15 @@ def load_sources(path: str | Path, strict: bool = True) -> SourcesFile:
     return out
 
 
+def locations(src: RobotSource | AnnotationSource | WebSource) -> list[str]:
+    """Every file, folder or glob a dataset entry names: local paths and URLs (sources/location.py)."""
+    if isinstance(src, WebSource):
+        specs = [src.path, src.images]
+        specs += [s for a in src.annotations for s in (a.path, a.questions, a.answers)]
+        return [s for s in specs if s]
+    return [src.path]
+
+
 def _natural(p: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
@@ -304,16 +320,24 @@ def _natural_path(p: Path) -> list:
     return [_natural(Path(part)) for part in p.parts]
 
 
+def _single_file(base: Path, suffixes: tuple[str, ...]) -> bool:
+    """`base` names one file. Over HTTP a folder answers as a page too, so there a name is a file
+    when it has one of the suffixes (and no trailing slash)."""
+    if str(base).startswith(("http://", "https://")):
+        return not str(base).endswith("/") and (not suffixes or base.suffix in suffixes)
+    return is_file(base)
+
+
 def resolve_files(root: Path, spec: str, suffixes: tuple[str, ...]) -> list[Path]:
-    """A file, a folder (its files with these suffixes) or a glob, relative to `root`; natural order
-    (episode_2 before episode_10), so episode indices are stable."""
-    base = Path(spec) if Path(spec).is_absolute() else root / spec
-    if base.is_file():
+    """A file, a folder (its files with these suffixes) or a glob, relative to `root` or at a URL
+    (sources/location.py); natural order (episode_2 before episode_10), so episode indices are stable."""
+    base = locate(root, spec)
+    if not has_glob(spec) and _single_file(base, suffixes):
         return [base]
-    if base.is_dir():
-        files = [p for p in base.iterdir() if p.is_file() and (not suffixes or p.suffix in suffixes)]
+    if has_glob(spec):
+        files = glob_files(base)
     else:
-        files = [Path(p) for p in glob.glob(str(base)) if Path(p).is_file()]
+        files = [p for p in glob_files(base, "*") if not suffixes or p.suffix in suffixes]
     if not files:
         raise ConfigError(f"{spec!r} (under {root}) matches no {'/'.join(suffixes)} files")
     # natural order of the whole relative path, the raw path breaking ties (episode_0 / episode_00):

@@ -44,6 +44,7 @@ from vlamix.sources.lerobot_meta import (
 from vlamix.sources.lerobot_meta import read_info as _info  # the tests clear its cache by this name
 from vlamix.sources.lerobot_meta import split_ranges as _split_ranges
 from vlamix.sources.lerobot_plan import Columns, Plan, plan_dataset
+from vlamix.sources.location import display, is_file, is_remote, locate, readable
 from vlamix.sources.success import success_rule, success_value
 
 __all__ = ["VERSIONS", "list_episodes", "read_episode"]
@@ -52,8 +53,7 @@ _Episode = Episode
 
 
 def _root(sources: SourcesFile, source: RobotSource) -> Path:
-    p = Path(source.path)
-    return p if p.is_absolute() else sources.root / p
+    return locate(sources.root, source.path)
 
 
 def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]:
@@ -64,7 +64,7 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
     splits = _split_ranges(info, root / INFO_PATH)
     episodes = read_episodes_meta(root, info)
     plan_dataset(root, info, episodes, source, sources.embodiment(source))
-    rel = str(root.relative_to(sources.root)) if root.is_relative_to(sources.root) else str(root)
+    rel = display(root, sources.root)
     refs = []
     for ep in episodes:
         e = ep["episode_index"]
@@ -197,7 +197,7 @@ def _decode_video(
     """(time, frame) for every frame of `path` in [start, end)."""
     out = []
     try:
-        with av.open(str(path)) as container:
+        with readable(path) as where, av.open(where) as container:
             if not container.streams.video:
                 raise ep.bad(
                     f"video {path.name} has no video stream (a corrupted index? re-encode or re-download it)",
@@ -276,7 +276,7 @@ def _cameras(
                     raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
         else:
             path, start, end = _video_span(root, info, ep, meta, key)
-            if not path.is_file():
+            if not is_file(path):
                 raise ep.bad(f"video file {path.relative_to(root)} is missing", key)
             images = _match(_decode_video(path, start, end + tol, ep, key), stamps, tol, ep, key)
         out[slot] = [to_rgb(image, order) for image in images]
@@ -348,7 +348,10 @@ def _success(source: RobotSource, meta: dict, table: pa.Table, ep: Episode) -> b
 
 
 def _meta_signature(root: Path) -> tuple:
-    """What the metadata files are now (path, size, mtime): a changed file is read again."""
+    """What the metadata files are now (path, size, mtime): a changed file is read again. At a URL the
+    dataset is taken as fixed for the run (a stat per file per episode would cost a request each)."""
+    if is_remote(root):
+        return (str(root),)
     files = [
         root / INFO_PATH,
         root / "meta/episodes.jsonl",
@@ -362,11 +365,11 @@ def _episodes_by_index(root: str, signature: tuple) -> dict[int, dict]:
     """The episodes' metadata rows by episode_index, read once per worker process and dataset (v3.0
     keeps them in parquet files with per-episode statistics: re-reading them for every episode would be
     quadratic in the episodes); `signature` (_meta_signature) makes a changed file count."""
-    return {m["episode_index"]: m for m in read_episodes_meta(Path(root), _info(root))}
+    return {m["episode_index"]: m for m in read_episodes_meta(locate("/", root), _info(root))}
 
 
 def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
-    root = Path(ref.path)
+    root = locate("/", ref.path)
     ep = Episode(ref)
     try:  # checked in list_episodes already: here only if the files changed since
         info = _info(str(root))

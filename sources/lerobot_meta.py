@@ -20,6 +20,7 @@ from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, scalar_text
 from vlamix.sources.frames import one_line, parquet_size_problem
+from vlamix.sources.location import Unreachable, glob_files, locate, read_bytes, readable
 
 __all__ = [
     "EPISODES_GLOB",
@@ -51,11 +52,11 @@ IMAGE_PREFIX = "observation.images."
 @cache
 def read_info(root: str) -> dict:
     """`meta/info.json` of the dataset at `root`, its `codebase_version` checked."""
-    path = Path(root) / INFO_PATH
-    if not path.is_file():
-        raise ConfigError(f"{root}: no {INFO_PATH}; point `path` at a LeRobot dataset's root folder")
+    path = locate("/", root) / INFO_PATH
     try:
-        info = json.loads(path.read_bytes().decode("utf-8"))
+        info = json.loads(read_bytes(path).decode("utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{root}: no {INFO_PATH}; point `path` at a LeRobot dataset's root folder") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it: {e}") from e
     except UnicodeDecodeError as e:
@@ -107,21 +108,24 @@ def read_episodes_meta(root: Path, info: dict) -> list[dict]:
     is an error, since annotations and keys address episodes by it."""
     rows: list[tuple[str, dict]] = []  # (where, row)
     if info["codebase_version"] == "v3.0":
-        files = sorted((root / "meta/episodes").glob("*/*.parquet"))
+        files = sorted(glob_files(root / "meta/episodes", "*/*.parquet"), key=str)
         if not files:
             raise ConfigError(f"{root}: no {EPISODES_GLOB}; the dataset's episode list is missing")
         for f in files:
             try:
-                table = pq.read_table(f)
+                with readable(f) as where:
+                    table = pq.read_table(where)
             except (pa.ArrowException, OSError) as e:
                 raise ConfigError(f"{f}: does not read as parquet: {one_line(e)}; re-export it") from e
             rel = f.relative_to(root)
             rows += [(f"{rel} row {k}", r) for k, r in enumerate(table.to_pylist())]
     else:
         path = root / EPISODES_JSONL
-        if not path.is_file():
-            raise ConfigError(f"{root}: no {EPISODES_JSONL}; the dataset's episode list is missing")
-        for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            lines = read_bytes(path).splitlines()
+        except FileNotFoundError as e:
+            raise ConfigError(f"{root}: no {EPISODES_JSONL}; the dataset's episode list is missing") from e
+        for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -168,14 +172,17 @@ class Episode:
 def read_parquet(path: Path, root: Path, ep: Episode, columns: list[str] | None = None) -> pa.Table:
     """A whole parquet file, its declared (uncompressed) size checked against the cap first."""
     rel = path.relative_to(root)
-    if not path.is_file():
-        raise ep.bad(f"{rel} is missing")
     try:
-        pf = pq.ParquetFile(path)
-        too_big = parquet_size_problem(pf.metadata)
-        if too_big:
-            raise ep.bad(f"{rel} {too_big}")
-        return pf.read(columns=columns)
+        with readable(path) as where:
+            pf = pq.ParquetFile(where)
+            too_big = parquet_size_problem(pf.metadata)
+            if too_big:
+                raise ep.bad(f"{rel} {too_big}")
+            return pf.read(columns=columns)
+    except FileNotFoundError as e:
+        raise ep.bad(f"{rel} is missing") from e
+    except Unreachable as e:
+        raise ep.bad(one_line(e)) from e
     except (pa.ArrowException, OSError) as e:  # thrift and page errors are OSErrors, bad magic ArrowInvalid
         raise ep.bad(
             f"{rel} does not read as parquet: {one_line(e)} (truncated or corrupted? re-download or re-export it)"
@@ -224,10 +231,13 @@ def read_tasks(root: Path, info: dict, ep: Episode) -> Tasks:
             if _is_int(k):
                 _task_text(value, k, file, tasks)
         return tasks
-    path = root / TASKS_JSONL
-    if not path.is_file():
-        raise ep.bad(f"{file} is missing", "task_index")
-    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+    try:
+        lines = read_bytes(root / TASKS_JSONL).splitlines()
+    except FileNotFoundError as e:
+        raise ep.bad(f"{file} is missing", "task_index") from e
+    except Unreachable as e:
+        raise ep.bad(one_line(e), "task_index") from e
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

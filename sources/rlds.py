@@ -47,6 +47,7 @@ from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text
 from vlamix.sources.frames import EpisodeFacts, frame_row, one_line, to_rgb
+from vlamix.sources.location import display, has_glob, is_remote, locate, read_bytes
 from vlamix.sources.per_step import bad_text_step, measured_rate_problem, no_task, tasks_in_force
 from vlamix.sources.rlds_features import (
     FEATURES_FILE,
@@ -68,12 +69,10 @@ HAS_LANGUAGE = "episode_metadata/has_language"
 
 
 def _split_of(file: Path, folder: Path) -> str | None:
-    info = folder / INFO_FILE
-    names = (
-        [s["name"] for s in json.loads(info.read_text()).get("splits", [])]
-        if info.is_file()
-        else ["train", "val", "test", "validation"]
-    )
+    try:
+        names = [s["name"] for s in json.loads(read_bytes(folder / INFO_FILE)).get("splits", [])]
+    except FileNotFoundError:
+        names = ["train", "val", "test", "validation"]
     for name in names:
         if re.search(rf"-{re.escape(name)}\.tfrecord", file.name):
             return {"validation": "val"}.get(name, name)
@@ -81,15 +80,18 @@ def _split_of(file: Path, folder: Path) -> str | None:
 
 
 def _dataset_folder(sources: SourcesFile, source: RobotSource) -> Path:
-    base = Path(source.path) if Path(source.path).is_absolute() else sources.root / source.path
-    if not base.exists() and not any(c in source.path for c in "*?["):
+    base = locate(sources.root, source.path)
+    if has_glob(source.path) or ".tfrecord" in base.name:
+        return base.parent
+    if is_remote(base):
+        return base  # a URL without a glob or a TFRecord name is the dataset's folder
+    if not base.exists():
         raise ConfigError(f"path {source.path!r} (under {sources.root}) matches no file or folder")
     return base if base.is_dir() else base.parent
 
 
 def _features_where(folder: Path, root: Path) -> str:
-    path = folder / FEATURES_FILE
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    return display(folder / FEATURES_FILE, root)
 
 
 def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]:
@@ -103,7 +105,7 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
     files = resolve_files(sources.root, spec, ())
     refs: list[EpisodeRef] = []
     for file in files:
-        rel = str(file.relative_to(sources.root)) if file.is_relative_to(sources.root) else str(file)
+        rel = display(file, sources.root)
         split = _split_of(file, folder)
         try:
             for record, offset, _ in scan_records(file):
@@ -262,11 +264,14 @@ def _load(ref: EpisodeRef) -> tuple[bytes, dict]:
 
 
 def _keys(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> RldsKeys:
-    folder = Path(ref.path).parent
+    folder = locate("/", ref.path).parent
     try:
-        return resolve_keys(
-            read_features(folder), source, emb, str(Path(ref.source_file).parent / FEATURES_FILE)
+        where = (
+            f"{ref.source_file.rsplit('/', 1)[0]}/{FEATURES_FILE}"
+            if "/" in ref.source_file
+            else FEATURES_FILE
         )
+        return resolve_keys(read_features(folder), source, emb, where)
     except ConfigError as e:  # features.json changed since listing, or a ref not made by list_episodes
         raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, str(e), ref.index)) from e
 

@@ -15,12 +15,14 @@ import difflib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.sources.config import CameraKey, RobotSource, SuccessRule
 from vlamix.sources.frames import plan_cameras
+from vlamix.sources.location import is_remote, locate, read_bytes
 from vlamix.sources.success import success_rule
 
 __all__ = [
@@ -69,13 +71,26 @@ def _walk(node: dict, path: list[str], out: dict[str, Feature]) -> None:
 
 
 def read_features(folder: Path) -> dict[str, Feature]:
-    path = folder / FEATURES_FILE
-    if not path.is_file():
+    """The features `features.json` in `folder` declares (a remote one read once per process)."""
+    if is_remote(folder):
+        return dict(_remote_features(str(folder)))
+    return _parse_features(folder)
+
+
+@lru_cache(maxsize=16)
+def _remote_features(folder: str) -> tuple[tuple[str, Feature], ...]:
+    return tuple(_parse_features(locate("/", folder)).items())
+
+
+def _parse_features(folder: Path) -> dict[str, Feature]:
+    try:
+        text = read_bytes(folder / FEATURES_FILE)
+    except FileNotFoundError as e:
         raise ConfigError(
             f"{folder}: no {FEATURES_FILE} (the TFDS metadata that names the features); point `path` at the dataset folder"
-        )
+        ) from e
     features: dict[str, Feature] = {}
-    _walk(json.loads(path.read_text()), [], features)
+    _walk(json.loads(text), [], features)
     return features
 
 

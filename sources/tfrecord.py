@@ -3,16 +3,20 @@ those 8 bytes, the data, and the masked CRC32C of the data. Both checksums are v
 
 from __future__ import annotations
 
-import os
+import io
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import google_crc32c
 
+from vlamix.sources.location import locate, open_file
+
 __all__ = ["TFRecordError", "masked_crc", "read_record_at", "scan_records", "write_records"]
 
 _MASK_DELTA = 0xA282EAD8
+# a listing reads only the 12-byte headers: at a URL each costs one range request of this size
+SCAN_BLOCK_BYTES = 64 << 10
 
 
 class TFRecordError(ValueError):
@@ -24,7 +28,7 @@ def masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _read_header(f, path: Path, index: int, offset: int) -> int | None:
+def _read_header(f, path: str | Path, index: int, offset: int) -> int | None:
     header = f.read(12)
     if not header:
         return None
@@ -40,12 +44,16 @@ def _read_header(f, path: Path, index: int, offset: int) -> int | None:
     return length
 
 
+def _where(path: str | Path) -> Path:
+    return path if isinstance(path, Path) else locate("/", path)
+
+
 def scan_records(path: str | Path) -> Iterator[tuple[int, int, int]]:
     """(index, byte offset, data length) of every record, checking the length framing but not reading
     the data (cheap: a listing step needs only where episodes are)."""
-    path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as f:
+    with open_file(_where(path), block=SCAN_BLOCK_BYTES) as f:
+        size = f.seek(0, io.SEEK_END)
+        f.seek(0)
         index = offset = 0
         while (length := _read_header(f, path, index, offset)) is not None:
             end = offset + 12 + length + 4
@@ -60,13 +68,13 @@ def scan_records(path: str | Path) -> Iterator[tuple[int, int, int]]:
 
 def read_record_at(path: str | Path, offset: int, index: int = 0) -> bytes:
     """The data of the record that starts at `offset`, with both checksums verified."""
-    path = Path(path)
-    with path.open("rb") as f:
+    with open_file(_where(path)) as f:
+        size = f.seek(0, io.SEEK_END)
         f.seek(offset)
         length = _read_header(f, path, index, offset)
         if length is None:
             raise TFRecordError(f"{path}: no record at byte {offset}")
-        left = os.fstat(f.fileno()).st_size - offset - 12
+        left = size - offset - 12
         if length + 4 > left:  # checked before reading: a corrupted length may claim up to 2**64 bytes
             raise TFRecordError(
                 f"{path}: record {index} at byte {offset}: truncated data ({max(left, 0)} of {length + 4} bytes)"

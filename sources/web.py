@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,6 +21,7 @@ from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import SourcesFile, WebSource
 from vlamix.sources.fields import FieldError
 from vlamix.sources.frames import one_line
+from vlamix.sources.location import Unreachable, locate, read_bytes, readable
 from vlamix.sources.web_boxes import fit_boxes
 from vlamix.sources.web_coco import coco_items
 from vlamix.sources.web_items import (
@@ -75,12 +75,17 @@ def read_items(batch: ItemBatch) -> Iterator[dict | BadRecord]:
 def _image_bytes(batch: ItemBatch, ref: ItemRef, tables: dict) -> bytes | None:
     if ref.row < 0:
         try:
-            return Path(ref.path).read_bytes()
+            return read_bytes(locate("/", ref.path))
+        except Unreachable as e:
+            raise _bad(batch.dataset, ref, one_line(e), "image") from e
         except OSError as e:
             raise _bad(batch.dataset, ref, f"image file cannot be read: {one_line(e)}", "image") from e
     if ref.path not in tables:
         try:
-            tables[ref.path] = pq.read_table(ref.path, columns=[batch.image_column])
+            with readable(ref.path) as where:
+                tables[ref.path] = pq.read_table(where, columns=[batch.image_column])
+        except Unreachable as e:
+            raise _bad(batch.dataset, ref, one_line(e), "image") from e
         except (pa.ArrowException, OSError) as e:
             raise _bad(
                 batch.dataset, ref, f"{ref.path} does not read as parquet: {one_line(e)}", "image"

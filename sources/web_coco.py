@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from vlamix.config import ConfigError
 from vlamix.sources.config import SourcesFile, WebAnnotations, WebSource
 from vlamix.sources.fields import FieldError, is_null, scalar_text, text_list
+from vlamix.sources.location import glob_files, is_file, is_remote, locate, read_bytes
 from vlamix.sources.web_items import CAPTION_PROMPT, ItemRef, RawTurn, answer_text
 
 __all__ = ["ImageId", "coco_items", "image_id_of"]
@@ -57,9 +58,9 @@ def _order(value: ImageId) -> tuple[int, int, str]:
 def _load_json(root: Path, rel: str) -> dict:
     """An annotation file. Bytes that are not UTF-8 are kept as lone surrogates (`surrogateescape`): one
     bad caption quarantines its item, not the whole file."""
-    path = root / rel
+    path = locate(root, rel)
     try:
-        data = json.loads(path.read_bytes().decode("utf-8", "surrogateescape"))
+        data = json.loads(read_bytes(path).decode("utf-8", "surrogateescape"))
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: cannot read annotations: {e}") from e
     if not isinstance(data, dict):
@@ -259,14 +260,16 @@ def _is_bbox(value: object) -> bool:
     )
 
 
-def _item_error(src: WebSource, root: Path, listing: _Listing, image_id: ImageId) -> tuple[str | None, str]:
+def _item_error(
+    src: WebSource, images: _Images, listing: _Listing, image_id: ImageId
+) -> tuple[str | None, str]:
     name = listing.files.get(image_id)
     if image_id in listing.problems:
         reason, what = listing.problems[image_id]
         return f"{reason}: fix or drop that annotation", what
     if name is None:
         return f"image id {image_id!r} has annotations but no entry in any COCO `images` list", "image"
-    if not (root / str(src.images) / name).is_file():
+    if not images.has(name):
         return f"image file {src.images}/{name} is missing", "image"
     if not listing.turns.get(image_id):
         crowd = listing.counts[image_id]["crowd_regions"]
@@ -275,8 +278,27 @@ def _item_error(src: WebSource, root: Path, listing: _Listing, image_id: ImageId
     return None, "image"
 
 
+class _Images:
+    """Which image files the `images:` folder holds: asked per file on a local disk, listed once (names
+    only) at a URL, where a request per image would dominate the listing."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._names: set[str] | None = None
+        if is_remote(folder):
+            prefix = str(folder).rstrip("/") + "/"
+            self._names = {str(p)[len(prefix) :] for p in glob_files(folder, "**/*")}
+
+    def has(self, name: str) -> bool:
+        return is_file(self.folder / name) if self._names is None else name in self._names
+
+    def path(self, name: str) -> str:
+        return str(self.folder / name)
+
+
 def coco_items(sources: SourcesFile, src: WebSource) -> list[ItemRef]:
     root = sources.root
+    images = _Images(locate(root, str(src.images)))
     listing = _Listing()
     for ann in src.annotations:
         if ann.format == "vqav2":
@@ -290,13 +312,13 @@ def coco_items(sources: SourcesFile, src: WebSource) -> list[ItemRef]:
     refs = []
     for k, image_id in enumerate(sorted(ids, key=_order)):
         name = listing.files.get(image_id)
-        error, what = _item_error(src, root, listing, image_id)
+        error, what = _item_error(src, images, listing, image_id)
         refs.append(
             ItemRef(
                 k,
                 str(image_id),
                 f"{src.images}/{name}" if name else f"{src.images}/?",
-                str(root / str(src.images) / name) if name else "",
+                images.path(name) if name else "",
                 -1,
                 tuple(listing.turns.get(image_id, ())),
                 error,
@@ -305,6 +327,6 @@ def coco_items(sources: SourcesFile, src: WebSource) -> list[ItemRef]:
             )
         )
     return refs + [
-        ItemRef(len(refs) + k, "?", rel, str(root / rel), -1, (), reason, "image_id")
+        ItemRef(len(refs) + k, "?", rel, str(locate(root, rel)), -1, (), reason, "image_id")
         for k, (rel, reason) in enumerate(listing.orphans)
     ]

@@ -25,6 +25,7 @@ from vlamix.config import ConfigError
 from vlamix.sources.config import SourcesFile, WebSource, resolve_files
 from vlamix.sources.fields import FieldError, is_null, text_list
 from vlamix.sources.frames import one_line, parquet_size_problem
+from vlamix.sources.location import Unreachable, display, is_file, readable
 from vlamix.sources.web_items import CAPTION_PROMPT, ItemRef, RawTurn, answer_text, undecoded_text
 
 __all__ = ["image_cell_bytes", "parquet_items"]
@@ -64,8 +65,11 @@ def _text_cells(table: pa.Table, name: str) -> list[object]:
 def _read_listing_table(path: Path) -> pa.Table | str:
     """The whole parquet file, or why it cannot be read (the file becomes one quarantined item)."""
     try:
-        pf = pq.ParquetFile(path)
-        return parquet_size_problem(pf.metadata) or pf.read()
+        with readable(path) as where:
+            pf = pq.ParquetFile(where)
+            return parquet_size_problem(pf.metadata) or pf.read()
+    except Unreachable as e:
+        return one_line(e)
     except (pa.ArrowException, OSError) as e:
         return (
             f"does not read as parquet: {one_line(e)} (truncated or corrupted? re-download or re-export it)"
@@ -107,8 +111,8 @@ def _image(cell: object, folder: Path, where: str, folder_rel: PurePosixPath) ->
             error=f"{where}: image path {name!r} leaves the parquet file's folder: store the image bytes, or a "
             "path relative to the parquet file",
         )
-    path = folder / rel
-    if not path.is_file():
+    path = folder / str(rel)
+    if not is_file(path):
         return _Image(where, error=f"{where}: image file {name!r} (next to the parquet file) is missing")
     return _Image("file:" + str(folder_rel / rel), str(path))
 
@@ -186,7 +190,7 @@ def _file_groups(path: Path, rel: str, src: WebSource, groups: dict[str, _Group]
 def parquet_items(sources: SourcesFile, src: WebSource) -> list[ItemRef]:
     groups: dict[str, _Group] = {}
     for path in resolve_files(sources.root, str(src.path), (".parquet",)):
-        rel = str(path.relative_to(sources.root)) if path.is_relative_to(sources.root) else str(path)
+        rel = display(path, sources.root)
         _file_groups(path, rel, src, groups)
     refs = []
     for k, (key, g) in enumerate(groups.items()):

@@ -54,6 +54,7 @@ class Faults:
 
 class RangeHandler(SimpleHTTPRequestHandler):
     faults: Faults | None = None
+    ranges = True  # False: answer every GET whole with 200, as Python's own http.server does
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -76,7 +77,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
             return None
         m = _RANGE.match(self.headers.get("Range", ""))
         path = Path(self.translate_path(self.path))
-        if not m or not path.is_file():
+        if not m or not path.is_file() or not self.ranges:
             return super().send_head()
         size = path.stat().st_size
         start, end = int(m.group(1)), int(m.group(2)) if m.group(2) else size - 1
@@ -110,14 +111,23 @@ class _Limited:
         self.f.close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that closes a connection before the whole answer is sent (fsspec probing a file
+        with a GET it does not read to the end) is normal; anything else is still printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
-def http_server(folder: Path, faults: Faults | None = None) -> Iterator[str]:
-    """Serve `folder` on 127.0.0.1 (with the failures `faults` is armed with); yields its base URL."""
-    handler_class = (
-        type("FaultyRangeHandler", (RangeHandler,), {"faults": faults}) if faults else RangeHandler
-    )
+def http_server(folder: Path, faults: Faults | None = None, ranges: bool = True) -> Iterator[str]:
+    """Serve `folder` on 127.0.0.1 (with the failures `faults` is armed with; without Range support
+    when `ranges` is False); yields its base URL."""
+    handler_class = type("ServedHandler", (RangeHandler,), {"faults": faults, "ranges": ranges})
     handler = functools.partial(handler_class, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -1,7 +1,7 @@
 """Ray Data on a real two-node cluster started on this machine (`ray start --head` and a second
-`ray start --address=...`): the ingest runs there and writes its whole layout, `work/` included, into an
-S3 bucket (moto's server on 127.0.0.1), so no node depends on a node-local path; tasks land on both nodes,
-and the bytes equal Beam's local run."""
+`ray start --address=...`): the ingest reads its raw sources from an S3 bucket (moto's server on
+127.0.0.1) and writes its whole layout, `work/` included, into the bucket, so no node depends on a
+node-local path; tasks land on both nodes, and the bytes equal Beam's run from local paths."""
 
 from __future__ import annotations
 
@@ -132,23 +132,38 @@ def _ingest(sources: Path, out: Path | str, *extra: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_two_node_cluster_runs_the_ingest_on_both_nodes(cluster, tmp_path):
-    sources = tmp_path / "sources.yaml"
+def _sources(folder: Path, base: str) -> Path:
+    """The two RLDS datasets with their data under `base` (a local folder or an s3:// URL)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = folder / "sources.yaml"
     sources.write_text(
         textwrap.dedent(
             f"""
             datasets:
-              - {{name: widowx_sim, kind: CE, format: rlds, path: {SAMPLES}/widowx_sim, embodiment: widowx_bridge}}
-              - {{name: arm6_sim, kind: CE, format: rlds, path: {SAMPLES}/arm6_sim, embodiment: {SAMPLES}/embodiments/sim_arm6.yaml,
+              - {{name: widowx_sim, kind: CE, format: rlds, path: {base}/widowx_sim, embodiment: widowx_bridge}}
+              - {{name: arm6_sim, kind: CE, format: rlds, path: {base}/arm6_sim, embodiment: {SAMPLES}/embodiments/sim_arm6.yaml,
                   keys: {{state: [steps/observation/joint_positions, steps/observation/gripper_position],
                           action: [steps/action/joint_targets, steps/action/gripper],
                           instruction: steps/observation/natural_language_instruction}}}}
             """
         )
     )
+    return sources
+
+
+def test_two_node_cluster_runs_the_ingest_on_both_nodes(cluster, tmp_path):
+    """The raw data lives only in the bucket: the workers get s3:// URLs, never a local path, and both
+    nodes extract episodes (so both read raw data from the bucket)."""
+    import fsspec
+
+    fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL_S3"]})
+    for name in ("widowx_sim", "arm6_sim"):
+        fs.put(f"{SAMPLES}/{name}/", f"{BUCKET}/raw/{name}/", recursive=True)
     url = f"s3://{BUCKET}/layouts/ray"
-    _ingest(sources, url, "--engine", "ray", "--ray-address", cluster)
-    _ingest(sources, tmp_path / "beam")
+    _ingest(
+        _sources(tmp_path / "remote", f"s3://{BUCKET}/raw"), url, "--engine", "ray", "--ray-address", cluster
+    )
+    _ingest(_sources(tmp_path / "local", str(SAMPLES)), tmp_path / "beam")
     store = Store(url)
     nodes = store.read_json(WorkDir.engine_counters("ray", "extract"))["nodes"]
     assert len(nodes) == 2, nodes  # both nodes extracted episodes

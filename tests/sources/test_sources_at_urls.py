@@ -1,0 +1,178 @@
+"""Raw sources at URLs (issue 20): the bundled samples of every format, copied to moto's S3 server and to
+a static HTTP server on 127.0.0.1, ingest to the same shard, index and statistics bytes as from local
+paths; a transient server error is retried, a file that keeps failing quarantines exactly its episode
+with the URL; a URL with a password is refused; the credentials never reach a written file or a log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from servers import Faults, http_server, s3_server
+
+from vlamix.pipelines.robot_extract import EpisodeExtract
+from vlamix.sources.config import load_sources
+from vlamix.sources.readers import reader_for
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+REPO = SAMPLES.parent
+# distinctive credentials: a grep over everything written must not find them
+SECRET = {
+    "AWS_ACCESS_KEY_ID": "AKIAVLAMIXTESTKEY0042",
+    "AWS_SECRET_ACCESS_KEY": "vlamix-test-secret-3f9c1e77",
+    "HF_TOKEN": "hf_vlamixtesttoken5521",
+}
+
+
+def url_sources(folder: Path, base: str) -> Path:
+    """The bundled sources file with every data path at `base` (the samples folder's URL); embodiment
+    specs stay local files (they are configuration, not data)."""
+    doc = yaml.safe_load((SAMPLES / "sources.yaml").read_text())
+    for d in doc["datasets"]:
+        for key in ("path", "images"):
+            if key in d:
+                d[key] = f"{base}/{d[key]}"
+        for a in d.get("annotations", []):
+            for key in ("path", "questions", "answers"):
+                if key in a:
+                    a[key] = f"{base}/{a[key]}"
+        if str(d.get("embodiment", "")).endswith(".yaml"):
+            d["embodiment"] = str(SAMPLES / d["embodiment"])
+    path = folder / "sources.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def ingest(sources: Path, out: Path, env: dict) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "vlamix.cli", "ingest", "--sources", str(sources), "--out", str(out)]
+    return subprocess.run(
+        [*cmd, "--workers", "2", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
+
+
+def files_of(manifest: dict) -> dict[str, str]:
+    """Every shard, index and statistics file the manifest names, with its sha256."""
+    out = {}
+    for name, entry in manifest["datasets"].items():
+        for shard in entry["shards"]:
+            out[shard["path"]] = shard["sha256"]
+        for part in ("index", "stats"):
+            if part in entry:
+                out[f"{name}:{part}"] = entry[part]["sha256"]
+    return out
+
+
+def assert_no_secret(out: Path, *logs: str) -> None:
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        for value in SECRET.values():
+            assert value.encode() not in data, f"{value} written into {path}"
+    for log in logs:
+        for value in SECRET.values():
+            assert value not in log
+
+
+@pytest.fixture
+def secret_env(monkeypatch) -> dict:
+    for k, v in SECRET.items():
+        monkeypatch.setenv(k, v)
+    return SECRET
+
+
+def test_ingest_from_s3_writes_the_bytes_of_the_local_ingest(bundled, tmp_path, secret_env):
+    import fsspec
+
+    with s3_server() as endpoint:
+        os.environ.update(secret_env)  # s3_server set its own keys: moto takes any, ours are greppable
+        fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": endpoint})
+        fs.mkdir("raw")
+        fs.put(str(SAMPLES) + "/", "raw/samples/", recursive=True)
+        sources = url_sources(tmp_path, "s3://raw/samples")
+        done = ingest(sources, tmp_path / "out", {**secret_env, "AWS_ENDPOINT_URL_S3": endpoint})
+    assert done.returncode == 0, done.stderr[-3000:]
+    local = json.loads((bundled / "manifest.json").read_text())
+    remote = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert files_of(remote) == files_of(local)
+    for name, entry in remote["datasets"].items():
+        assert entry["accounting"] == local["datasets"][name]["accounting"], name
+    assert_no_secret(tmp_path / "out", done.stdout, done.stderr)
+
+
+def test_ingest_over_http_retries_a_flaky_file_and_writes_the_same_bytes(bundled, tmp_path, secret_env):
+    faults = Faults()
+    served = tmp_path / "www"
+    shutil.copytree(SAMPLES, served / "samples")
+    with http_server(served, faults) as url:
+        sources = url_sources(tmp_path, f"{url}/samples")
+        flaky = "/samples/mobile_aloha/episode_1.hdf5"
+        faults.fail_next(flaky, 2, 500)  # twice a server error, then it answers
+        done = ingest(sources, tmp_path / "out", secret_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert faults.pending(flaky) == 0 and faults.requests[flaky] > 2
+    local = json.loads((bundled / "manifest.json").read_text())
+    remote = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert files_of(remote) == files_of(local)
+    assert_no_secret(tmp_path / "out", done.stdout, done.stderr)
+
+
+def test_a_file_that_keeps_failing_quarantines_its_episode_with_the_url(tmp_path):
+    faults = Faults()
+    shutil.copytree(SAMPLES, tmp_path / "www" / "samples")
+    with http_server(tmp_path / "www", faults) as url:
+        sources = load_sources(url_sources(tmp_path, f"{url}/samples"))
+        src = sources.robot("mobile_aloha_sim")
+        refs = reader_for(src.format).list_episodes(sources, src)
+        assert [r.source_file for r in refs] == [
+            f"{url}/samples/mobile_aloha/episode_{i}.hdf5" for i in range(3)
+        ]
+        emb = sources.embodiment(src)
+        faults.fail_next("/samples/mobile_aloha/episode_2.hdf5", 1000, 503)
+        outcomes = [EpisodeExtract(r, src, emb, str(tmp_path / "out")).extract("raise") for r in refs]
+    assert [len(o.results) for o in outcomes] == [1, 1, 0]
+    (bad,) = outcomes[2].quarantined
+    assert bad.source_file == f"{url}/samples/mobile_aloha/episode_2.hdf5"
+    assert "HTTP 503" in bad.reason and "after 4 attempts" in bad.reason and url in bad.reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://someone:hunter2@127.0.0.1:9/samples/mobile_aloha",
+        "s3://AKIAX:hunter2@raw/samples/mobile_aloha",
+        "https://127.0.0.1:9/samples/mobile_aloha?X-Amz-Signature=hunter2",
+    ],
+)
+def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path, url):
+    sources = url_sources(tmp_path, "http://127.0.0.1:9/samples")
+    text = sources.read_text().replace("http://127.0.0.1:9/samples/mobile_aloha", url)
+    sources.write_text(text)
+    done = ingest(sources, tmp_path / "out", {})
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "carries credentials" in lines[0] and "mobile_aloha_sim" in lines[0]
+    assert "hunter2" not in done.stderr + done.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_hf_source_under_hf_hub_offline_is_a_one_line_error(tmp_path):
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(
+        "datasets:\n  - {name: hub_demo, kind: ME, format: lerobot, path: hf://datasets/lerobot/pusht@v2.1, "
+        "embodiment: " + str(SAMPLES / "embodiments" / "sim_arm6_30hz.yaml") + "}\n"
+    )
+    done = ingest(sources, tmp_path / "out", {"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "HF_HUB_OFFLINE" in lines[0] and "hf://datasets/lerobot/pusht@v2.1" in lines[0]
