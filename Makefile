@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: env ingest test test-fast test-all bench bench-peers lint format samples schema-doc check-layout clean
+.PHONY: env ingest test test-fast test-all bench bench-scale bench-peers lint format samples schema-doc check-layout clean
 
 env: $(STAMP)
 
@@ -40,6 +40,13 @@ test-all: $(STAMP)
 # plots/); scratch data in .bench/. Under 15 minutes on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --work .bench --out benchmarks
+
+# At lab scale (issue 20): a generated MM dataset of 1x, 4x and 16x 6,450 frames (16x: 103,200) served from
+# moto's S3 server on 127.0.0.1, ingested from its s3:// URL with Beam and with Ray on a two-node local
+# cluster; wall time, frames/s, driver and worker peak memory, statistics checked against numpy at 16x.
+# Results in benchmarks/scale/. About 40 minutes on 2 cores; scratch data in .bench/scale.
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --work .bench/scale --out benchmarks/scale
 
 # Optional: the loader against LeRobot's LeRobotDataset on the same episodes (benchmarks/peers/RESULTS.md).
 # lerobot 0.4.x pins an older torch, so it gets its own environment, .venv-peers: several GB (the CUDA

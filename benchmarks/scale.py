@@ -88,8 +88,11 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def s3_server():
     """moto's S3 server on 127.0.0.1 with the AWS variables pointing at it (test credentials)."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
@@ -210,7 +213,7 @@ def _run(engine: str, sources: Path, out: Path, address: str | None, peaks: Peak
     return {
         "engine": engine,
         "frames": frames,
-        "episodes": manifest["datasets"][DATASET]["accounting"].get("episodes_written"),
+        "episodes": manifest["datasets"][DATASET]["accounting"]["written"],
         "wall_s": round(wall, 1),
         "frames_per_s": round(frames / wall, 1),
         "driver_peak_rss_mib": round(driver_mib, 1),
