@@ -68,10 +68,11 @@ def declared_size_problem(shape: tuple[int, ...], itemsize: int, image: bool = F
     return None
 
 
-def parquet_size_problem(metadata) -> str | None:
-    """Why a parquet file (its `pq.FileMetaData`) must not be read whole: its row groups declare more
-    than MAX_READ_BYTES uncompressed."""
-    size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+def parquet_size_problem(metadata, groups: list[int] | None = None) -> str | None:
+    """Why a parquet file (its `pq.FileMetaData`) must not be read (whole, or these row `groups`): the
+    row groups declare more than MAX_READ_BYTES uncompressed."""
+    groups = list(range(metadata.num_row_groups)) if groups is None else groups
+    size = sum(metadata.row_group(i).total_byte_size for i in groups)
     if size > MAX_READ_BYTES:
         return (
             f"declares {size:,} bytes uncompressed, above the cap of {MAX_READ_BYTES:,} "

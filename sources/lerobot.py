@@ -85,7 +85,7 @@ def _episode_rows(root: Path, info: dict, ep: Episode, meta: dict) -> pa.Table:
         path = root / info["data_path"].format(
             chunk_index=meta["data/chunk_index"], file_index=meta["data/file_index"]
         )
-        table = read_parquet(path, root, ep)
+        table = read_parquet(path, root, ep, episode=e)
         if "episode_index" not in table.column_names:
             raise ep.bad(f"{path.relative_to(root)} has no column 'episode_index'", "episode_index")
         table = table.filter(pc.equal(table.column("episode_index"), e))

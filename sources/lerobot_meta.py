@@ -169,16 +169,23 @@ class Episode:
         )
 
 
-def read_parquet(path: Path, root: Path, ep: Episode, columns: list[str] | None = None) -> pa.Table:
-    """A whole parquet file, its declared (uncompressed) size checked against the cap first."""
+def read_parquet(
+    path: Path, root: Path, ep: Episode, columns: list[str] | None = None, episode: int | None = None
+) -> pa.Table:
+    """A parquet file, its declared (uncompressed) size checked against the cap first. With `episode`
+    (v3.0 files hold many), only the row groups whose `episode_index` statistics can hold it are read:
+    at a URL, the bytes of the other episodes are never fetched."""
     rel = path.relative_to(root)
     try:
         with readable(path) as where:
             pf = pq.ParquetFile(where)
-            too_big = parquet_size_problem(pf.metadata)
+            groups = None if episode is None else _row_groups_holding(pf.metadata, episode)
+            too_big = parquet_size_problem(pf.metadata, groups)
             if too_big:
                 raise ep.bad(f"{rel} {too_big}")
-            return pf.read(columns=columns)
+            if groups is None:
+                return pf.read(columns=columns)
+            return pf.read_row_groups(groups, columns=columns)
     except FileNotFoundError as e:
         raise ep.bad(f"{rel} is missing") from e
     except Unreachable as e:
@@ -187,6 +194,27 @@ def read_parquet(path: Path, root: Path, ep: Episode, columns: list[str] | None 
         raise ep.bad(
             f"{rel} does not read as parquet: {one_line(e)} (truncated or corrupted? re-download or re-export it)"
         ) from e
+
+
+def _row_groups_holding(metadata: pq.FileMetaData, episode: int) -> list[int] | None:
+    """The row groups whose `episode_index` min..max holds `episode`; None (read all) when a row group
+    has no statistics for it or the column is not a plain integer."""
+    if metadata.num_row_groups == 0:
+        return None
+    first = metadata.row_group(0)
+    col = next(
+        (j for j in range(first.num_columns) if first.column(j).path_in_schema == "episode_index"), None
+    )
+    if col is None:
+        return None
+    groups = []
+    for i in range(metadata.num_row_groups):
+        stats = metadata.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max or not isinstance(stats.min, int):
+            return None
+        if stats.min <= episode <= stats.max:
+            groups.append(i)
+    return groups
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,30 @@ def test_s3_globs_and_range_reads(tmp_path):
             f.seek(-16, io.SEEK_END)
             tail = f.read()
         assert tail == EPISODE.read_bytes()[-16:]
+
+
+def test_a_v30_data_file_reads_only_the_row_groups_of_its_episode(tmp_path):
+    """LeRobot v3.0 concatenates episodes in one parquet file: an episode reads its row groups only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vlamix.sources.episode import EpisodeRef
+    from vlamix.sources.lerobot_meta import Episode, read_parquet
+
+    rows = 20_000
+    table = pa.table(
+        {
+            "episode_index": [e for e in range(3) for _ in range(rows)],
+            "payload": [
+                bytes(np.random.default_rng(i).integers(0, 255, 64, np.uint8)) for i in range(3 * rows)
+            ],
+        }
+    )
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "file-000.parquet", row_group_size=rows)
+    with http_server(tmp_path) as url:
+        root = locate("/", url)
+        ep = Episode(EpisodeRef("d", 1, url, "data/file-000.parquet#episode_000001"))
+        got = read_parquet(root / "data" / "file-000.parquet", root, ep, episode=1)
+    assert got.column("episode_index").to_pylist() == [1] * rows
+    assert got.equals(table.slice(rows, rows))
