@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from vlamix.config import ConfigError, from_mapping, load_yaml
 from vlamix.schemas.embodiment import CAMERA_SLOTS, SHIPPED_DIR, Embodiment, load_embodiment
-from vlamix.sources.location import glob_files, has_glob, is_file, locate
+from vlamix.sources.location import Location, glob_files, has_glob, is_file, locate
 
 __all__ = [
     "AnnotationSource",
@@ -320,7 +320,7 @@ def _natural_path(p: Path) -> list:
     return [_natural(Path(part)) for part in p.parts]
 
 
-def _single_file(base: Path, suffixes: tuple[str, ...]) -> bool:
+def _single_file(base: Location, suffixes: tuple[str, ...]) -> bool:
     """`base` names one file. Over HTTP a folder answers as a page too, so there a name is a file
     when it has one of the suffixes (and no trailing slash)."""
     if str(base).startswith(("http://", "https://")):
@@ -328,7 +328,7 @@ def _single_file(base: Path, suffixes: tuple[str, ...]) -> bool:
     return is_file(base)
 
 
-def resolve_files(root: Path, spec: str, suffixes: tuple[str, ...]) -> list[Path]:
+def resolve_files(root: Path, spec: str, suffixes: tuple[str, ...]) -> list[Location]:
     """A file, a folder (its files with these suffixes) or a glob, relative to `root` or at a URL
     (sources/location.py); natural order (episode_2 before episode_10), so episode indices are stable."""
     base = locate(root, spec)

@@ -44,7 +44,7 @@ from vlamix.sources.lerobot_meta import (
 from vlamix.sources.lerobot_meta import read_info as _info  # the tests clear its cache by this name
 from vlamix.sources.lerobot_meta import split_ranges as _split_ranges
 from vlamix.sources.lerobot_plan import Columns, Plan, plan_dataset
-from vlamix.sources.location import display, is_file, is_remote, locate, readable
+from vlamix.sources.location import Location, display, is_file, is_remote, locate, readable
 from vlamix.sources.success import success_rule, success_value
 
 __all__ = ["VERSIONS", "list_episodes", "read_episode"]
@@ -52,7 +52,7 @@ __all__ = ["VERSIONS", "list_episodes", "read_episode"]
 _Episode = Episode
 
 
-def _root(sources: SourcesFile, source: RobotSource) -> Path:
+def _root(sources: SourcesFile, source: RobotSource) -> Location:
     return locate(sources.root, source.path)
 
 
@@ -79,7 +79,7 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
     return refs
 
 
-def _episode_rows(root: Path, info: dict, ep: Episode, meta: dict) -> pa.Table:
+def _episode_rows(root: Location, info: dict, ep: Episode, meta: dict) -> pa.Table:
     e = ep.ref.record
     if info["codebase_version"] == "v3.0":
         path = root / info["data_path"].format(
@@ -244,7 +244,9 @@ def _match(
     return out
 
 
-def _video_span(root: Path, info: dict, ep: Episode, meta: dict, key: str) -> tuple[Path, float, float]:
+def _video_span(
+    root: Location, info: dict, ep: Episode, meta: dict, key: str
+) -> tuple[Location, float, float]:
     """The video file holding the episode's frames of camera `key`, and their time span in it."""
     if info["codebase_version"] == "v3.0":
         path = root / info["video_path"].format(
@@ -259,7 +261,7 @@ def _video_span(root: Path, info: dict, ep: Episode, meta: dict, key: str) -> tu
 
 
 def _cameras(
-    root: Path, info: dict, ep: Episode, meta: dict, table: pa.Table, stamps: np.ndarray, plan: Plan
+    root: Location, info: dict, ep: Episode, meta: dict, table: pa.Table, stamps: np.ndarray, plan: Plan
 ) -> dict[str, list[np.ndarray]]:
     """slot -> one RGB frame per row (BGR-logged cameras flipped)."""
     tol = 1.0 / (4.0 * plan.fps)
@@ -284,7 +286,7 @@ def _cameras(
 
 
 def _instructions(
-    root: Path, info: dict, table: pa.Table, meta: dict, source: RobotSource, ep: Episode
+    root: Location, info: dict, table: pa.Table, meta: dict, source: RobotSource, ep: Episode
 ) -> list[str | None]:
     """Each row's instruction: `keys: {instruction: field}` (a per-frame column or an episode field),
     else the text of the row's task_index, else the episode's one task in its metadata. A row without
@@ -316,7 +318,7 @@ def _instructions(
     return texts
 
 
-def _task_texts(root: Path, info: dict, table: pa.Table, ep: Episode) -> list[str | None]:
+def _task_texts(root: Location, info: dict, table: pa.Table, ep: Episode) -> list[str | None]:
     tasks, file = read_tasks(root, info, ep), tasks_file(info)
     out = []
     for i, k in enumerate(table.column("task_index").to_pylist()):
@@ -347,7 +349,7 @@ def _success(source: RobotSource, meta: dict, table: pa.Table, ep: Episode) -> b
         raise ep.bad(str(e), rule.field if rule else "success") from e
 
 
-def _meta_signature(root: Path) -> tuple:
+def _meta_signature(root: Location) -> tuple:
     """What the metadata files are now (path, size, mtime): a changed file is read again. At a URL the
     dataset is taken as fixed for the run (a stat per file per episode would cost a request each)."""
     if is_remote(root):

@@ -20,7 +20,7 @@ from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, scalar_text
 from vlamix.sources.frames import one_line, parquet_size_problem
-from vlamix.sources.location import Unreachable, glob_files, locate, read_bytes, readable
+from vlamix.sources.location import Location, Unreachable, glob_files, locate, read_bytes, readable
 
 __all__ = [
     "EPISODES_GLOB",
@@ -102,7 +102,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def read_episodes_meta(root: Path, info: dict) -> list[dict]:
+def read_episodes_meta(root: Location, info: dict) -> list[dict]:
     """The episodes' metadata rows, by `episode_index`. Each row needs an integer `episode_index` (the
     dataset's own id of the episode: gaps are kept, never renumbered) and `length`; an index listed twice
     is an error, since annotations and keys address episodes by it."""
@@ -170,7 +170,7 @@ class Episode:
 
 
 def read_parquet(
-    path: Path, root: Path, ep: Episode, columns: list[str] | None = None, episode: int | None = None
+    path: Location, root: Location, ep: Episode, columns: list[str] | None = None, episode: int | None = None
 ) -> pa.Table:
     """A parquet file, its declared (uncompressed) size checked against the cap first. With `episode`
     (v3.0 files hold many), only the row groups whose `episode_index` statistics can hold it are read:
@@ -239,7 +239,7 @@ def _task_text(value: object, k: int, file: str, tasks: Tasks) -> None:
         tasks.problems[k] = str(e)
 
 
-def read_tasks(root: Path, info: dict, ep: Episode) -> Tasks:
+def read_tasks(root: Location, info: dict, ep: Episode) -> Tasks:
     """The task texts; a text that is not UTF-8, or not text, is a problem of the episodes using it."""
     file = tasks_file(info)
     tasks = Tasks({}, {})

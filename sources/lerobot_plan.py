@@ -22,6 +22,7 @@ from vlamix.schemas.embodiment import Dim, Embodiment
 from vlamix.sources.config import RobotSource
 from vlamix.sources.frames import plan_cameras, rate_problem
 from vlamix.sources.lerobot_meta import IMAGE_PREFIX, INFO_PATH
+from vlamix.sources.location import Location
 from vlamix.sources.success import success_rule
 
 __all__ = ["Columns", "Plan", "plan_dataset"]
@@ -178,7 +179,9 @@ def _check_field(setting: str, name: str, features: dict, episodes: list[dict], 
         )
 
 
-def plan_dataset(root: Path, info: dict, episodes: list[dict], source: RobotSource, emb: Embodiment) -> Plan:
+def plan_dataset(
+    root: Location, info: dict, episodes: list[dict], source: RobotSource, emb: Embodiment
+) -> Plan:
     """The plan every episode of the dataset is read by; ConfigError when the dataset and the spec (or
     the sources file) disagree."""
     where = root / INFO_PATH

@@ -24,8 +24,9 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
+from typing_extensions import TypeIs
 from upath import UPath
 
 from vlamix.sources.remote import Unreachable, check_url, is_transient, is_url, retrying, storage_options
@@ -33,6 +34,7 @@ from vlamix.sources.remote import Unreachable, check_url, is_transient, is_url, 
 __all__ = [
     "BLOCK_BYTES",
     "SPOOL_MAX_BYTES",
+    "Location",
     "RemoteFile",
     "Unreachable",
     "display",
@@ -45,6 +47,7 @@ __all__ = [
     "readable",
 ]
 
+Location: TypeAlias = Path | UPath  # what readers hold: a local path (PosixUPath is both) or a URL
 BLOCK_BYTES = 1 << 20  # bytes a remote file fetches per range request (reads ahead within it)
 SPOOL_MAX_BYTES = int(os.environ.get("VLAMIX_SPOOL_MAX_BYTES", 8 << 30))  # see RemoteFile
 _SPOOL_MEMORY_BYTES = 64 << 20
@@ -59,7 +62,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def locate(root: Path | str, spec: str | Path) -> UPath:
+def locate(root: Path | str, spec: str | Path) -> Location:
     """`spec` as a location: a URL as it is (checked), an absolute path, or a path relative to `root`
     (the sources file's folder). Raises UnsupportedURL for a scheme vlamix does not read or a URL with
     credentials in it, OfflineHub for an hf:// source under HF_HUB_OFFLINE=1."""
@@ -77,11 +80,11 @@ def locate(root: Path | str, spec: str | Path) -> UPath:
     return UPath(text, **storage_options(protocol))
 
 
-def is_remote(p: Path) -> bool:
+def is_remote(p: Location) -> TypeIs[UPath]:
     return isinstance(p, UPath) and p.protocol not in ("", "file", "local")
 
 
-def display(p: Path, root: Path | str | None = None) -> str:
+def display(p: Location, root: Path | str | None = None) -> str:
     """How errors, the manifest and quarantine records name a file: a URL as it is; a local path
     relative to `root` when it lies under it."""
     if is_remote(p):
@@ -92,11 +95,11 @@ def display(p: Path, root: Path | str | None = None) -> str:
     return str(local)
 
 
-def read_bytes(p: Path) -> bytes:
+def read_bytes(p: Location) -> bytes:
     return retrying(p.read_bytes, display(p), "read", remote=is_remote(p))
 
 
-def is_file(p: Path) -> bool:
+def is_file(p: Location) -> bool:
     """Whether `p` is a file. At a URL this asks the server (retried) and, unlike fsspec's own
     `isfile`, never reads a server error as "no such file": an error that persists raises."""
     if not is_remote(p):
@@ -113,7 +116,7 @@ def is_file(p: Path) -> bool:
     return retrying(info, display(p), "stat")
 
 
-def glob_files(base: Path, pattern: str | None = None) -> list[Path]:
+def glob_files(base: Location, pattern: str | None = None) -> list[Location]:
     """The files under `base` matching `pattern` (or `base` itself read as a glob), listed by name only:
     the listing costs memory for the names, never for the data. One listing call: no request per file,
     and a server error fails the listing (retried first) instead of leaving files out."""
@@ -143,7 +146,7 @@ def has_glob(spec: str) -> bool:
 
 
 @contextlib.contextmanager
-def readable(where: str | Path) -> Iterator[str | BinaryIO]:
+def readable(where: str | Location) -> Iterator[str | BinaryIO]:
     """What a format library opens (h5py, PyAV, pyarrow): a local file's path (their native, fastest
     reader), or a remote file's open RemoteFile, closed after the block."""
     p = where if isinstance(where, Path) else locate("/", where)
@@ -154,7 +157,7 @@ def readable(where: str | Path) -> Iterator[str | BinaryIO]:
         yield f
 
 
-def open_file(p: Path, block: int = BLOCK_BYTES) -> BinaryIO:
+def open_file(p: Location, block: int = BLOCK_BYTES) -> BinaryIO:
     """A readable, seekable binary file object: Python's own for a local file, else a buffered
     RemoteFile (range requests of `block` bytes, retried)."""
     if not is_remote(p):

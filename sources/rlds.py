@@ -47,7 +47,7 @@ from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text
 from vlamix.sources.frames import EpisodeFacts, frame_row, one_line, to_rgb
-from vlamix.sources.location import display, has_glob, is_remote, locate, read_bytes
+from vlamix.sources.location import Location, display, has_glob, is_remote, locate, read_bytes
 from vlamix.sources.per_step import bad_text_step, measured_rate_problem, no_task, tasks_in_force
 from vlamix.sources.rlds_features import (
     FEATURES_FILE,
@@ -79,7 +79,7 @@ def _split_of(file: Path, folder: Path) -> str | None:
     return None
 
 
-def _dataset_folder(sources: SourcesFile, source: RobotSource) -> Path:
+def _dataset_folder(sources: SourcesFile, source: RobotSource) -> Location:
     base = locate(sources.root, source.path)
     if has_glob(source.path) or ".tfrecord" in base.name:
         return base.parent

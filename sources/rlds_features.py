@@ -16,13 +16,12 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.sources.config import CameraKey, RobotSource, SuccessRule
 from vlamix.sources.frames import plan_cameras
-from vlamix.sources.location import is_remote, locate, read_bytes
+from vlamix.sources.location import Location, is_remote, locate, read_bytes
 from vlamix.sources.success import success_rule
 
 __all__ = [
@@ -70,7 +69,7 @@ def _walk(node: dict, path: list[str], out: dict[str, Feature]) -> None:
         out[name] = Feature(name, kind, spec.get("dtype", "string" if kind == "Text" else "float32"), dims)
 
 
-def read_features(folder: Path) -> dict[str, Feature]:
+def read_features(folder: Location) -> dict[str, Feature]:
     """The features `features.json` in `folder` declares (a remote one read once per process)."""
     if is_remote(folder):
         return dict(_remote_features(str(folder)))
@@ -82,7 +81,7 @@ def _remote_features(folder: str) -> tuple[tuple[str, Feature], ...]:
     return tuple(_parse_features(locate("/", folder)).items())
 
 
-def _parse_features(folder: Path) -> dict[str, Feature]:
+def _parse_features(folder: Location) -> dict[str, Feature]:
     try:
         text = read_bytes(folder / FEATURES_FILE)
     except FileNotFoundError as e:
