@@ -23,9 +23,9 @@ from servers import s3_server
 from vlamix.shards.store import Store
 from vlamix.shards.workdir import WorkDir
 
-# nightly: `make test` holds Ray's bytes to Beam's with the local Ray engine over every bundled dataset
-# (tests/pipelines/test_ingest_end_to_end.py::test_ray_data_engine_writes_the_same_bytes)
-pytestmark = [pytest.mark.slow, pytest.mark.nightly]
+# in `make test` (issue 20: workers on two nodes read raw sources that exist only in a bucket); slow, so
+# not in `make test-fast`
+pytestmark = [pytest.mark.slow]
 BUCKET = "vlamix-ray"
 
 
@@ -100,7 +100,7 @@ def cluster(s3):
                 os.killpg(p.pid, signal.SIGTERM)
         for p in reversed(procs):
             try:
-                p.wait(timeout=60)
+                p.wait(timeout=10)  # a node stops in a few seconds; then the rest of its group is killed
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
