@@ -34,6 +34,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +66,18 @@ from vlamix.sources.tfrecord import TFRecordError, read_record_at, scan_records
 __all__ = ["Feature", "list_episodes", "read_episode", "read_features"]
 
 INFO_FILE = "dataset_info.json"
+LIST_THREADS = 16  # files whose record headers are read at once at a URL
 HAS_LANGUAGE = "episode_metadata/has_language"
 
 
-def _split_of(file: Path, folder: Path) -> str | None:
+def _split_names(folder: Location) -> list[str]:
     try:
-        names = [s["name"] for s in json.loads(read_bytes(folder / INFO_FILE)).get("splits", [])]
+        return [s["name"] for s in json.loads(read_bytes(folder / INFO_FILE)).get("splits", [])]
     except FileNotFoundError:
-        names = ["train", "val", "test", "validation"]
+        return ["train", "val", "test", "validation"]
+
+
+def _split_of(file: Location, names: list[str]) -> str | None:
     for name in names:
         if re.search(rf"-{re.escape(name)}\.tfrecord", file.name):
             return {"validation": "val"}.get(name, name)
@@ -90,6 +95,17 @@ def _dataset_folder(sources: SourcesFile, source: RobotSource) -> Location:
     return base if base.is_dir() else base.parent
 
 
+def _scan(file: Location) -> tuple[list[tuple[int, int]], str | None]:
+    """(record, offset) of every record of a file, and why its tail does not read, if it does not."""
+    records: list[tuple[int, int]] = []
+    try:
+        for record, offset, _ in scan_records(file):  # one at a time: a broken tail keeps the rest
+            records.append((record, offset))
+    except TFRecordError as e:
+        return records, str(e)
+    return records, None
+
+
 def _features_where(folder: Path, root: Path) -> str:
     return display(folder / FEATURES_FILE, root)
 
@@ -103,19 +119,20 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
     )
     spec = source.path if any(c in source.path for c in "*?[") else f"{source.path.rstrip('/')}/*.tfrecord*"
     files = resolve_files(sources.root, spec, ())
+    names = _split_names(folder)
+    # the record headers, file by file (at a URL, several files at once: each header is a range request)
+    with ThreadPoolExecutor(LIST_THREADS if is_remote(folder) else 1) as pool:
+        scans = list(pool.map(_scan, files))
     refs: list[EpisodeRef] = []
-    for file in files:
+    for file, (records, error) in zip(files, scans, strict=True):
         rel = display(file, sources.root)
-        split = _split_of(file, folder)
-        try:
-            for record, offset, _ in scan_records(file):
-                refs.append(
-                    EpisodeRef(
-                        source.name, len(refs), str(file), rel, record=record, offset=offset, split=split
-                    )
-                )
-        except TFRecordError as e:  # a broken tail: the records before it are still episodes
-            error = str(e).replace(str(file), rel)  # the file as the sources file names it, on any machine
+        split = _split_of(file, names)
+        for record, offset in records:
+            refs.append(
+                EpisodeRef(source.name, len(refs), str(file), rel, record=record, offset=offset, split=split)
+            )
+        if error is not None:  # a broken tail: the records before it are still episodes
+            error = error.replace(str(file), rel)  # the file as the sources file names it, on any machine
             refs.append(
                 EpisodeRef(
                     source.name, len(refs), str(file), rel, record=-1, offset=-1, split=split, error=error
