@@ -9,11 +9,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vlamix.pipelines.options import ErrorPolicy
-from vlamix.pipelines.units import BuildUnit, ExtractUnit
+from vlamix.pipelines.units import BuildUnit, ExtractUnit, SummaryUnit
 from vlamix.pipelines.work_units import extract_unit, spill_unit, write_spilled_group
 from vlamix.shards.workdir import WorkDir
 
-__all__ = ["beam_options", "counters", "run_build", "run_extract"]
+__all__ = ["beam_options", "counters", "run_build", "run_extract", "run_units"]
 
 NAMESPACE = "vlamix"
 QUARANTINE_TAG = "quarantine"
@@ -99,6 +99,19 @@ def run_build(
         | "BuildAndSpillSamples" >> beam.FlatMap(lambda unit: spill_unit(out, unit))
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShards" >> beam.Map(lambda kv: _write_group(out, kv))
+    )
+    result = p.run()
+    result.wait_until_finish()
+    return result
+
+
+def run_units(tasks: list[SummaryUnit], options: PipelineOptions) -> beam.runners.runner.PipelineResult:
+    """Units that each write their own summary file (the stats step's passes); nothing is collected."""
+    p = beam.Pipeline(options=options)
+    _ = (
+        p
+        | "ListUnits" >> beam.Create(tasks, reshuffle=True)
+        | "RunUnits" >> beam.Map(lambda unit: unit.run())
     )
     result = p.run()
     result.wait_until_finish()

@@ -19,9 +19,9 @@ __all__ = [
 ]
 
 STEPS = ("extract", "stats", "tokenizers", "build", "index")
-# Above this many frames a dataset's statistics use a seeded subsample of frames (every step of each
-# chunk is kept): 100,000 frames of 50-step chunks of 16 dims are ~320 MB, the stats step's memory bound.
-STATS_MAX_FRAMES = 100_000
+# Statistics are exact over every frame by default (merged partial summaries: docs/design.md §16); with
+# `--stats-max-frames N`, above N frames a dataset's statistics use a seeded subsample of frames.
+STATS_MAX_FRAMES: int | None = None
 # Above this many chunks in all, FAST is fitted on a seeded subsample (every dataset sampled at the same
 # rate). The BPE trainer takes ~120 kB per 50x16 chunk, so 20,000 chunks bound the step near 2.5 GB.
 FAST_FIT_CHUNKS = 20_000
@@ -49,7 +49,7 @@ class IngestOptions:
     # from extract: clear the layout first (also one made from other sources); with a later --only step:
     # rebuild every shard, even those an interrupted run with the same inputs finished
     fresh: bool = False
-    stats_max_frames: int = STATS_MAX_FRAMES  # per dataset; above it statistics use a seeded subsample
+    stats_max_frames: int | None = STATS_MAX_FRAMES  # per dataset, opt-in: above it a seeded subsample
     fast_fit_chunks: int = FAST_FIT_CHUNKS  # in all; above it FAST is fitted on a seeded subsample
     max_bad_share: float = 0.1  # per dataset: above this share of rows failing the quality gates, fail
     only: str | None = None
@@ -83,7 +83,7 @@ class IngestOptions:
             raise ValueError("--shard-samples must be at least 1")
         if not 0.0 <= self.max_bad_share <= 1.0:
             raise ValueError(f"--max-bad-share {self.max_bad_share}: give a share between 0 and 1")
-        if self.stats_max_frames < 1 or self.fast_fit_chunks < 1:
+        if (self.stats_max_frames is not None and self.stats_max_frames < 1) or self.fast_fit_chunks < 1:
             raise ValueError("--stats-max-frames and --fast-fit-chunks must be at least 1")
         if self.shard_bytes is not None and self.shard_bytes < 4096:
             raise ValueError(f"--shard-bytes {self.shard_bytes}: a shard needs at least 4096 bytes")

@@ -15,7 +15,7 @@ from vlamix.pipelines.options import ErrorPolicy
 from vlamix.pipelines.work_units import extract_unit, spill_unit, write_spilled_group
 from vlamix.shards.workdir import WorkDir
 
-__all__ = ["ray_address_file", "ray_session", "run_build", "run_extract"]
+__all__ = ["ray_address_file", "ray_session", "run_build", "run_extract", "run_units"]
 
 log = logging.getLogger("vlamix.ingest")
 
@@ -111,6 +111,18 @@ def run_extract(tasks: list, out: str, policy: ErrorPolicy = "quarantine") -> di
     for (kind, dataset), records in sorted(grouped.items()):
         work.write_outcomes(kind, dataset, records)
     return {"tasks": len(tasks), "records": len(rows), "nodes": sorted({r["node"] for r in rows})}
+
+
+def run_units(tasks: list) -> dict:
+    """Units that each write their own summary file (the stats step's passes), in Ray tasks."""
+    import ray.data
+
+    rows = (
+        ray.data.from_items(_items(tasks), override_num_blocks=max(1, len(tasks)))
+        .map(lambda row: {"written": pickle.loads(row["task"]).run(), "node": _node()})
+        .take_all()
+    )
+    return {"tasks": len(tasks), "nodes": sorted({r["node"] for r in rows})}
 
 
 def _spill_rows(out: str, row: dict) -> list[dict]:

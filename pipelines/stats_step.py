@@ -1,10 +1,13 @@
-"""The stats step: one pass over every kept robot episode's frame Parquet (polars; never video) gives
-three things, so no later step reads the frames again:
+"""The stats step, run by the engine where the frames are: two passes of stats units
+(pipelines/stats_units.py) over every kept robot episode's frame Parquet give, with the driver merging
+their partial summaries one file at a time (memory independent of the number of frames):
 
 - exact per-dim statistics over exactly what gets normalized (every step of every action chunk, deltas
-  where the embodiment asks); above `--stats-max-frames` frames per dataset, a seeded subsample of frames;
+  where the embodiment asks), equal to numpy's over all the values (transforms/stats_merge.py); a seeded
+  frame subsample only when `--stats-max-frames` asks for one;
 - the FAST fit's chunk candidates (`work/fit/<dataset>.npz`, before normalization: the tokenizers step
-  normalizes them with these statistics); above `--fast-fit-chunks` in all, a seeded subsample;
+  normalizes them with these statistics), each unit drawing its episodes' seeded share; above
+  `--fast-fit-chunks` in all, that share is below 1;
 - the frames' distinct texts for the text tokenizer's corpus (`work/fit/texts.json`)."""
 
 from __future__ import annotations
@@ -12,74 +15,133 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable
 
 import numpy as np
-import polars as pl
 
 from vlamix.pipelines.datasets import robot_datasets
 from vlamix.pipelines.options import IngestOptions
 from vlamix.pipelines.robot_kind import RobotDataset
+from vlamix.pipelines.stats_units import TASK_FRAMES, TEXT_COLUMNS, StatsUnit, read_part
 from vlamix.schemas.outcome import ExtractedEpisode
 from vlamix.shards.layout import STATS_PATH
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
-from vlamix.transforms.chain import apply, stats_chain
-from vlamix.transforms.stats import STATS_VERSION, DimStats, compute_stats
+from vlamix.transforms.stats import STATS_VERSION, DimStats
+from vlamix.transforms.stats_merge import FirstMerge, FirstPass, Plan, SecondMerge, SecondPass, finish
 
-__all__ = ["TEXT_COLUMNS", "TINY_SPAN", "read_fit_chunks", "step_stats"]
+__all__ = ["TEXT_COLUMNS", "TINY_SPAN", "read_fit_chunks", "run_by_engine", "step_stats"]
 
 log = logging.getLogger("vlamix.ingest")
+RunUnits = Callable[[IngestOptions, list[StatsUnit]], None]
 TINY_SPAN = 1e-4  # a dim whose q01..q99 span is below this blows up under quantile normalization
-TEXT_COLUMNS = ("task", "subtask", "verbal_instruction")
 
 
-def _subsample(n: int, p: float, seed: list[int]) -> np.ndarray:
-    """Frames 0..n-1, or above a share `p` < 1 those a seeded draw keeps (the same whatever the engine)."""
-    frames = np.arange(n)
-    return frames if p >= 1.0 else frames[np.random.default_rng(seed).random(n) < p]
-
-
-def _scan(opts: IngestOptions, robot: RobotDataset, kept: list[ExtractedEpisode], fit_p: float, texts: set):
-    """One pass over the dataset's kept episodes: (state rows, chunk-step rows) for statistics, and the
-    FAST-fit chunk candidates with their episode; the frames' texts go into `texts`."""
-    emb = robot.embodiment
-    chain = stats_chain(emb)
-    stats_p = min(1.0, opts.stats_max_frames / max(sum(e.frames for e in kept), 1))
-    state_rows, action_rows, fit, fit_episodes = [], [], [], []
+def _units(
+    opts: IngestOptions, robot: RobotDataset, kept: list[ExtractedEpisode], fit_p: float
+) -> list[StatsUnit]:
+    """The dataset's first-pass units: runs of kept episodes of about TASK_FRAMES frames, in kept order."""
+    total = sum(e.frames for e in kept)
+    cap = opts.stats_max_frames
+    stats_p = 1.0 if cap is None else min(1.0, cap / max(total, 1))
+    groups: list[list[ExtractedEpisode]] = [[]]
     for e in kept:
-        with opts.store.open(e.frames_path) as f:
-            df = pl.read_parquet(f, columns=["state", "action", *TEXT_COLUMNS])
-        for col in TEXT_COLUMNS:
-            texts |= {t for t in df[col].unique().to_list() if t}
-        state = np.asarray(df["state"].to_list(), np.float32)
-        action = np.asarray(df["action"].to_list(), np.float32)
-        frames = _subsample(len(state), stats_p, [opts.seed, e.episode])
-        out = apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})
-        state_rows.append(out["state"])
-        action_rows.append(out["actions"].reshape(-1, emb.action_dim))  # every step of every chunk
-        frames = _subsample(len(state), fit_p, [opts.seed, 7, e.episode])
-        chunks = apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})["actions"]
-        fit.append(chunks)
-        fit_episodes.append(np.full(len(chunks), e.episode, np.int64))
-    return state_rows, action_rows, fit, fit_episodes
+        if groups[-1] and sum(x.frames for x in groups[-1]) + e.frames > TASK_FRAMES:
+            groups.append([])
+        groups[-1].append(e)
+    return [
+        StatsUnit(
+            opts.url,
+            robot.name,
+            k,
+            robot.embodiment,
+            tuple((e.episode, e.frames_path) for e in group),
+            opts.seed,
+            stats_p,
+            fit_p,
+        )
+        for k, group in enumerate(groups)
+    ]
 
 
-def step_stats(opts: IngestOptions, sources: SourcesFile) -> None:
+def run_by_engine(opts: IngestOptions, units: list[StatsUnit]) -> None:
+    """Every unit, by the engine that runs the ingest (each writes its own partial file)."""
+    if not units:
+        return
+    if opts.engine == "ray":
+        from vlamix.pipelines import ray_jobs
+
+        with ray_jobs.ray_session(opts.ray_address, opts.workers):
+            ray_jobs.run_units(units)
+    else:
+        from vlamix.pipelines.beam_jobs import beam_options, run_units
+
+        run_units(units, beam_options(opts.workers, opts.runner_args))
+
+
+def step_stats(opts: IngestOptions, sources: SourcesFile, run: RunUnits = run_by_engine) -> None:
+    """Statistics, FAST-fit chunks and texts of every robot dataset; `run` runs each pass's units (the
+    engine by default; the engine-free unit tests run them in process)."""
     work = opts.work
     robots = [(r, r.outcome(work).kept) for r in robot_datasets(sources)]
     fit_p = min(1.0, opts.fast_fit_chunks / max(sum(e.frames for _, kept in robots for e in kept), 1))
-    texts: set[str] = set()
+    opts.store.rmtree(WorkDir.STATS_PARTS)
+    first = {}
     for robot, kept in robots:
         opts.store.rm(WorkDir.fit_chunks(robot.name))
         if not kept:
             log.warning("stats: %s has no episode left to compute statistics from", robot.name)
             continue
-        state_rows, action_rows, fit, fit_episodes = _scan(opts, robot, kept, fit_p, texts)
-        _write_stats(opts, robot, sum(e.frames for e in kept), state_rows, action_rows)
+        first[robot.name] = _units(opts, robot, kept, fit_p)
+    run(opts, [u for units in first.values() for u in units])
+    texts: set[str] = set()
+    second, merged = {}, {}
+    for robot, _ in robots:
+        if robot.name not in first:
+            continue
+        state, actions, fit, fit_episodes = (
+            FirstMerge(robot.embodiment.state_dim),
+            FirstMerge(robot.embodiment.action_dim),
+            [],
+            [],
+        )
+        for unit in first[robot.name]:  # one partial in memory at a time, in task order
+            part = read_part(opts.url, WorkDir.stats_part(robot.name, 1, unit.task))
+            state.add(_as(part["state"], FirstPass))
+            actions.add(_as(part["actions"], FirstPass))
+            fit.append(part["fit_chunks"])
+            fit_episodes.append(part["fit_episodes"])
+            texts |= set(_as(part["texts"], list))
         buf = io.BytesIO()
         np.savez(buf, chunks=np.concatenate(fit), episodes=np.concatenate(fit_episodes))
         opts.store.write_bytes(WorkDir.fit_chunks(robot.name), buf.getvalue())
+        plans = (Plan.of(state), Plan.of(actions))
+        merged[robot.name] = plans
+        second[robot.name] = [
+            StatsUnit(u.out, u.dataset, u.task, u.embodiment, u.episodes, u.seed, u.stats_p, u.fit_p, plans)
+            for u in first[robot.name]
+        ]
+    run(opts, [u for units in second.values() for u in units])
+    for robot, kept in robots:
+        if robot.name not in second:
+            continue
+        plans = merged[robot.name]
+        state, actions = SecondMerge(plans[0]), SecondMerge(plans[1])
+        for unit in second[robot.name]:
+            part = read_part(opts.url, WorkDir.stats_part(robot.name, 2, unit.task))
+            state.add(_as(part["state"], SecondPass))
+            actions.add(_as(part["actions"], SecondPass))
+        _write_stats(
+            opts, robot, sum(e.frames for e in kept), finish(plans[0], state), finish(plans[1], actions)
+        )
     opts.store.write_text(WorkDir.FIT_TEXTS, json.dumps(sorted(texts)))
+    opts.store.rmtree(WorkDir.STATS_PARTS)
+
+
+def _as(value: object, kind: type):
+    if not isinstance(value, kind):
+        raise TypeError(f"a stats partial holds {type(value).__name__} where {kind.__name__} belongs")
+    return value
 
 
 def read_fit_chunks(work: WorkDir, dataset: str) -> list[tuple[int, np.ndarray]]:
@@ -95,11 +157,9 @@ def read_fit_chunks(work: WorkDir, dataset: str) -> list[tuple[int, np.ndarray]]
 
 
 def _write_stats(
-    opts: IngestOptions, robot: RobotDataset, total: int, state_rows: list, action_rows: list
+    opts: IngestOptions, robot: RobotDataset, total: int, state_stats: DimStats, action_stats: DimStats
 ) -> None:
     emb = robot.embodiment
-    state_stats: DimStats = compute_stats(np.concatenate(state_rows))
-    action_stats: DimStats = compute_stats(np.concatenate(action_rows))
     warnings = []
     for part, st, dims in (("state", state_stats, emb.state), ("actions", action_stats, emb.action)):
         span = np.asarray(st.percentiles["q99"]) - np.asarray(st.percentiles["q01"])
@@ -113,7 +173,7 @@ def _write_stats(
         "embodiment": emb.name,
         "normalization": robot.src.normalization,
         "frames": total,
-        "subsampled": total > opts.stats_max_frames,
+        "subsampled": opts.stats_max_frames is not None and total > opts.stats_max_frames,
         "horizon": emb.chunk_horizon,
         "delta_dims": [d.name for d in emb.action if d.delta],
         "warnings": warnings,

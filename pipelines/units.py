@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from vlamix.pipelines.options import ErrorPolicy
     from vlamix.pipelines.sample import Sample
 
-__all__ = ["BuildUnit", "ExtractUnit", "Extraction", "PlacedSample"]
+__all__ = ["BuildUnit", "ExtractUnit", "Extraction", "PlacedSample", "SummaryUnit"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,12 @@ class BuildUnit(Protocol):
         """The unit's samples that go into shards not yet built; raises BadRecord when the samples'
         quality gate refuses the unit."""
         ...
+
+
+class SummaryUnit(Protocol):
+    """A unit that summarizes its part of the data into a file of its own (the stats step's passes: the
+    driver merges the files); `run` returns the file written."""
+
+    dataset: str
+
+    def run(self) -> str: ...

@@ -9,6 +9,7 @@ each step's outcomes are written and read back (docs/design.md §10).
     work/failed.json                             datasets that failed as a whole, with the reason
     work/fit/<dataset>.npz                       FAST-fit chunk candidates of a robot dataset (stats step's pass)
     work/fit/texts.json                          the robot frames' distinct texts (the same pass)
+    work/stats_parts/<dataset>/<pass>/<task>.npz a stats unit's partial summary (removed after the step)
     work/tokenizer_set.json                      the tokenizer set the build uses: path and sha256
     work/build/<dataset>.json                    the build plan's fingerprint (resume)
     work/spill/<dataset>/<shard>/<unit>.arrow    built samples on their way to a shard
@@ -45,6 +46,7 @@ class WorkDir:
     OWNER = f"{WORK_DIR}/owner.json"
     SPILL = f"{WORK_DIR}/spill"
     FIT_TEXTS = f"{WORK_DIR}/fit/texts.json"
+    STATS_PARTS = f"{WORK_DIR}/stats_parts"
     # the folders whose children are dataset names (the layout owner's check reads them)
     DATASET_FOLDERS = (f"{WORK_DIR}/frames", f"{WORK_DIR}/items", f"{WORK_DIR}/build")
 
@@ -87,6 +89,10 @@ class WorkDir:
     @staticmethod
     def fit_chunks(dataset: str) -> str:
         return f"{WORK_DIR}/fit/{dataset}.npz"
+
+    @classmethod
+    def stats_part(cls, dataset: str, stage: int, task: int) -> str:
+        return f"{cls.STATS_PARTS}/{dataset}/{stage}/{task:06d}.npz"
 
     @staticmethod
     def engine_counters(engine: str, step: str) -> str:

@@ -119,11 +119,12 @@ def ingest(
         ),
     ] = False,
     stats_max_frames: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Per dataset: above this many frames, statistics use a seeded subsample of frames."
+            help="Per dataset, opt-in: above this many frames, statistics use a seeded subsample of frames "
+            "(by default they are exact over every frame, at any size)."
         ),
-    ] = 100_000,
+    ] = None,
     fast_fit_chunks: Annotated[
         int, typer.Option(help="In all: above this many chunks, FAST is fitted on a seeded subsample.")
     ] = 20_000,

@@ -105,7 +105,7 @@ def extract_in_process(opts: IngestOptions) -> SourcesFile:
 def build_in_process(opts: IngestOptions, sources: SourcesFile) -> None:
     """stats, tokenizers and the build's units, without an engine: spill every unit, then write every
     shard group."""
-    step_stats(opts, sources)
+    step_stats(opts, sources, run=lambda _, units: [u.run() for u in units])  # in process, as an engine would
     step_tokenizers(opts, sources)
     groups = defaultdict(list)
     for kind in kinds_of(sources):
