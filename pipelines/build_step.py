@@ -7,6 +7,7 @@ import logging
 
 from vlamix.pipelines.datasets import kinds_of
 from vlamix.pipelines.options import IngestOptions
+from vlamix.pipelines.progress import step_progress
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
 
@@ -21,13 +22,14 @@ def step_build(opts: IngestOptions, sources: SourcesFile) -> None:
     opts.store.rm(WorkDir.engine_counters("beam", "build"))
     units = [u for kind in kinds_of(sources) for u in kind.build_units(opts)]
     log.info("build: %d tasks", len(units))
-    if units and opts.engine == "ray":
-        from vlamix.pipelines import ray_jobs
+    with step_progress(opts, "build", len(units)):
+        if units and opts.engine == "ray":
+            from vlamix.pipelines import ray_jobs
 
-        with ray_jobs.ray_session(opts.ray_address, opts.workers):
-            engine = ray_jobs.run_build(units, opts.url)
-        opts.store.write_json(WorkDir.engine_counters("ray", "build"), engine)
-    elif units:
-        result = run_build(units, opts.url, beam_options(opts.workers, opts.runner_args))
-        opts.store.write_json(WorkDir.engine_counters("beam", "build"), counters(result))
+            with ray_jobs.ray_session(opts.ray_address, opts.workers):
+                engine = ray_jobs.run_build(units, opts.url)
+            opts.store.write_json(WorkDir.engine_counters("ray", "build"), engine)
+        elif units:
+            result = run_build(units, opts.url, beam_options(opts.workers, opts.runner_args))
+            opts.store.write_json(WorkDir.engine_counters("beam", "build"), counters(result))
     opts.store.rmtree(WorkDir.SPILL)

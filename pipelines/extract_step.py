@@ -10,6 +10,7 @@ from vlamix.config import ConfigError
 from vlamix.pipelines.datasets import kinds_of
 from vlamix.pipelines.failed import live_sources, record_failures
 from vlamix.pipelines.options import IngestOptions
+from vlamix.pipelines.progress import step_progress
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
 
@@ -45,15 +46,16 @@ def step_extract(opts: IngestOptions, sources: SourcesFile) -> SourcesFile:
     failed = record_failures(opts.store, sources, failures)
     sources = live_sources(sources, failed)
     log.info("extract: %d tasks from %d datasets", len(units), len(sources.datasets) + len(sources.web))
-    if opts.engine == "ray":
-        from vlamix.pipelines import ray_jobs
+    with step_progress(opts, "extract", len(units)):
+        if opts.engine == "ray":
+            from vlamix.pipelines import ray_jobs
 
-        with ray_jobs.ray_session(opts.ray_address, opts.workers):
-            engine = ray_jobs.run_extract(units, opts.url, opts.errors)
-        opts.store.write_json(WorkDir.engine_counters("ray", "extract"), engine)
-    else:
-        result = run_extract(units, opts.url, beam_options(opts.workers, opts.runner_args), opts.errors)
-        opts.store.write_json(WorkDir.engine_counters("beam", "extract"), counters(result))
+            with ray_jobs.ray_session(opts.ray_address, opts.workers):
+                engine = ray_jobs.run_extract(units, opts.url, opts.errors)
+            opts.store.write_json(WorkDir.engine_counters("ray", "extract"), engine)
+        else:
+            result = run_extract(units, opts.url, beam_options(opts.workers, opts.runner_args), opts.errors)
+            opts.store.write_json(WorkDir.engine_counters("beam", "extract"), counters(result))
     for kind in kinds_of(sources):
         kind.after_extract(opts)
     return sources

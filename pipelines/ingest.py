@@ -23,9 +23,9 @@ from vlamix.pipelines.fit_tokenizers import step_tokenizers
 from vlamix.pipelines.gates_step import gate_message, quality_gates
 from vlamix.pipelines.index_step import write_index_and_manifest
 from vlamix.pipelines.options import STEPS, IngestOptions
+from vlamix.pipelines.progress import REPORT, report_for, step_progress
 from vlamix.pipelines.quality import QualityGateFailed
 from vlamix.pipelines.stats_step import step_stats
-from vlamix.shards.layout import REPORTS_DIR
 from vlamix.shards.layout_owner import check_layout_owner, remove_unnamed_files
 from vlamix.sources.config import load_sources
 
@@ -81,6 +81,7 @@ def _run_ingest(opts: IngestOptions) -> dict:
         opts.store, sources_all.path, every, fresh=opts.fresh and opts.only in (None, "extract")
     )
     remove_stray_temps(opts.store)
+    progress = report_for(opts.store, fresh=True)
     sources = sources_all
     timings: dict[str, float] = {}
     peaks: dict[str, float] = {}
@@ -97,20 +98,24 @@ def _run_ingest(opts: IngestOptions) -> dict:
             sources = step_extract(opts, sources)
         elif step == "stats":
             step_stats(opts, sources)
-        elif step == "tokenizers":
-            step_tokenizers(opts, sources)
         elif step == "build":
             step_build(opts, sources)
+        elif step == "tokenizers":
+            with step_progress(opts, step, 0):  # the driver's own: start, end, duration
+                step_tokenizers(opts, sources)
         else:
-            failed = failed_entries(opts.store, sources_all, work.failed())
-            manifest = write_index_and_manifest(work, sources, failed)
-            for rel in remove_unnamed_files(opts.store, manifest):  # e.g. a tokenizer set fitted before
-                log.info("index: removed %s, which the manifest does not name", rel)
-            quality = quality_gates(opts, sources)
+            with step_progress(opts, step, 0):
+                failed = failed_entries(opts.store, sources_all, work.failed())
+                manifest = write_index_and_manifest(work, sources, failed)
+                for rel in remove_unnamed_files(opts.store, manifest):  # e.g. a tokenizer set fitted before
+                    log.info("index: removed %s, which the manifest does not name", rel)
+                quality = quality_gates(opts, sources)
         timings[step] = round(time.perf_counter() - start, 3)
         peaks[step] = _peak_rss_mib()
         log.info("step %s done in %.1f s", step, timings[step])
     report = {
+        "running": False,
+        "progress": progress.steps,
         "steps_seconds": timings,
         "engine": opts.engine,
         "workers": opts.workers,
@@ -123,7 +128,7 @@ def _run_ingest(opts: IngestOptions) -> dict:
     if manifest:
         report["accounting"] = {k: v["accounting"] for k, v in manifest["datasets"].items()}
         report["quality"] = quality
-    opts.store.write_json(f"{REPORTS_DIR}/ingest.json", report)
+    opts.store.write_json(REPORT, report)
     if manifest.get("failed"):  # after the manifest and the reports: the others are built and accounted for
         raise DatasetsFailed(
             f"{len(manifest['failed'])} dataset(s) failed, the others were built ({opts.url}/manifest.json "

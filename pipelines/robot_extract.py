@@ -41,6 +41,10 @@ class EpisodeExtract:
     def dataset(self) -> str:
         return self.ref.dataset
 
+    @property
+    def name(self) -> str:
+        return f"{self.ref.dataset}-{self.ref.index:06d}"
+
     def extract(self, policy: ErrorPolicy) -> Extraction:
         """The episode written, or quarantined: a reader's BadRecord always, any other exception under
         the "quarantine" policy (with whatever it got to write removed)."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from vlamix.pipelines.datasets import robot_datasets
 from vlamix.pipelines.options import IngestOptions
+from vlamix.pipelines.progress import step_progress
 from vlamix.pipelines.robot_kind import RobotDataset
 from vlamix.pipelines.stats_units import TASK_FRAMES, TEXT_COLUMNS, StatsUnit, read_part
 from vlamix.schemas.outcome import ExtractedEpisode
@@ -93,6 +94,12 @@ def step_stats(opts: IngestOptions, sources: SourcesFile, run: RunUnits = run_by
             log.warning("stats: %s has no episode left to compute statistics from", robot.name)
             continue
         first[robot.name] = _units(opts, robot, kept, fit_p)
+    frames = sum(e.frames for robot, kept in robots if robot.name in first for e in kept)
+    with step_progress(opts, "stats", 2 * sum(len(u) for u in first.values()), 2 * frames):
+        _passes(opts, robots, first, run)
+
+
+def _passes(opts: IngestOptions, robots: list, first: dict[str, list[StatsUnit]], run: RunUnits) -> None:
     run(opts, [u for units in first.values() for u in units])
     texts: set[str] = set()
     second, merged = {}, {}

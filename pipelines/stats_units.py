@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from vlamix.pipelines.progress import mark
 from vlamix.schemas.embodiment import Embodiment
 from vlamix.shards.store import store_for
 from vlamix.shards.workdir import WorkDir
@@ -55,22 +56,23 @@ class StatsUnit:
         """Summarize this unit's episodes; returns the partial file written (layout-relative)."""
         store = store_for(self.out)
         chain = stats_chain(self.embodiment)
-        states, actions, fit, fit_episodes, texts = [], [], [], [], set()
+        states, actions, fit, fit_episodes, texts, frames = [], [], [], [], set(), 0
         for episode, rel in self.episodes:
             columns = ["state", "action", *(TEXT_COLUMNS if self.plans is None else ())]
             with store.open(rel) as f:
                 df = pl.read_parquet(f, columns=columns)
             state = np.asarray(df["state"].to_list(), np.float32)
             action = np.asarray(df["action"].to_list(), np.float32)
-            frames = subsample(len(state), self.stats_p, [self.seed, episode])
-            o = apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})
+            frames += len(state)
+            kept = subsample(len(state), self.stats_p, [self.seed, episode])
+            o = apply(chain, {"state": state[kept], "episode_actions": action, "frame": kept})
             states.append(o["state"])
             actions.append(o["actions"].reshape(-1, self.embodiment.action_dim))  # every step of every chunk
             if self.plans is None:
                 for col in TEXT_COLUMNS:
                     texts |= {t for t in df[col].unique().to_list() if t}
-                frames = subsample(len(state), self.fit_p, [self.seed, 7, episode])
-                chunks = apply(chain, {"state": state[frames], "episode_actions": action, "frame": frames})[
+                drawn = subsample(len(state), self.fit_p, [self.seed, 7, episode])
+                chunks = apply(chain, {"state": state[drawn], "episode_actions": action, "frame": drawn})[
                     "actions"
                 ]
                 fit.append(chunks)
@@ -93,6 +95,7 @@ class StatsUnit:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         store.write_bytes(rel, buf.getvalue())
+        mark(self.out, "stats", f"{self.dataset}-{self.stage}-{self.task:06d}", frames)
         return rel
 
 

@@ -32,6 +32,16 @@ class ExtractUnit(Protocol):
     @property
     def dataset(self) -> str: ...
 
+    @property
+    def out(self) -> str:
+        """The layout root (where its progress marker goes)."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """Unique among the step's units (its progress marker)."""
+        ...
+
     def extract(self, policy: ErrorPolicy) -> Extraction: ...
 
 

@@ -41,6 +41,14 @@ class ItemsExtract:
     def dataset(self) -> str:
         return self.batch.dataset
 
+    @property
+    def out(self) -> str:
+        return self.batch.out
+
+    @property
+    def name(self) -> str:
+        return f"{self.batch.dataset}-b{self.batch.batch:06d}"
+
     def extract(self, policy: ErrorPolicy) -> Extraction:
         batch = self.batch
         try:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlamix.pipelines.options import ErrorPolicy
+from vlamix.pipelines.progress import mark
 from vlamix.pipelines.sample import INDEX_SCHEMA
 from vlamix.pipelines.spill import ShardItem, read_spills, write_spills
 from vlamix.pipelines.units import BuildUnit, Extraction, ExtractUnit
@@ -24,18 +25,31 @@ __all__ = ["extract_unit", "spill_unit", "write_shard_group", "write_spilled_gro
 
 
 def extract_unit(unit: ExtractUnit, policy: ErrorPolicy) -> Extraction:
-    return unit.extract(policy)
+    extraction = unit.extract(policy)
+    done = extraction.counters.get("frames_read", extraction.counters.get("items_read", 0))
+    mark(unit.out, "extract", unit.name, done)
+    return extraction
 
 
 def spill_unit(out: str, unit: BuildUnit) -> list[tuple[tuple[str, int], str]]:
     """Build one unit's samples into spill files, one per shard touched: ((dataset, shard), file) each.
     A unit whose samples fail the quality gate spills nothing and leaves its quarantine record in
     `work/build_quarantine/` for the index step."""
+    built = 0
+
+    def counted():
+        nonlocal built
+        for placed in unit.samples():
+            built += 1
+            yield placed
+
     try:
-        return write_spills(out, unit.dataset, unit.unit, unit.samples())
+        return write_spills(out, unit.dataset, unit.unit, counted())
     except BadRecord as bad:
         WorkDir.at(out).write_build_quarantine(unit.unit, bad.record)
         return []
+    finally:
+        mark(out, "build", f"{unit.dataset}-{unit.unit}", built)
 
 
 def write_spilled_group(out: str, dataset: str, shard: int, files: Iterable[str]) -> ShardResult:

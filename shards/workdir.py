@@ -16,6 +16,7 @@ each step's outcomes are written and read back (docs/design.md §10).
     work/build_quarantine/<dataset>/<unit>.json  a unit the samples' gate refused at build
     work/shards/<dataset>/<shard>.json           a finished shard's summary (written after its tar)
     work/index/<dataset>/<shard>.parquet         a finished shard's index rows
+    work/progress/<step>/<unit>.json             a finished unit's marker: the frames it did (progress)
     work/<engine>_<step>.json                    the engine's own counters of the last run of a step
     work/owner.json                              the sources file that made the layout
 """
@@ -93,6 +94,11 @@ class WorkDir:
     @classmethod
     def stats_part(cls, dataset: str, stage: int, task: int) -> str:
         return f"{cls.STATS_PARTS}/{dataset}/{stage}/{task:06d}.npz"
+
+    @staticmethod
+    def progress(step: str, unit: str | None = None) -> str:
+        folder = f"{WORK_DIR}/progress/{step}"
+        return folder if unit is None else f"{folder}/{unit}.json"
 
     @staticmethod
     def engine_counters(engine: str, step: str) -> str:

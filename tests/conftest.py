@@ -152,7 +152,11 @@ def nan_at(dataset: str, row: int, col: int = 0):
 
 # The bundled samples ingested once per test session (Beam, 2 workers), shared by the end-to-end tests.
 def ingest_cli(
-    out: Path, workers: int, sources: Path = SAMPLES / "sources.yaml", env: dict | None = None
+    out: Path,
+    workers: int,
+    sources: Path = SAMPLES / "sources.yaml",
+    env: dict | None = None,
+    stderr_to: Path | None = None,
 ) -> dict:
     cmd = [
         sys.executable,
@@ -169,13 +173,15 @@ def ingest_cli(
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    if stderr_to is not None:
+        stderr_to.write_text(done.stderr)
+    return json.loads(done.stdout)  # --json: stdout is the summary alone
 
 
 @pytest.fixture(scope="session")
 def bundled(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("layout") / "out"
-    summary = ingest_cli(out, workers=2)
+    summary = ingest_cli(out, workers=2, stderr_to=out.parent / "ingest.stderr")
     assert summary["datasets"]["mobile_aloha_sim"]["written"] == 3
     return out
 
