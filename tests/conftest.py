@@ -228,3 +228,57 @@ def items_as_written(records) -> list:
 
     pad = PadItem()
     return [r if isinstance(r, BadRecord) else pad(r) for r in records]
+
+
+# ---- sources at URLs (issue 20) -----------------------------------------------------------------------
+
+# distinctive credentials: a grep over everything an ingest writes must not find them
+SECRET = {
+    "AWS_ACCESS_KEY_ID": "AKIAVLAMIXTESTKEY0042",
+    "AWS_SECRET_ACCESS_KEY": "vlamix-test-secret-3f9c1e77",
+    "HF_TOKEN": "hf_vlamixtesttoken5521",
+}
+
+
+def url_sources(folder: Path, base: str) -> Path:
+    """The bundled sources file with every data path at `base` (the samples folder's URL); embodiment
+    specs stay local files (they are configuration, not data)."""
+    import yaml
+
+    doc = yaml.safe_load((SAMPLES / "sources.yaml").read_text())
+    for d in doc["datasets"]:
+        for key in ("path", "images"):
+            if key in d:
+                d[key] = f"{base}/{d[key]}"
+        for a in d.get("annotations", []):
+            for key in ("path", "questions", "answers"):
+                if key in a:
+                    a[key] = f"{base}/{a[key]}"
+        if str(d.get("embodiment", "")).endswith(".yaml"):
+            d["embodiment"] = str(SAMPLES / d["embodiment"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sources.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def files_of(manifest: dict) -> dict[str, str]:
+    """Every shard, index and statistics file a manifest names, with its sha256."""
+    out = {}
+    for name, entry in manifest["datasets"].items():
+        for shard in entry["shards"]:
+            out[shard["path"]] = shard["sha256"]
+        for part in ("index", "stats"):
+            if part in entry:
+                out[f"{name}:{part}"] = entry[part]["sha256"]
+    return out
+
+
+def assert_no_secret(files: dict[str, bytes], *logs: str) -> None:
+    """None of SECRET's values in any of `files` (name -> bytes) or `logs`."""
+    for name, data in files.items():
+        for value in SECRET.values():
+            assert value.encode() not in data, f"{value} written into {name}"
+    for log in logs:
+        for value in SECRET.values():
+            assert value not in log

@@ -401,6 +401,9 @@ def test_manifest_read_counts_match_every_input(bundled):
         assert entry["samples"] == sum(s["samples"] for s in entry["shards"]), name
 
 
+# nightly: `make test` holds Ray's bytes to Beam's over every bundled dataset on the two-node cluster,
+# reading the sources from S3 (tests/pipelines/test_ray_cluster.py)
+@pytest.mark.nightly
 def test_ray_data_engine_writes_the_same_bytes(bundled, tmp_path):
     out = tmp_path / "ray"
     cmd = [

@@ -1,7 +1,8 @@
 """Ray Data on a real two-node cluster started on this machine (`ray start --head` and a second
-`ray start --address=...`): the ingest reads its raw sources from an S3 bucket (moto's server on
-127.0.0.1) and writes its whole layout, `work/` included, into the bucket, so no node depends on a
-node-local path; tasks land on both nodes, and the bytes equal Beam's run from local paths."""
+`ray start --address=...`): the ingest reads the raw sources of every bundled format from an S3 bucket
+(moto's server on 127.0.0.1) and writes its whole layout, `work/` included, into the bucket, so no node
+depends on a node-local path; tasks land on both nodes, and the bytes equal Beam's run from local
+paths."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES
+from conftest import REPO, SAMPLES, SECRET, assert_no_secret, files_of, url_sources
 from servers import s3_server
 
 from vlamix.shards.store import Store
@@ -55,9 +55,17 @@ def s3():
     import boto3
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    had_token = os.environ.get("HF_TOKEN")
     with s3_server() as endpoint:  # sets the AWS_* variables, which the cluster's nodes inherit
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        yield endpoint
+        os.environ.update(SECRET)  # moto takes any keys: these are greppable in what is written
+        try:
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+            yield endpoint
+        finally:  # s3_server puts the AWS_* variables back; HF_TOKEN is ours to put back
+            if had_token is None:
+                os.environ.pop("HF_TOKEN", None)
+            else:
+                os.environ["HF_TOKEN"] = had_token
 
 
 @pytest.fixture
@@ -107,7 +115,7 @@ def cluster(s3):
                 p.wait(timeout=30)
 
 
-def _ingest(sources: Path, out: Path | str, *extra: str) -> None:
+def _ingest(sources: Path, out: Path | str, *extra: str) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
         "-m",
@@ -130,54 +138,43 @@ def _ingest(sources: Path, out: Path | str, *extra: str) -> None:
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
-def _sources(folder: Path, base: str) -> Path:
-    """The two RLDS datasets with their data under `base` (a local folder or an s3:// URL)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    sources = folder / "sources.yaml"
-    sources.write_text(
-        textwrap.dedent(
-            f"""
-            datasets:
-              - {{name: widowx_sim, kind: CE, format: rlds, path: {base}/widowx_sim, embodiment: widowx_bridge}}
-              - {{name: arm6_sim, kind: CE, format: rlds, path: {base}/arm6_sim, embodiment: {SAMPLES}/embodiments/sim_arm6.yaml,
-                  keys: {{state: [steps/observation/joint_positions, steps/observation/gripper_position],
-                          action: [steps/action/joint_targets, steps/action/gripper],
-                          instruction: steps/observation/natural_language_instruction}}}}
-            """
-        )
-    )
-    return sources
-
-
-def test_two_node_cluster_runs_the_ingest_on_both_nodes(cluster, tmp_path):
-    """The raw data lives only in the bucket: the workers get s3:// URLs, never a local path, and both
-    nodes extract episodes (so both read raw data from the bucket)."""
+def test_two_node_cluster_ingests_every_format_from_the_bucket(bundled, cluster, tmp_path):
+    """The raw data of every bundled format lives only in the bucket: the workers get s3:// URLs, never
+    a local path, both nodes extract episodes (so both read raw data from the bucket), and every file
+    equals the local Beam ingest's (`bundled`), byte for byte. The credentials reach no written file
+    and no log."""
     import fsspec
 
     fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL_S3"]})
-    for name in ("widowx_sim", "arm6_sim"):
-        fs.put(f"{SAMPLES}/{name}/", f"{BUCKET}/raw/{name}/", recursive=True)
+    fs.put(f"{SAMPLES}/", f"{BUCKET}/raw/samples/", recursive=True)
     url = f"s3://{BUCKET}/layouts/ray"
-    _ingest(
-        _sources(tmp_path / "remote", f"s3://{BUCKET}/raw"), url, "--engine", "ray", "--ray-address", cluster
+    done = _ingest(
+        url_sources(tmp_path, f"s3://{BUCKET}/raw/samples"), url, "--engine", "ray", "--ray-address", cluster
     )
-    _ingest(_sources(tmp_path / "local", str(SAMPLES)), tmp_path / "beam")
     store = Store(url)
     nodes = store.read_json(WorkDir.engine_counters("ray", "extract"))["nodes"]
     assert len(nodes) == 2, nodes  # both nodes extracted episodes
-    beam = tmp_path / "beam"
-    assert store.read_json("manifest.json") == json.loads((beam / "manifest.json").read_text())
+    local = json.loads((bundled / "manifest.json").read_text())
+    remote = store.read_json("manifest.json")
+    assert files_of(remote) == files_of(local)
+    assert {k: v["accounting"] for k, v in remote["datasets"].items()} == {
+        k: v["accounting"] for k, v in local["datasets"].items()
+    }
     published = [
         p
-        for p in beam.rglob("*")
+        for p in bundled.rglob("*")
         if p.is_file()
-        and not WorkDir.holds(rel := p.relative_to(beam).as_posix())
+        and not WorkDir.holds(rel := p.relative_to(bundled).as_posix())
         and not rel.startswith("reports/")
+        and rel not in ("manifest.json", "README.md")  # they name the sources: paths there, URLs here
     ]
     assert len(published) > 10
-    for p in published:  # every published file, shards included, byte for byte
-        rel = p.relative_to(beam).as_posix()
+    for p in published:  # every other published file, shards included, byte for byte
+        rel = p.relative_to(bundled).as_posix()
         assert store.read_bytes(rel) == p.read_bytes(), rel
     assert not store.glob(f"{WorkDir.SPILL}/*")
+    written = {rel: store.read_bytes(rel) for rel in store.glob("**/*")}
+    assert_no_secret(written, done.stdout, done.stderr)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import SECRET, assert_no_secret, files_of, url_sources
 from servers import Faults, http_server, s3_server
 
 from vlamix.pipelines.robot_extract import EpisodeExtract
@@ -22,31 +22,6 @@ from vlamix.sources.readers import reader_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 REPO = SAMPLES.parent
-# distinctive credentials: a grep over everything written must not find them
-SECRET = {
-    "AWS_ACCESS_KEY_ID": "AKIAVLAMIXTESTKEY0042",
-    "AWS_SECRET_ACCESS_KEY": "vlamix-test-secret-3f9c1e77",
-    "HF_TOKEN": "hf_vlamixtesttoken5521",
-}
-
-
-def url_sources(folder: Path, base: str) -> Path:
-    """The bundled sources file with every data path at `base` (the samples folder's URL); embodiment
-    specs stay local files (they are configuration, not data)."""
-    doc = yaml.safe_load((SAMPLES / "sources.yaml").read_text())
-    for d in doc["datasets"]:
-        for key in ("path", "images"):
-            if key in d:
-                d[key] = f"{base}/{d[key]}"
-        for a in d.get("annotations", []):
-            for key in ("path", "questions", "answers"):
-                if key in a:
-                    a[key] = f"{base}/{a[key]}"
-        if str(d.get("embodiment", "")).endswith(".yaml"):
-            d["embodiment"] = str(SAMPLES / d["embodiment"])
-    path = folder / "sources.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def ingest(sources: Path, out: Path, env: dict) -> subprocess.CompletedProcess:
@@ -60,26 +35,8 @@ def ingest(sources: Path, out: Path, env: dict) -> subprocess.CompletedProcess:
     )
 
 
-def files_of(manifest: dict) -> dict[str, str]:
-    """Every shard, index and statistics file the manifest names, with its sha256."""
-    out = {}
-    for name, entry in manifest["datasets"].items():
-        for shard in entry["shards"]:
-            out[shard["path"]] = shard["sha256"]
-        for part in ("index", "stats"):
-            if part in entry:
-                out[f"{name}:{part}"] = entry[part]["sha256"]
-    return out
-
-
-def assert_no_secret(out: Path, *logs: str) -> None:
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        for value in SECRET.values():
-            assert value.encode() not in data, f"{value} written into {path}"
-    for log in logs:
-        for value in SECRET.values():
-            assert value not in log
+def _written(out: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -89,6 +46,9 @@ def secret_env(monkeypatch) -> dict:
     return SECRET
 
 
+# nightly: `make test` reads every bundled format from S3 on the two-node Ray cluster
+# (tests/pipelines/test_ray_cluster.py), against the same local ingest
+@pytest.mark.nightly
 def test_ingest_from_s3_writes_the_bytes_of_the_local_ingest(bundled, tmp_path, secret_env):
     import fsspec
 
@@ -105,7 +65,7 @@ def test_ingest_from_s3_writes_the_bytes_of_the_local_ingest(bundled, tmp_path, 
     assert files_of(remote) == files_of(local)
     for name, entry in remote["datasets"].items():
         assert entry["accounting"] == local["datasets"][name]["accounting"], name
-    assert_no_secret(tmp_path / "out", done.stdout, done.stderr)
+    assert_no_secret(_written(tmp_path / "out"), done.stdout, done.stderr)
 
 
 def test_ingest_over_http_retries_a_flaky_file_and_writes_the_same_bytes(bundled, tmp_path, secret_env):
@@ -122,7 +82,7 @@ def test_ingest_over_http_retries_a_flaky_file_and_writes_the_same_bytes(bundled
     local = json.loads((bundled / "manifest.json").read_text())
     remote = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert files_of(remote) == files_of(local)
-    assert_no_secret(tmp_path / "out", done.stdout, done.stderr)
+    assert_no_secret(_written(tmp_path / "out"), done.stdout, done.stderr)
 
 
 def test_a_file_that_keeps_failing_quarantines_its_episode_with_the_url(tmp_path):
