@@ -179,9 +179,11 @@ def _sources(folder: Path, url: str) -> Path:
     return path
 
 
-def _run(engine: str, sources: Path, out: Path, address: str | None, peaks: PeakRSS) -> dict:
+def _run(
+    engine: str, sources: Path, out: Path, address: str | None, peaks: PeakRSS, extra: list[str]
+) -> dict:
     cmd = [sys.executable, "-m", "vlamix.cli", "ingest", "--sources", str(sources), "--out", str(out)]
-    cmd += ["--workers", "2", "--fresh", "--json"]
+    cmd += ["--workers", "2", "--fresh", "--json", *extra]
     if engine == "ray":
         cmd += ["--engine", "ray", "--ray-address", address]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -219,6 +221,7 @@ def _run(engine: str, sources: Path, out: Path, address: str | None, peaks: Peak
         "driver_peak_rss_mib": round(driver_mib, 1),
         "worker_peak_rss_mib": round(workers, 1),
         "steps_seconds": report.get("steps_seconds"),
+        "driver_peak_rss_mib_after_step": report.get("driver_peak_rss_mib_after_step"),
     }
 
 
@@ -274,6 +277,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base-episodes", type=int, default=10, help="episodes at 1x (645 frames each)")
     p.add_argument("--scales", default="1,4,16")
     p.add_argument("--engines", default="beam,ray")
+    p.add_argument(
+        "--fast-fit-chunks",
+        type=int,
+        default=None,
+        help="passed to the ingest: with a cap every scale reaches, the FAST fit's sample (which grows "
+        "with the frames up to the cap, 20,000 by default) is the same size at every scale",
+    )
     args = p.parse_args(argv)
     scales = [int(s) for s in args.scales.split(",")]
     engines = args.engines.split(",")
@@ -300,17 +310,22 @@ def main(argv: list[str] | None = None) -> None:
                 for scale in scales:
                     sources = _sources(args.work, f"s3://{BUCKET}/mm_{scale}x")
                     out = args.work / "layouts" / f"{engine}_{scale}x"
-                    run = {"scale": scale, **_run(engine, sources, out, address, peaks)}
+                    extra = (
+                        []
+                        if args.fast_fit_chunks is None
+                        else ["--fast-fit-chunks", str(args.fast_fit_chunks)]
+                    )
+                    run = {"scale": scale, **_run(engine, sources, out, address, peaks, extra)}
                     if scale == scales[-1]:
                         run["stats_check"] = _check_stats(out)
                     print(json.dumps(run), flush=True)
                     runs.append(run)
                     if scale != scales[-1]:
                         shutil.rmtree(out)
-    _write(args.out, runs, scales, time.perf_counter() - t0)
+    _write(args.out, runs, scales, time.perf_counter() - t0, args.fast_fit_chunks)
 
 
-def _write(out: Path, runs: list[dict], scales: list[int], seconds: float) -> None:
+def _write(out: Path, runs: list[dict], scales: list[int], seconds: float, fit_cap: int | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
     growth = {}
@@ -318,14 +333,21 @@ def _write(out: Path, runs: list[dict], scales: list[int], seconds: float) -> No
         first = next(r for r in runs if r["engine"] == engine and r["scale"] == scales[0])
         last = next(r for r in runs if r["engine"] == engine and r["scale"] == scales[-1])
         growth[engine] = round(last["driver_peak_rss_mib"] / first["driver_peak_rss_mib"], 3)
-    data = {"machine": machine, "seconds": round(seconds, 1), "driver_peak_growth": growth, "runs": runs}
+    data = {
+        "machine": machine,
+        "seconds": round(seconds, 1),
+        "fast_fit_chunks": fit_cap,
+        "driver_peak_growth": growth,
+        "runs": runs,
+    }
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     lines = [
         "# Scale benchmark",
         "",
         f"`make bench-scale` on {machine}, {seconds / 60:.1f} minutes: a generated Mobile-ALOHA dataset (3 cameras, "
         "160x120) in moto's S3 server on 127.0.0.1, ingested from its `s3://` URL (`--workers 2`; Ray on a "
-        "two-node local cluster, one CPU per node). Memory is the peak resident set, sampled every 0.25 s.",
+        "two-node local cluster, one CPU per node). Memory is the peak resident set, sampled every 0.25 s. "
+        + ("`--fast-fit-chunks` default (20,000)." if fit_cap is None else f"`--fast-fit-chunks {fit_cap}`."),
         "",
         "| engine | scale | episodes | frames | wall s | frames/s | driver peak MiB | largest worker MiB |",
         "|---|---|---|---|---|---|---|---|",
@@ -337,6 +359,11 @@ def _write(out: Path, runs: list[dict], scales: list[int], seconds: float) -> No
         )
     lines += ["", "Driver peak memory, largest scale over smallest (the bar is at most 1.10):", ""]
     lines += [f"- {e}: {g}x {'(met)' if g <= 1.10 else '(**not met**)'}" for e, g in growth.items()]
+    lines += ["", "The driver's peak after each step (MiB):", ""]
+    for r in runs:
+        if r.get("driver_peak_rss_mib_after_step"):
+            steps = ", ".join(f"{k} {v:.0f}" for k, v in r["driver_peak_rss_mib_after_step"].items())
+            lines.append(f"- {r['engine']} {r['scale']}x: {steps}")
     lines += ["", "Statistics at the largest scale against numpy over every value:", ""]
     for r in runs:
         if "stats_check" in r:
