@@ -7,7 +7,7 @@ import logging
 
 from vlamix.pipelines.datasets import kinds_of
 from vlamix.pipelines.options import IngestOptions
-from vlamix.pipelines.progress import step_progress
+from vlamix.pipelines.progress import known_total, step_progress
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
 
@@ -22,7 +22,7 @@ def step_build(opts: IngestOptions, sources: SourcesFile) -> None:
     opts.store.rm(WorkDir.engine_counters("beam", "build"))
     units = [u for kind in kinds_of(sources) for u in kind.build_units(opts)]
     log.info("build: %d tasks", len(units))
-    with step_progress(opts, "build", len(units)):
+    with step_progress(opts, "build", len(units), known_total(u.expected_frames for u in units)):
         if units and opts.engine == "ray":
             from vlamix.pipelines import ray_jobs
 

@@ -10,7 +10,7 @@ from vlamix.config import ConfigError
 from vlamix.pipelines.datasets import kinds_of
 from vlamix.pipelines.failed import live_sources, record_failures
 from vlamix.pipelines.options import IngestOptions
-from vlamix.pipelines.progress import step_progress
+from vlamix.pipelines.progress import known_total, step_progress
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
 
@@ -46,7 +46,7 @@ def step_extract(opts: IngestOptions, sources: SourcesFile) -> SourcesFile:
     failed = record_failures(opts.store, sources, failures)
     sources = live_sources(sources, failed)
     log.info("extract: %d tasks from %d datasets", len(units), len(sources.datasets) + len(sources.web))
-    with step_progress(opts, "extract", len(units)):
+    with step_progress(opts, "extract", len(units), known_total(u.expected_frames for u in units)):
         if opts.engine == "ray":
             from vlamix.pipelines import ray_jobs
 

@@ -92,24 +92,28 @@ def _run_ingest(opts: IngestOptions) -> dict:
             continue
         start = time.perf_counter()
         log.info("step %s ...", step)
-        if step != "extract" and sources is sources_all:  # the datasets the last extract could read
-            sources = live_sources(sources, work.failed())
-        if step == "extract":
-            sources = step_extract(opts, sources)
-        elif step == "stats":
-            step_stats(opts, sources)
-        elif step == "build":
-            step_build(opts, sources)
-        elif step == "tokenizers":
-            with step_progress(opts, step, 0):  # the driver's own: start, end, duration
-                step_tokenizers(opts, sources)
-        else:
-            with step_progress(opts, step, 0):
-                failed = failed_entries(opts.store, sources_all, work.failed())
-                manifest = write_index_and_manifest(work, sources, failed)
-                for rel in remove_unnamed_files(opts.store, manifest):  # e.g. a tokenizer set fitted before
-                    log.info("index: removed %s, which the manifest does not name", rel)
-                quality = quality_gates(opts, sources)
+        try:
+            if step != "extract" and sources is sources_all:  # the datasets the last extract could read
+                sources = live_sources(sources, work.failed())
+            if step == "extract":
+                sources = step_extract(opts, sources)
+            elif step == "stats":
+                step_stats(opts, sources)
+            elif step == "build":
+                step_build(opts, sources)
+            elif step == "tokenizers":
+                with step_progress(opts, step, 0):  # the driver's own: start, end, duration
+                    step_tokenizers(opts, sources)
+            else:
+                with step_progress(opts, step, 0):
+                    failed = failed_entries(opts.store, sources_all, work.failed())
+                    manifest = write_index_and_manifest(work, sources, failed)
+                    for rel in remove_unnamed_files(opts.store, manifest):  # e.g. an earlier tokenizer set
+                        log.info("index: removed %s, which the manifest does not name", rel)
+                    quality = quality_gates(opts, sources)
+        except BaseException as e:  # a monitor of reports/ingest.json sees where the ingest stopped
+            progress.failed(step, e)
+            raise
         timings[step] = round(time.perf_counter() - start, 3)
         peaks[step] = _peak_rss_mib()
         log.info("step %s done in %.1f s", step, timings[step])

@@ -50,6 +50,7 @@ class IngestOptions:
     # rebuild every shard, even those an interrupted run with the same inputs finished
     fresh: bool = False
     progress_every: float = 5.0  # seconds between progress updates (stderr, reports/ingest.json)
+    progress: bool = True  # print the progress lines to stderr (`--no-progress`: the report alone)
     stats_max_frames: int | None = STATS_MAX_FRAMES  # per dataset, opt-in: above it a seeded subsample
     fast_fit_chunks: int = FAST_FIT_CHUNKS  # in all; above it FAST is fitted on a seeded subsample
     max_bad_share: float = 0.1  # per dataset: above this share of rows failing the quality gates, fail

@@ -7,7 +7,9 @@ monitor can read them. Whatever the engine, and on a cluster without a shared fi
 - the driver's `Progress` lists the step's markers every few seconds, reads only the new ones (it keeps
   their names: memory grows with the list of names, never with the data) and updates the figures.
 
-Markers are cleared when a step starts; a unit run twice (an engine's retry) leaves one marker."""
+Markers are cleared when a step starts and when it ends well; a unit run twice (an engine's retry)
+leaves one marker. A line is printed when a unit finishes, else once a minute (`HEARTBEAT`); `--no-progress`
+(IngestOptions.progress) keeps stderr quiet, and the report is written either way."""
 
 from __future__ import annotations
 
@@ -22,10 +24,20 @@ from vlamix.shards.layout import REPORTS_DIR
 from vlamix.shards.store import Store, store_for
 from vlamix.shards.workdir import WorkDir
 
-__all__ = ["REPORT", "IngestReport", "Progress", "mark", "report_for", "step_progress"]
+__all__ = [
+    "HEARTBEAT",
+    "REPORT",
+    "IngestReport",
+    "Progress",
+    "known_total",
+    "mark",
+    "report_for",
+    "step_progress",
+]
 
 log = logging.getLogger("vlamix.ingest")
 REPORT = f"{REPORTS_DIR}/ingest.json"
+HEARTBEAT = 60.0  # seconds: a line is printed at least this often while a step runs, even with no unit done
 
 
 def mark(out: str, step: str, name: str, frames: int) -> None:
@@ -51,6 +63,16 @@ class IngestReport:
             self.steps[step] = figures
             self.store.write_json(REPORT, {"running": True, "progress": self.steps})
 
+    def failed(self, step: str, error: BaseException) -> None:
+        """The ingest stopped at `step`: a monitor reads `running: false` and where it stopped (the
+        exception's type alone: its message is on stderr)."""
+        report = {"running": False, "failed_step": step, "error": type(error).__name__}
+        try:
+            with self._lock:
+                self.store.write_json(REPORT, {**report, "progress": self.steps})
+        except Exception as e:  # the layout itself unreachable: the ingest's own error is the one to see
+            log.warning("progress: cannot write %s (%s)", REPORT, e)
+
 
 _REPORTS: dict[str, IngestReport] = {}
 
@@ -64,13 +86,26 @@ def report_for(store: Store, fresh: bool = False) -> IngestReport:
 
 def step_progress(opts, step: str, units: int, frames_total: int | None = None) -> Progress:
     """The `Progress` of one step of the ingest `opts` describes (pipelines/options.py IngestOptions)."""
-    return Progress(report_for(opts.store), step, units, frames_total, every=opts.progress_every)
+    return Progress(
+        report_for(opts.store), step, units, frames_total, every=opts.progress_every, show=opts.progress
+    )
+
+
+def known_total(sizes) -> int | None:
+    """The sum of the units' expected frames, or None when any unit's is unknown (None)."""
+    total = 0
+    for size in sizes:
+        if size is None:
+            return None
+        total += size
+    return total
 
 
 class Progress:
-    """`with Progress(report, store, step, units, frames_total):` around a step: polls the step's markers
-    every `every` seconds on a thread, prints a line to stderr when the figures change, and keeps
-    `report` current. Steps the driver runs alone pass `units=0`: they report start, end and duration."""
+    """`with Progress(report, step, units, frames_total):` around a step: polls the step's markers every
+    `every` seconds on a thread, prints a line to `stream` (stderr) when a unit finished or `HEARTBEAT`
+    passed (nothing with `show=False`), and keeps `report` current. Steps the driver runs alone pass
+    `units=0`: they report start, end and duration."""
 
     def __init__(
         self,
@@ -80,6 +115,7 @@ class Progress:
         frames_total: int | None = None,
         every: float = 5.0,
         stream=None,
+        show: bool = True,
     ):
         self.report, self.step, self.units_total, self.frames_total = report, step, units, frames_total
         self.every, self.stream = every, stream if stream is not None else sys.stderr
@@ -89,7 +125,9 @@ class Progress:
         self.started_at = _now()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"progress-{step}", daemon=True)
-        self._last_line = ""
+        self.show = show
+        self._last_key: tuple | None = None
+        self._last_print = 0.0
 
     def __enter__(self) -> Progress:
         self.report.store.rmtree(WorkDir.progress(self.step))
@@ -104,6 +142,8 @@ class Progress:
             self._thread.join()
             self.poll()
         self._publish(finished=exc[0] is None)
+        if exc[0] is None and self.units_total:
+            self.report.store.rmtree(WorkDir.progress(self.step))  # the figures are in the report now
 
     def _run(self) -> None:
         wait = self.every
@@ -134,7 +174,9 @@ class Progress:
         done = len(self.seen)
         rate = self.frames / elapsed if elapsed > 0 else 0.0
         eta = None
-        if not finished and done and self.units_total:
+        if not finished and self.frames and self.frames_total:  # by frames where the total is known
+            eta = round(elapsed / self.frames * max(self.frames_total - self.frames, 0), 1)
+        elif not finished and done and self.units_total:  # else by the units' pace
             eta = round(elapsed / done * max(self.units_total - done, 0), 1)
         return {
             "units_done": done,
@@ -162,9 +204,10 @@ class Progress:
                 f"{f['frames_per_s']:,.1f} frames/s, {_clock(f['elapsed_s'])} elapsed"
                 + (" (done)" if finished else eta)
             )
-        key = line.split(", ETA")[0].split(", ")[0:3]
-        if finished or str(key) != self._last_line:
-            self._last_line = str(key)
+        key = (f["units_done"], f["frames_done"], finished)
+        now = time.monotonic()
+        if self.show and (key != self._last_key or now - self._last_print >= HEARTBEAT):
+            self._last_key, self._last_print = key, now
             print(f"progress: {line}", file=self.stream, flush=True)
 
 

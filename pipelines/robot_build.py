@@ -76,6 +76,16 @@ class EpisodeBuild:
     def unit(self) -> str:
         return f"{self.extracted.dataset}-{self.extracted.episode:06d}"
 
+    @property
+    def expected_frames(self) -> int | None:
+        """The samples handed on (the gate may refuse them all); None for a resumed unit."""
+        if self.skip:
+            return None
+        job = self.annotation
+        if job is None:
+            return self.extracted.samples
+        return sum(len(range(s.start, s.end, job.stride)) for s in job.spans)
+
     def samples(self) -> Iterator[PlacedSample]:
         """Every sample is built, also those of shards already built (the gate sees the whole episode);
         those of the shards in `skip` are not handed on."""

@@ -45,6 +45,10 @@ class EpisodeExtract:
     def name(self) -> str:
         return f"{self.ref.dataset}-{self.ref.index:06d}"
 
+    @property
+    def expected_frames(self) -> int | None:
+        return self.ref.frames or None  # 0: the listing did not read the length (ALOHA, RLDS)
+
     def extract(self, policy: ErrorPolicy) -> Extraction:
         """The episode written, or quarantined: a reader's BadRecord always, any other exception under
         the "quarantine" policy (with whatever it got to write removed)."""

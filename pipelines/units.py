@@ -42,6 +42,11 @@ class ExtractUnit(Protocol):
         """Unique among the step's units (its progress marker)."""
         ...
 
+    @property
+    def expected_frames(self) -> int | None:
+        """The frames (web: items) it will read, when the listing knew them; else None (progress)."""
+        ...
+
     def extract(self, policy: ErrorPolicy) -> Extraction: ...
 
 
@@ -60,6 +65,11 @@ class BuildUnit(Protocol):
     @property
     def unit(self) -> str:
         """The unit's name, unique within its dataset (names its spill files)."""
+        ...
+
+    @property
+    def expected_frames(self) -> int | None:
+        """The samples it will hand on, when known before it runs; else None (progress)."""
         ...
 
     def samples(self) -> Iterator[PlacedSample]:

@@ -49,6 +49,10 @@ class ItemsExtract:
     def name(self) -> str:
         return f"{self.batch.dataset}-b{self.batch.batch:06d}"
 
+    @property
+    def expected_frames(self) -> int | None:
+        return len(self.batch.items)
+
     def extract(self, policy: ErrorPolicy) -> Extraction:
         batch = self.batch
         try:
@@ -127,6 +131,10 @@ class ItemsBuild:
     @property
     def unit(self) -> str:
         return Path(self.items_path).stem
+
+    @property
+    def expected_frames(self) -> int | None:
+        return None if self.skip else len(self.keep)  # a resumed unit: known only once placed
 
     def samples(self) -> Iterator[PlacedSample]:
         with store_for(self.out).open(self.items_path) as f:

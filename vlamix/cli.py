@@ -151,8 +151,19 @@ def ingest(
         ),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the manifest's per-dataset summary as JSON.")
+        bool,
+        typer.Option(
+            "--json", help="Print the manifest's per-dataset summary as JSON (stdout holds it alone)."
+        ),
     ] = False,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Print each step's progress to stderr (units and frames done of the total, frames/s, ETA). "
+            "reports/ingest.json gets the same figures either way.",
+        ),
+    ] = True,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also show the engine's own log lines.")
     ] = False,
@@ -185,6 +196,7 @@ def ingest(
         tokenizers=tokenizers,
         text_tokenizer=text_tokenizer,
         ray_address=ray_address,
+        progress=progress,
         errors="raise" if debugging() else "quarantine",  # `--debug`: a reader's exception with its traceback
     )
     from vlamix.pipelines.failed import DatasetsFailed

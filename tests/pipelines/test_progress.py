@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 
-from vlamix.pipelines.progress import REPORT, IngestReport, Progress, mark
+import pytest
+from conftest import SAMPLES
+
+from vlamix.pipelines.ingest import run_ingest
+from vlamix.pipelines.options import IngestOptions
+from vlamix.pipelines.progress import REPORT, IngestReport, Progress, known_total, mark
 from vlamix.shards.store import Store
 from vlamix.shards.workdir import WorkDir
 
@@ -49,6 +55,64 @@ def test_a_step_clears_the_markers_of_the_last_run(tmp_path):
     assert not store.glob(f"{WorkDir.progress('build')}/*.json")
 
 
+def test_eta_follows_the_frames_where_their_total_is_known(tmp_path):
+    store = Store(tmp_path / "out")
+    stream = io.StringIO()
+    with Progress(IngestReport(store), "extract", units=4, frames_total=400, every=60, stream=stream) as p:
+        mark(store.url, "extract", "a", 100)
+        mark(store.url, "extract", "b", 0)  # half the units, a quarter of the frames
+        p.poll()
+        p.started -= 10  # ten seconds in
+        f = p.figures(False)
+        assert (f["units_done"], f["frames_done"], f["frames_total"]) == (2, 100, 400)
+        assert 9.5 < f["frames_per_s"] < 10.5
+        assert 29 < f["eta_s"] < 31.5  # 300 frames left at 10 frames/s (the units' pace would say 10 s)
+    assert "extract: 2/4 units, 100 of 400 frames" in stream.getvalue().splitlines()[-1]
+    assert known_total([3, 4]) == 7 and known_total([3, None]) is None and known_total([]) == 0
+
+
+def test_lines_are_printed_when_units_finish_and_never_without_show(tmp_path):
+    store = Store(tmp_path / "out")
+    stream = io.StringIO()
+    with Progress(IngestReport(store), "build", units=2, every=0.02, stream=stream) as p:
+        mark(store.url, "build", "u1", 7)
+        _wait_for(lambda: p.report.steps["build"]["units_done"] == 1)
+        time.sleep(0.3)  # polls with nothing new (only the rate and the time move): no line
+        assert len(stream.getvalue().splitlines()) == 2
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "1/2 units, 7 frames" in lines[1] and lines[2].endswith("(done)"), lines
+    quiet, report = io.StringIO(), IngestReport(store)
+    with Progress(report, "build", units=1, every=0.02, stream=quiet, show=False):
+        mark(store.url, "build", "u1", 7)
+    assert quiet.getvalue() == ""
+    assert store.read_json(REPORT)["progress"]["build"]["frames_done"] == 7  # the report all the same
+
+
+def test_a_step_that_fails_keeps_its_markers_and_the_report_says_where(tmp_path):
+    store = Store(tmp_path / "out")
+    report = IngestReport(store)
+    with pytest.raises(RuntimeError), Progress(report, "extract", units=3, every=60, stream=io.StringIO()):
+        mark(store.url, "extract", "a", 5)
+        raise RuntimeError("a worker died")
+    assert store.glob(f"{WorkDir.progress('extract')}/*.json")  # what was done, for whoever looks
+    assert not report.steps["extract"]["finished"] and report.steps["extract"]["units_done"] == 1
+    report.failed("extract", RuntimeError("x"))
+    written = store.read_json(REPORT)
+    assert (written["running"], written["failed_step"], written["error"]) == (
+        False,
+        "extract",
+        "RuntimeError",
+    )
+
+
+def test_an_ingest_that_stops_says_so_in_its_report(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="run the earlier steps first"):
+        run_ingest(IngestOptions(SAMPLES / "sources.yaml", out, only="stats"))
+    report = json.loads((out / REPORT).read_text())
+    assert report["running"] is False and report["failed_step"] == "stats"
+
+
 def test_the_bundled_ingest_reports_every_step_done(bundled):
     report = json.loads((bundled / REPORT).read_text())
     manifest = json.loads((bundled / "manifest.json").read_text())
@@ -68,7 +132,24 @@ def test_the_bundled_ingest_reports_every_step_done(bundled):
     assert steps["stats"]["frames_done"] == steps["stats"]["frames_total"] == 2 * robot_frames
     samples = sum(s["samples"] for d in manifest["datasets"].values() for s in d["shards"])
     assert steps["build"]["frames_done"] == samples
+    # every build unit knows its samples before it runs (a fresh ingest); units of a refused episode hand on none
+    refused = [
+        p for d in manifest["datasets"] for p in (bundled / WorkDir.build_quarantine(d)).glob("*.json")
+    ]
+    assert steps["build"]["frames_total"] >= samples and (
+        refused or steps["build"]["frames_total"] == samples
+    )
+    assert not (bundled / WorkDir.progress("build")).exists()  # markers go once their step ended well
     stderr = (bundled.parent / "ingest.stderr").read_text()
     for name in ("extract", "stats", "build"):
         units = steps[name]["units_total"]
         assert f"progress: {name}: {units}/{units} units" in stderr
+
+
+def test_no_progress_keeps_stderr_quiet_and_writes_the_report(bundled, tmp_path, capfd):
+    out = tmp_path / "out"
+    shutil.copytree(bundled, out)
+    run_ingest(IngestOptions(SAMPLES / "sources.yaml", out, only="index", progress=False))
+    assert "progress:" not in capfd.readouterr().err
+    report = json.loads((out / REPORT).read_text())
+    assert report["running"] is False and report["progress"]["index"]["finished"]

@@ -68,6 +68,7 @@ def test_an_episode_unit_writes_its_frames_and_says_so(built):
     (e,) = extraction.results
     assert (e.dataset, e.episode, e.frames, e.frames_path) == ("mm", 0, FRAMES, WorkDir.frames("mm", 0))
     assert extraction.counters == {"episodes_read": 1, "episodes_extracted": 1, "frames_read": FRAMES}
+    assert unit.expected_frames is None  # an ALOHA listing does not open the episodes (progress: no total)
     table = pq.read_table(WorkDir.at(unit.out).store.local() / e.frames_path)
     assert table.num_rows == FRAMES and table.column("frame").to_pylist() == list(range(FRAMES))
 
@@ -100,6 +101,7 @@ def test_a_web_unit_writes_its_items_and_quarantines_the_undecodable_one(built):
     (q,) = extraction.quarantined
     assert (q.item, q.field) == (3, "image") and "does not decode" in q.reason
     assert extraction.counters == {"items_read": 5, "items_quarantined": 1}
+    assert unit.expected_frames == 5
 
 
 # ---- driver-side outcomes ------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def test_an_episode_build_places_typed_samples(scratch):
         load_sources(scratch.sources), load_sources(scratch.sources).datasets[0]
     ).build_units(dataclasses.replace(scratch, fresh=True))
     placed = list(unit.samples())
-    assert len(placed) == unit.extracted.samples > 0
+    assert len(placed) == unit.extracted.samples == unit.expected_frames > 0
     assert all(0 <= shard < unit.shards for shard, _, _ in placed)
     _, _, s = placed[0]
     assert (s.kind, s.dataset, s.embodiment, s.episode) == ("MM", "mm", "mobile_aloha", 0)
@@ -170,7 +172,7 @@ def test_an_hl_build_targets_the_span_texts(scratch):
     samples = [s for _, _, s in unit.samples()]
     assert {s.target for s in samples} == {t for t, _, _ in SPANS}
     assert all(s.kind == "HL" and s.dataset == "mm_hl" and "stack the cubes" in s.prompt for s in samples)
-    assert len(samples) == sum(round(b * 50) - round(a * 50) for _, a, b in SPANS)
+    assert len(samples) == sum(round(b * 50) - round(a * 50) for _, a, b in SPANS) == unit.expected_frames
 
 
 def test_a_web_build_gives_one_sample_per_kept_item(scratch):
@@ -178,6 +180,7 @@ def test_a_web_build_gives_one_sample_per_kept_item(scratch):
     units = WebDataset(sources, sources.web[0]).build_units(dataclasses.replace(scratch, fresh=True))
     samples = [s for u in units for _, _, s in u.samples()]
     assert sorted(s.item for s in samples) == [0, 1, 2]  # 3 broke, 4 duplicates 0
+    assert sum(u.expected_frames for u in units) == 3
     s = samples[0]
     assert s.kind == "WD" and s.record()["image_mask"] == [True, False, False, False]
     assert json.loads(s.members()["turns.json"])[0]["kind"] == "caption"
@@ -199,6 +202,18 @@ def test_shards_and_index_parts_agree_byte_for_byte(built):
     assert not (store / WorkDir.SPILL).exists() or not any((store / WorkDir.SPILL).rglob("*.arrow"))
 
 
+def test_every_build_unit_leaves_its_progress_marker(built):
+    """spill_unit (whatever the engine) leaves `work/progress/build/<dataset>-<unit>.json` with the
+    samples it handed on: what the driver's progress poller counts."""
+    store = built.store
+    marks = {rel: store.read_json(rel)["frames"] for rel in store.glob(f"{WorkDir.progress('build')}/*.json")}
+    assert marks == {
+        WorkDir.progress("build", "mm-mm-000000"): RobotOutcome.read(built.work, "mm").kept[0].samples,
+        WorkDir.progress("build", "mm_hl-mm-000000"): 20,
+        WorkDir.progress("build", "photos-000000"): 3,
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class _Refused:
     """A build unit whose samples the gate refuses."""
@@ -215,6 +230,7 @@ class _Refused:
 def test_a_refused_build_unit_spills_nothing_and_leaves_its_record(tmp_path):
     out = str(tmp_path / "out")
     assert spill_unit(out, _Refused(out)) == []
+    assert WorkDir.at(out).store.read_json(WorkDir.progress("build", "mm-mm-000009")) == {"frames": 0}
     (q,) = WorkDir.at(out).build_quarantined("mm")
     assert (q.episode, q.reason) == (9, "quality gate: refused")
 
@@ -227,6 +243,7 @@ def test_a_replan_resumes_from_the_finished_shards(scratch):
     scratch.store.rm(WorkDir.shard_summary("mm", 1))  # as if a kill came before shard 1's summary
     (unit,) = robot.build_units(scratch)
     assert unit.skip == {0, 2} and not scratch.store.exists("shards/mm/mm-000001.tar")
+    assert unit.expected_frames is None  # which samples fall on shard 1 is known once they are built
     (unit,) = robot.build_units(dataclasses.replace(scratch, seed=1))  # another plan starts over
     assert unit.skip == frozenset() and scratch.work.shard_summaries("mm") == []
 
