@@ -35,6 +35,9 @@ __all__ = ["TEXT_COLUMNS", "TINY_SPAN", "read_fit_chunks", "run_by_engine", "ste
 
 log = logging.getLogger("vlamix.ingest")
 RunUnits = Callable[[IngestOptions, list[StatsUnit]], None]
+# Up to this many frames in all, the driver runs the stats units itself: two engine jobs (a Beam pipeline
+# starts its worker processes, ~3 s each) would cost more than summarizing the frames.
+IN_DRIVER_FRAMES = 20_000
 TINY_SPAN = 1e-4  # a dim whose q01..q99 span is below this blows up under quantile normalization
 
 
@@ -63,6 +66,12 @@ def _units(
         )
         for k, group in enumerate(groups)
     ]
+
+
+def run_in_driver(opts: IngestOptions, units: list[StatsUnit]) -> None:
+    """Every unit in this process, one at a time (memory: one unit's frames)."""
+    for unit in units:
+        unit.run()
 
 
 def run_by_engine(opts: IngestOptions, units: list[StatsUnit]) -> None:
@@ -95,6 +104,8 @@ def step_stats(opts: IngestOptions, sources: SourcesFile, run: RunUnits = run_by
             continue
         first[robot.name] = _units(opts, robot, kept, fit_p)
     frames = sum(e.frames for robot, kept in robots if robot.name in first for e in kept)
+    if run is run_by_engine and frames <= IN_DRIVER_FRAMES:  # starting workers costs more than the work
+        run = run_in_driver
     with step_progress(opts, "stats", 2 * sum(len(u) for u in first.values()), 2 * frames):
         _passes(opts, robots, first, run)
 

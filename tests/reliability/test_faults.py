@@ -26,7 +26,7 @@ import pytest
 from conftest import REPO
 from servers import DROP, Faults, http_server, s3_server
 
-import vlamix.shards.store as store_module
+import vlamix.sources.remote as remote_module  # the retry loop the layout Store shares
 from vlamix.mixtures.resolve import resolve
 from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.publish import plan_files
@@ -296,7 +296,7 @@ DAMAGED = "widowx_sim"  # its one shard is copied into the served folder (the re
 def served(bundled, tmp_path, monkeypatch):
     """The bundled layout served over HTTP with a Faults plan: every file a symlink to the bundled
     one, except DAMAGED's shard, a copy the test may delete, truncate or overwrite."""
-    monkeypatch.setattr(store_module, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(remote_module, "BACKOFF_S", 0.01)
     monkeypatch.setenv("VLAMIX_CACHE", str(tmp_path / "cache"))
     site = tmp_path / "site" / "out"
     for path in bundled.rglob("*"):

@@ -73,6 +73,8 @@ def test_publish_to_s3_reads_back_equal_and_resumes(bundled, s3, tmp_path):
     )
 
 
+# nightly: the CLI end to end; `make test` holds publish to folders, S3 and HTTP reads by the tests above
+@pytest.mark.nightly
 def test_publish_cli_to_a_folder_then_read_over_http(bundled, tmp_path):
     dest = tmp_path / "site" / "layout"
     done = _cli("publish", str(bundled), "--to", f"file://{dest}", "--json")
