@@ -16,6 +16,7 @@ import io
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def run_by_engine(opts: IngestOptions, units: list[StatsUnit]) -> None:
     if opts.engine == "ray":
         from vlamix.pipelines import ray_jobs
 
-        with ray_jobs.ray_session(opts.ray_address, opts.workers):
+        with ray_jobs.ray_session(opts.ray_address, opts.workers):  # joins step_stats' session
             ray_jobs.run_units(units)
     else:
         from vlamix.pipelines.beam_jobs import beam_options, run_units
@@ -95,8 +96,21 @@ def step_stats(opts: IngestOptions, sources: SourcesFile, run: RunUnits = run_by
             continue
         first[robot.name] = _units(opts, robot, kept, fit_p)
     frames = sum(e.frames for robot, kept in robots if robot.name in first for e in kept)
-    with step_progress(opts, "stats", 2 * sum(len(u) for u in first.values()), 2 * frames):
+    with (
+        step_progress(opts, "stats", 2 * sum(len(u) for u in first.values()), 2 * frames),
+        _engine_session(opts, run if first else None),
+    ):
         _passes(opts, robots, first, run)
+
+
+def _engine_session(opts: IngestOptions, run: RunUnits | None) -> AbstractContextManager:
+    """One Ray session for both passes (a local Ray takes seconds to start); `run_by_engine`'s own
+    session then joins it. Beam, and a `run` of the caller's, need none."""
+    if run is not run_by_engine or opts.engine != "ray":
+        return nullcontext()
+    from vlamix.pipelines import ray_jobs
+
+    return ray_jobs.ray_session(opts.ray_address, opts.workers)
 
 
 def _passes(opts: IngestOptions, robots: list, first: dict[str, list[StatsUnit]], run: RunUnits) -> None:

@@ -90,7 +90,7 @@ def test_float64_input_is_refused_rather_than_rounded():
 
 
 def _layout(
-    tmp_path: Path, episodes: int, frames: int
+    tmp_path: Path, episodes: int, frames: int, engine: str = "beam"
 ) -> tuple[IngestOptions, list[tuple[np.ndarray, np.ndarray]]]:
     """A layout whose work/ holds `episodes` extracted episodes of generated frames (what the extract
     step leaves), and the raw (state, action) of each."""
@@ -98,7 +98,7 @@ def _layout(
     (tmp_path / "sources.yaml").write_text(
         "datasets:\n  - {name: big, kind: CE, format: rlds, path: none, embodiment: two_joint.yaml, task: t}\n"
     )
-    opts = IngestOptions(tmp_path / "sources.yaml", tmp_path / "out", workers=2)
+    opts = IngestOptions(tmp_path / "sources.yaml", tmp_path / "out", engine=engine, workers=2)
     work, raw, records = opts.work, [], []
     for e in range(episodes):
         v = _values(frames, seed=10 + e)
@@ -122,9 +122,12 @@ def _layout(
     return opts, raw
 
 
+# Ray nightly: a local Ray start costs ~10 s, and the two-node Ray run in `make test` already compares
+# the stats step's bytes on Ray with Beam's (tests/pipelines/test_ray_cluster.py).
 @pytest.mark.slow
-def test_the_stats_step_on_the_engine_is_exact_above_the_old_cap(tmp_path):
-    opts, raw = _layout(tmp_path, episodes=30, frames=10_001)  # 300,030 frames: 3x the old cap
+@pytest.mark.parametrize("engine", ["beam", pytest.param("ray", marks=pytest.mark.nightly)])
+def test_the_stats_step_on_the_engine_is_exact_above_the_old_cap(tmp_path, engine):
+    opts, raw = _layout(tmp_path, episodes=30, frames=10_001, engine=engine)  # 300,030 frames: 3x the old cap
     step_stats(opts, load_sources(opts.sources))
     doc = opts.store.read_json("stats/big.json")
     assert doc["frames"] == 300_030 and not doc["subsampled"]
