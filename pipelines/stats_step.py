@@ -7,7 +7,8 @@ their partial summaries one file at a time (memory independent of the number of 
   frame subsample only when `--stats-max-frames` asks for one;
 - the FAST fit's chunk candidates (`work/fit/<dataset>.npz`, before normalization: the tokenizers step
   normalizes them with these statistics), each unit drawing its episodes' seeded share; above
-  `--fast-fit-chunks` in all, that share is below 1;
+  `--fast-fit-chunks` in all, that share is below 1, and the driver's seeded choice keeps each dataset
+  within its share of the cap, so the candidates never exceed it;
 - the frames' distinct texts for the text tokenizer's corpus (`work/fit/texts.json`)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
@@ -23,7 +25,7 @@ from vlamix.pipelines.datasets import robot_datasets
 from vlamix.pipelines.options import IngestOptions
 from vlamix.pipelines.progress import step_progress
 from vlamix.pipelines.robot_kind import RobotDataset
-from vlamix.pipelines.stats_units import TASK_FRAMES, TEXT_COLUMNS, StatsUnit, read_part
+from vlamix.pipelines.stats_units import TASK_FRAMES, TEXT_COLUMNS, StatsUnit, cap_draw, fit_quota, read_part
 from vlamix.schemas.outcome import ExtractedEpisode
 from vlamix.shards.layout import STATS_PATH
 from vlamix.shards.workdir import WorkDir
@@ -81,7 +83,7 @@ def run_by_engine(opts: IngestOptions, units: list[StatsUnit]) -> None:
     if opts.engine == "ray":
         from vlamix.pipelines import ray_jobs
 
-        with ray_jobs.ray_session(opts.ray_address, opts.workers):
+        with ray_jobs.ray_session(opts.ray_address, opts.workers):  # joins step_stats' session
             ray_jobs.run_units(units)
     else:
         from vlamix.pipelines.beam_jobs import beam_options, run_units
@@ -106,15 +108,29 @@ def step_stats(opts: IngestOptions, sources: SourcesFile, run: RunUnits = run_by
     frames = sum(e.frames for robot, kept in robots if robot.name in first for e in kept)
     if run is run_by_engine and frames <= IN_DRIVER_FRAMES:  # starting workers costs more than the work
         run = run_in_driver
-    with step_progress(opts, "stats", 2 * sum(len(u) for u in first.values()), 2 * frames):
+    with (
+        step_progress(opts, "stats", 2 * sum(len(u) for u in first.values()), 2 * frames),
+        _engine_session(opts, run if first else None),
+    ):
         _passes(opts, robots, first, run)
+
+
+def _engine_session(opts: IngestOptions, run: RunUnits | None) -> AbstractContextManager:
+    """One Ray session for both passes (a local Ray takes seconds to start); `run_by_engine`'s own
+    session then joins it. Beam, and a `run` of the caller's, need none."""
+    if run is not run_by_engine or opts.engine != "ray":
+        return nullcontext()
+    from vlamix.pipelines import ray_jobs
+
+    return ray_jobs.ray_session(opts.ray_address, opts.workers)
 
 
 def _passes(opts: IngestOptions, robots: list, first: dict[str, list[StatsUnit]], run: RunUnits) -> None:
     run(opts, [u for units in first.values() for u in units])
+    all_frames = sum(e.frames for robot, kept in robots if robot.name in first for e in kept)
     texts: set[str] = set()
     second, merged = {}, {}
-    for robot, _ in robots:
+    for robot, kept in robots:
         if robot.name not in first:
             continue
         state, actions, fit, fit_episodes = (
@@ -130,8 +146,11 @@ def _passes(opts: IngestOptions, robots: list, first: dict[str, list[StatsUnit]]
             fit.append(part["fit_chunks"])
             fit_episodes.append(part["fit_episodes"])
             texts |= set(_as(part["texts"], list))
+        chunks, episodes = np.concatenate(fit), np.concatenate(fit_episodes)
+        quota = fit_quota(opts.fast_fit_chunks, sum(e.frames for e in kept), all_frames)
+        keep = cap_draw(len(chunks), quota, [opts.seed, 7, *robot.name.encode()])
         buf = io.BytesIO()
-        np.savez(buf, chunks=np.concatenate(fit), episodes=np.concatenate(fit_episodes))
+        np.savez(buf, chunks=chunks[keep], episodes=episodes[keep])
         opts.store.write_bytes(WorkDir.fit_chunks(robot.name), buf.getvalue())
         plans = (Plan.of(state), Plan.of(actions))
         merged[robot.name] = plans

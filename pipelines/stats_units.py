@@ -24,7 +24,7 @@ from vlamix.shards.workdir import WorkDir
 from vlamix.transforms.chain import apply, stats_chain
 from vlamix.transforms.stats_merge import FirstPass, Plan, SecondPass
 
-__all__ = ["TASK_FRAMES", "TEXT_COLUMNS", "StatsUnit", "read_part", "subsample"]
+__all__ = ["TASK_FRAMES", "TEXT_COLUMNS", "StatsUnit", "cap_draw", "fit_quota", "read_part", "subsample"]
 
 TASK_FRAMES = 20_000  # frames a stats unit reads (whole episodes): a few tens of MB of chunk steps
 TEXT_COLUMNS = ("task", "subtask", "verbal_instruction")
@@ -34,6 +34,20 @@ def subsample(n: int, p: float, seed: list[int]) -> np.ndarray:
     """Frames 0..n-1, or below a share `p` < 1 those a seeded draw keeps (the same on every engine)."""
     frames = np.arange(n)
     return frames if p >= 1.0 else frames[np.random.default_rng(seed).random(n) < p]
+
+
+def fit_quota(cap: int, frames: int, all_frames: int) -> int:
+    """A dataset's most FAST-fit chunks: its frames' share of `--fast-fit-chunks`, rounded down, so the
+    datasets' quotas add up to at most the cap (every frame's chunk when the frames in all are fewer)."""
+    return frames if all_frames <= cap else cap * frames // all_frames
+
+
+def cap_draw(n: int, quota: int, seed: list[int]) -> np.ndarray:
+    """Of `n` drawn chunks, in order, the positions kept: all of them up to `quota`, above it a seeded
+    choice of exactly `quota` (the per-frame draw only comes near the quota; this makes it a cap)."""
+    if n <= quota:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, quota, replace=False))
 
 
 @dataclass(frozen=True)

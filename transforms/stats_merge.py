@@ -39,7 +39,8 @@ def order_keys(values: np.ndarray) -> np.ndarray:
     if values.dtype != np.float32:
         raise TypeError(f"exact statistics are taken over float32 values, got {values.dtype}")
     bits = (values + np.float32(0.0)).view(np.uint32)  # -0.0 + 0.0 is +0.0
-    return np.where(bits & _SIGN, ~bits, bits | _SIGN)
+    # negative: every bit flipped (all ones from the arithmetic shift); else the sign bit set
+    return bits ^ ((bits.view(np.int32) >> 31).view(np.uint32) | _SIGN)
 
 
 def _from_key(key: int) -> float:
@@ -49,9 +50,15 @@ def _from_key(key: int) -> float:
     return float(np.asarray(bits, np.uint32).view(np.float32))
 
 
-def _sparse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, counts = np.unique(keys, return_counts=True)
-    return uniq.astype(np.int64), counts.astype(np.int64)
+def _sparse(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A dense count as its (bin, count) pairs where the count is not zero, bins ascending."""
+    bins = np.flatnonzero(dense)
+    return bins.astype(np.int64), dense[bins].astype(np.int64)
+
+
+def _count(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How many of the 16-bit `keys` fall on each value, sparse (a bincount: linear time, no sort)."""
+    return _sparse(np.bincount(keys, minlength=_BUCKETS))
 
 
 @dataclass
@@ -75,7 +82,7 @@ class FirstPass:
             x.sum(axis=0),
             x.min(axis=0),
             x.max(axis=0),
-            [_sparse(keys[:, d] >> 16) for d in range(values.shape[1])],
+            [_count(keys[:, d] >> 16) for d in range(values.shape[1])],
         )
 
 
@@ -157,10 +164,16 @@ class SecondPass:
         low = []
         for d in range(dims):
             hist[d] = np.histogram(x[:, d], bins=HISTOGRAM_BINS, range=plan.hist_range(d))[0]
-            high = keys[:, d] >> 16
-            low.append([_sparse(keys[high == b, d] & 0xFFFF) for b in plan.buckets[d]])
-        squares = np.abs(x - plan.mean) ** 2
-        return cls(squares.sum(axis=0), hist, low)
+            low.append(_low_counts(keys[:, d], plan.buckets[d]))
+        deviations = x - plan.mean
+        return cls(np.square(deviations, out=deviations).sum(axis=0), hist, low)
+
+
+def _low_counts(keys: np.ndarray, buckets: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per bucket of `buckets`, the sparse count of the low 16 bits of the keys it holds (a scan of the
+    keys per bucket: at most 14 buckets, and cheaper than one bincount over all of them)."""
+    high = keys >> 16
+    return [_count(keys[high == b] & 0xFFFF) for b in buckets]
 
 
 class SecondMerge:

@@ -126,7 +126,10 @@ def ingest(
         ),
     ] = None,
     fast_fit_chunks: Annotated[
-        int, typer.Option(help="In all: above this many chunks, FAST is fitted on a seeded subsample.")
+        int,
+        typer.Option(
+            help="In all: above this many chunks, FAST is fitted on a seeded subsample of at most this many."
+        ),
     ] = 20_000,
     max_bad_share: Annotated[
         float,

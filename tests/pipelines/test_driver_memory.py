@@ -1,8 +1,11 @@
 """The driver's peak memory stays flat as the input grows (1x to 5x): nothing collects a dataset in the
 driver.
-Beam runs in-process here (one worker), so the driver's peak also holds the work of every step.
-Statistics and the FAST fit work on seeded subsamples capped by count (--stats-max-frames,
---fast-fit-chunks); the test sets the caps below the 1x input so both runs sit at the cap."""
+Beam runs in-process here (one worker), so the driver's peak also holds the work of every step, a stats
+unit's included: a unit reads up to TASK_FRAMES (20,000) frames, more than the 5x input, so its values
+grow with the input here (on an engine with workers they never reach the driver, whose merge of the
+partial summaries takes memory independent of the frames: tests/pipelines/test_exact_stats.py). The
+test therefore caps the values a unit summarizes (--stats-max-frames, opt-in) and the FAST fit's
+candidates (--fast-fit-chunks) below the 1x input, so both runs sit at the caps."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ def _ingest(root) -> tuple[float, int, int]:
     )
     cmd = [sys.executable, "-m", "vlamix.cli", "ingest", "--sources", str(root / "sources.yaml")]
     cmd += ["--out", str(root / "out"), "--workers", "1", "--shard-samples", "200"]
-    # statistics and the FAST fit hold their (capped) subsample: caps below 1x make both runs hit them
+    # the in-process stats unit and the FAST fit hold their (capped) subsample: caps below 1x make both runs hit them
     cmd += ["--stats-max-frames", "500", "--fast-fit-chunks", "500"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
