@@ -117,6 +117,10 @@ def ray_cluster(peaks: PeakRSS):
     address = f"127.0.0.1:{_free_port()}"
     common = ["--block", "--num-cpus=1", "--disable-usage-stats"]
     procs = []
+    from vlamix.pipelines.ray_jobs import ray_address_file
+
+    recorded = ray_address_file()  # `ray start` records its cluster here: put back as it was, after
+    before = recorded.read_bytes() if recorded.is_file() else None
     try:
         head = [
             ray,
@@ -155,6 +159,10 @@ def ray_cluster(peaks: PeakRSS):
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
+        if before is None:
+            recorded.unlink(missing_ok=True)
+        else:
+            recorded.write_bytes(before)
 
 
 def _wait_for_nodes(address: str, n: int, env: dict, timeout: float = 180.0) -> None:
