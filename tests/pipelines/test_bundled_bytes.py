@@ -8,23 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import files_of
+
 RECORDED = Path(__file__).parent / "data" / "bundled_manifest.json"
-
-
-def _files(manifest: dict) -> dict[str, str]:
-    """Every file the manifest names with its sha256: shards, indexes, statistics."""
-    out = {}
-    for name, entry in manifest["datasets"].items():
-        for shard in entry["shards"]:
-            out[shard["path"]] = shard["sha256"]
-        for part in ("index", "stats"):
-            if part in entry:
-                out[f"{name}:{part}"] = entry[part]["sha256"]
-    return out
 
 
 def test_bundled_ingest_matches_the_recorded_manifest(bundled):
     recorded = json.loads(RECORDED.read_text())
     now = json.loads((bundled / "manifest.json").read_text())
-    assert _files(now) == _files(recorded)  # the shard, index and stats bytes, named one by one
+    assert files_of(now) == files_of(recorded)  # the shard, index and stats bytes, named one by one
     assert now == recorded  # and everything else: accounting, tokenizer set, versions
