@@ -246,9 +246,8 @@ def _check_stats(out: Path) -> dict:
     emb = load_embodiment("mobile_aloha")
     chain = stats_chain(emb)
     stats = json.loads((out / "stats" / f"{DATASET}.json").read_text())
-    work = WorkDir.at(str(out))
     states, actions = [], []
-    for rel in sorted(Store(str(out)).glob(WorkDir.frames(DATASET, 0).rsplit("/", 1)[0] + "/*.parquet")):
+    for rel in sorted(Store(str(out)).glob(f"{WorkDir.frames(DATASET)}/*.parquet")):
         df = pl.read_parquet(out / rel, columns=["state", "action"])
         state, action = (
             np.asarray(df["state"].to_list(), np.float32),
@@ -257,7 +256,6 @@ def _check_stats(out: Path) -> dict:
         o = apply(chain, {"state": state, "episode_actions": action, "frame": np.arange(len(state))})
         states.append(o["state"])
         actions.append(o["actions"].reshape(-1, emb.action_dim))
-    del work
     checks = {}
     for part, rows in (("state", states), ("actions", actions)):
         x = np.concatenate(rows).astype(np.float64)
