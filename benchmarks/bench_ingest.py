@@ -1,6 +1,9 @@
 """Ingest: frames/s per core from each raw format to published shards (`vlamix ingest --workers 1`, one
-dataset at a time, the whole job), against the bound of decoding the same source frames (HDF5 JPEG
-frames, mp4 video, TFRecord images) and resizing + JPEG-encoding them alone, in one process."""
+dataset at a time, the whole job) on frames of real camera size (480x640, benchmarks/frames480.py),
+against the naive bound of the same frames' unavoidable work alone, in one process: read the encoded
+frames (HDF5 JPEG frames, mp4 video, TFRecord images), decode them at full size, resize to 224 and encode
+the 224 JPEG, with the fastest library the project uses for each (simplejpeg's libjpeg-turbo for JPEG,
+PyAV for video, Pillow's resize)."""
 
 from __future__ import annotations
 
@@ -12,12 +15,14 @@ from pathlib import Path
 
 import av
 import h5py
+import simplejpeg
 import yaml
 
+from benchmarks import frames480
 from benchmarks.common import Result
 from vlamix.sources.tf_example import decode_example
 from vlamix.sources.tfrecord import read_record_at, scan_records
-from vlamix.transforms.image import ResizeWithPad, decode_jpeg, encode_jpeg
+from vlamix.transforms.image import JPEG_QUALITY, ResizeWithPad
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -31,7 +36,11 @@ _resize = ResizeWithPad()
 
 
 def _encode(image) -> None:
-    encode_jpeg(_resize(image))
+    simplejpeg.encode_jpeg(_resize(image), quality=JPEG_QUALITY, colorspace="RGB")
+
+
+def decode_jpeg(data: bytes):
+    return simplejpeg.decode_jpeg(data, colorspace="RGB")
 
 
 def _bound_hdf5(folder: Path) -> int:
@@ -88,18 +97,23 @@ def ingest_cmd(sources: Path, out: Path, workers: int) -> list[str]:
     return [sys.executable, "-m", "vlamix.cli", *cmd]
 
 
+def one_dataset(dataset: str, out: Path, catalog: Path = SAMPLES / "sources.yaml") -> Path:
+    """A sources file beside `out` holding `dataset`'s entry of `catalog`, its paths made absolute."""
+    spec = yaml.safe_load(catalog.read_text())
+    entry = next(d for d in spec["datasets"] if d["name"] == dataset)
+    entry["path"] = str(catalog.parent / entry["path"])
+    if entry["embodiment"].endswith((".yaml", ".yml")):  # else the name of a shipped spec
+        entry["embodiment"] = str(catalog.parent / entry["embodiment"])
+    sources = out.parent / f"{dataset}_sources.yaml"
+    sources.parent.mkdir(parents=True, exist_ok=True)
+    sources.write_text(yaml.safe_dump({"datasets": [entry]}))
+    return sources
+
+
 def ingest_one(dataset: str, out: Path, workers: int = 1, sources: Path | None = None) -> dict:
     """Run `vlamix ingest` on one dataset of the samples (or a given sources file); its wall time, frames
     written, and the job's own report (steps' seconds, the driver's peak RSS)."""
-    if sources is None:
-        spec = yaml.safe_load((SAMPLES / "sources.yaml").read_text())
-        entry = next(d for d in spec["datasets"] if d["name"] == dataset)
-        entry["path"] = str(SAMPLES / entry["path"])
-        if entry["embodiment"].endswith((".yaml", ".yml")):  # else the name of a shipped spec
-            entry["embodiment"] = str(SAMPLES / entry["embodiment"])
-        sources = out.parent / f"{dataset}_sources.yaml"
-        sources.parent.mkdir(parents=True, exist_ok=True)
-        sources.write_text(yaml.safe_dump({"datasets": [entry]}))
+    sources = sources or one_dataset(dataset, out)
     cmd = [*ingest_cmd(sources, out, workers), "--json"]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -114,13 +128,14 @@ def ingest_one(dataset: str, out: Path, workers: int = 1, sources: Path | None =
 
 
 def run(folder: Path) -> tuple[list[Result], dict[str, Path]]:
-    spec = {d["name"]: d for d in yaml.safe_load((SAMPLES / "sources.yaml").read_text())["datasets"]}
+    catalog = frames480.build(folder)
+    spec = {d["name"]: d for d in yaml.safe_load(catalog.read_text())["datasets"]}
     results, layouts = [], {}
     for dataset, label in FORMATS.items():
         out = folder / "ingest" / dataset
-        job = ingest_one(dataset, out)
+        job = ingest_one(dataset, out, sources=one_dataset(dataset, out, catalog))
         layouts[dataset] = out
-        seconds, images = _bound(dataset, SAMPLES / spec[dataset]["path"])
+        seconds, images = _bound(dataset, catalog.parent / spec[dataset]["path"])
         cams = images / job["frames"]
         steps = job["report"]["steps_seconds"]
         per_frame = steps["extract"] + steps["build"]

@@ -74,9 +74,9 @@ def extract_episode(task: EpisodeExtract) -> ExtractedEpisode:
     """Raw episode -> validated frame Parquet (atomic). Raises BadRecord for input to quarantine."""
     ref, store = task.ref, WorkDir.at(task.out).store
     rel = WorkDir.frames(ref.dataset, ref.index)
-    rows = map(
-        EncodeCameras(), reader_for(task.source.format).read_episode(ref, task.source, task.embodiment)
-    )
+    encode = EncodeCameras()
+    read = reader_for(task.source.format).read_episode
+    rows = map(encode, read(ref, task.source, task.embodiment, box=encode.resize.size))
     where = f"{ref.source_file} (episode {ref.index})"
     first: dict | None = None
     n = 0

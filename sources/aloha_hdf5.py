@@ -34,7 +34,7 @@ import numpy as np
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
-from vlamix.schemas.image_codec import decode_jpeg
+from vlamix.schemas.image_codec import CameraImage, decode_jpeg, decode_jpeg_shrunk
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
@@ -203,11 +203,14 @@ class _Episode:
             raise self.bad(f"non-finite value (NaN or inf) in {field}", field, int(bad_rows[0]), len(data))
 
 
-def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
+def read_episode(
+    ref: EpisodeRef, source: RobotSource, emb: Embodiment, *, box: int | None = None
+) -> Iterator[dict]:
     """Yield one frame record (a dict matching FRAME) per step of the episode file. Raises BadRecord
     for a file that cannot become frames: unreadable, missing datasets, wrong widths or types, NaNs, sizes
     above the caps (sources/frames.py), corrupted chunks, images that do not decode, a rate that is not
-    the spec's, cameras that do not map, a success or instruction value that is not one."""
+    the spec's, cameras that do not map, a success or instruction value that is not one. With `box`, JPEG
+    frames decode `Shrunk`, no smaller than fitting them into a box x box square needs."""
     try:
         opened = contextlib.ExitStack()
         f = opened.enter_context(_hdf5(ref.path))
@@ -249,7 +252,8 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         compressed = bool(f.attrs.get("compress", False))
         for i in range(n):
             images = {
-                slot: to_rgb(_decode(ep, raw, i, compressed, slot), order) for slot, raw, order in cameras
+                slot: to_rgb(_decode(ep, raw, i, compressed, slot, box), order)
+                for slot, raw, order in cameras
             }
             yield frame_row(facts, i, state[i], action[i], i / emb.control_rate_hz, tasks[i], images)
 
@@ -359,7 +363,9 @@ def _cameras(
     return out
 
 
-def _decode(ep: _Episode, ds: h5py.Dataset, i: int, compressed: bool, slot: str) -> np.ndarray:
+def _decode(
+    ep: _Episode, ds: h5py.Dataset, i: int, compressed: bool, slot: str, box: int | None
+) -> CameraImage:
     raw = _read_frame(ep, ds, i)
     if not compressed:
         if raw.ndim != 3 or raw.shape[2] != 3 or raw.dtype != np.uint8:
@@ -373,6 +379,6 @@ def _decode(ep: _Episode, ds: h5py.Dataset, i: int, compressed: bool, slot: str)
     # The zero padding after the JPEG's end marker is ignored by the decoder (as ALOHA's own loader
     # relies on), so /compress_len, whose row order is not recorded in the file, is not needed.
     try:
-        return decode_jpeg(raw.tobytes())
+        return decode_jpeg(raw.tobytes()) if box is None else decode_jpeg_shrunk(raw.tobytes(), box)
     except OSError as e:
         raise ep.bad(f"JPEG does not decode: {one_line(e)}", f"image_{slot}", i, ds.shape[0]) from e

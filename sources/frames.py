@@ -14,7 +14,7 @@ import numpy as np
 
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.schemas.frame import frame_key, image_column
-from vlamix.schemas.image_codec import MAX_IMAGE_PIXELS
+from vlamix.schemas.image_codec import MAX_IMAGE_PIXELS, CameraImage, Shrunk
 from vlamix.sources.config import CameraKey, RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.split import content_split
@@ -135,8 +135,12 @@ def plan_cameras(natives: list[str], source: RobotSource, emb: Embodiment) -> tu
     return CameraPlan(slots, orders), None
 
 
-def to_rgb(frame: np.ndarray, channel_order: str) -> np.ndarray:
-    """An (H, W, 3) frame in RGB order: BGR-logged frames are flipped (a new array)."""
+def to_rgb(frame: CameraImage, channel_order: str) -> CameraImage:
+    """An (H, W, 3) frame (or a Shrunk one) in RGB order: BGR-logged frames are flipped (a new array)."""
+    if isinstance(frame, Shrunk):
+        return frame.map(
+            lambda pixels: np.ascontiguousarray(pixels[..., ::-1]) if channel_order == "bgr" else pixels
+        )
     return np.ascontiguousarray(frame[..., ::-1]) if channel_order == "bgr" else frame
 
 
@@ -181,7 +185,7 @@ def frame_row(
     action: np.ndarray,
     timestamp: float,
     task: str | None,
-    images: dict[str, np.ndarray],
+    images: dict[str, CameraImage],
 ) -> dict:
     """One frame row: the FRAME record with each camera as its native HxWx3 uint8 frame (`images` maps
     slots to them; a slot without one is None). The extract step resizes and encodes them

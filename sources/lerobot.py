@@ -27,7 +27,15 @@ import pyarrow.compute as pc
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import Embodiment
-from vlamix.schemas.image_codec import MAX_IMAGE_PIXELS, check_pixels, decode_jpeg
+from vlamix.schemas.image_codec import (
+    MAX_IMAGE_PIXELS,
+    CameraImage,
+    Shrunk,
+    check_pixels,
+    decode_jpeg,
+    decode_jpeg_shrunk,
+    fit_size,
+)
 from vlamix.sources.config import RobotSource, SourcesFile
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text, text_list
@@ -192,9 +200,10 @@ def _column(
 
 
 def _decode_video(
-    path: Path, start: float, end: float, ep: Episode, key: str
-) -> list[tuple[float, np.ndarray]]:
-    """(time, frame) for every frame of `path` in [start, end)."""
+    path: Path, start: float, end: float, ep: Episode, key: str, box: int | None
+) -> list[tuple[float, CameraImage]]:
+    """(time, frame) for every frame of `path` in [start, end); with `box`, each frame `Shrunk` to its
+    fitted size by the video scaler (area averaging) while it converts to RGB."""
     out = []
     try:
         with readable(path) as where, av.open(where) as container:
@@ -217,7 +226,7 @@ def _decode_video(
                 if t >= end:
                     break
                 if t >= start - 1e-6:
-                    out.append((t - start, frame.to_ndarray(format="rgb24")))
+                    out.append((t - start, _rgb(frame, box)))
     except (av.error.FFmpegError, OSError) as e:
         raise ep.bad(
             f"video {path.name} does not decode: {one_line(e).replace(str(path), path.name)} (truncated or corrupted? re-encode it)",
@@ -226,9 +235,17 @@ def _decode_video(
     return out
 
 
+def _rgb(frame: av.VideoFrame, box: int | None) -> CameraImage:
+    if box is None:
+        return frame.to_ndarray(format="rgb24")
+    new_h, new_w = fit_size(frame.height, frame.width, box)
+    small = frame.reformat(width=new_w, height=new_h, format="rgb24", interpolation="AREA")
+    return Shrunk(small.to_ndarray(), frame.height, frame.width)
+
+
 def _match(
-    frames: list[tuple[float, np.ndarray]], stamps: np.ndarray, tol: float, ep: Episode, key: str
-) -> list[np.ndarray]:
+    frames: list[tuple[float, CameraImage]], stamps: np.ndarray, tol: float, ep: Episode, key: str
+) -> list[CameraImage]:
     times = np.asarray([t for t, _ in frames])
     out = []
     for i, ts in enumerate(stamps):
@@ -261,26 +278,35 @@ def _video_span(
 
 
 def _cameras(
-    root: Location, info: dict, ep: Episode, meta: dict, table: pa.Table, stamps: np.ndarray, plan: Plan
-) -> dict[str, list[np.ndarray]]:
-    """slot -> one RGB frame per row (BGR-logged cameras flipped)."""
+    root: Location,
+    info: dict,
+    ep: Episode,
+    meta: dict,
+    table: pa.Table,
+    stamps: np.ndarray,
+    plan: Plan,
+    box: int | None,
+) -> dict[str, list[CameraImage]]:
+    """slot -> one RGB frame per row (BGR-logged cameras flipped); `Shrunk` with `box`."""
     tol = 1.0 / (4.0 * plan.fps)
     out: dict[str, list[np.ndarray]] = {}
     for slot, (key, order) in sorted(plan.cameras.items()):
         if info["features"][key]["dtype"] == "image":
             if key not in table.column_names:
                 raise ep.bad(f"no column {key!r}: the camera's images are missing", key)
-            images = []
+            images: list[CameraImage] = []
             for i, cell in enumerate(table.column(key).to_pylist()):
                 try:
-                    images.append(decode_jpeg(cell["bytes"]))
+                    images.append(
+                        decode_jpeg(cell["bytes"]) if box is None else decode_jpeg_shrunk(cell["bytes"], box)
+                    )
                 except (OSError, TypeError) as e:
                     raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
         else:
             path, start, end = _video_span(root, info, ep, meta, key)
             if not is_file(path):
                 raise ep.bad(f"video file {path.relative_to(root)} is missing", key)
-            images = _match(_decode_video(path, start, end + tol, ep, key), stamps, tol, ep, key)
+            images = _match(_decode_video(path, start, end + tol, ep, key, box), stamps, tol, ep, key)
         out[slot] = [to_rgb(image, order) for image in images]
     return out
 
@@ -370,7 +396,11 @@ def _episodes_by_index(root: str, signature: tuple) -> dict[int, dict]:
     return {m["episode_index"]: m for m in read_episodes_meta(locate("/", root), _info(root))}
 
 
-def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
+def read_episode(
+    ref: EpisodeRef, source: RobotSource, emb: Embodiment, *, box: int | None = None
+) -> Iterator[dict]:
+    """One frame record per parquet row of the episode; with `box`, camera frames decode `Shrunk` (no
+    smaller than fitting them into a box x box square needs). Raises BadRecord for input to quarantine."""
     root = locate("/", ref.path)
     ep = Episode(ref)
     try:  # checked in list_episodes already: here only if the files changed since
@@ -393,13 +423,13 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
     state = _column(table, list(plan.state.names), "", emb.state_dim, "state", ep, plan.state)
     action = _column(table, list(plan.action.names), "", emb.action_dim, "action", ep, plan.action)
     tasks = _instructions(root, info, table, meta, source, ep)
-    cameras = _cameras(root, info, ep, meta, table, stamps, plan)
+    cameras = _cameras(root, info, ep, meta, table, stamps, plan, box)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(state.tobytes())
     digest.update(action.tobytes())
     for slot in sorted(cameras):  # a spread of 16 frames per camera is enough to tell episodes apart
         for image in cameras[slot][:: max(1, len(cameras[slot]) // 16)]:
-            digest.update(image.tobytes())
+            digest.update((image.pixels if isinstance(image, Shrunk) else image).tobytes())
     facts = EpisodeFacts(
         ref, source, emb, table.num_rows, digest.hexdigest(), _success(source, meta, table, ep)
     )

@@ -42,7 +42,7 @@ from google.protobuf.message import DecodeError
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import Embodiment
-from vlamix.schemas.image_codec import decode_jpeg
+from vlamix.schemas.image_codec import CameraImage, Shrunk, decode_jpeg, decode_jpeg_shrunk
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
@@ -293,7 +293,11 @@ def _keys(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> RldsKeys:
         raise BadRecord(QuarantineRecord(ref.dataset, ref.source_file, str(e), ref.index)) from e
 
 
-def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Iterator[dict]:
+def read_episode(
+    ref: EpisodeRef, source: RobotSource, emb: Embodiment, *, box: int | None = None
+) -> Iterator[dict]:
+    """One frame record per step of the episode's record; with `box`, images decode `Shrunk` (no
+    smaller than fitting them into a box x box square needs). Raises BadRecord for input to quarantine."""
     raw, data = _load(ref)
     keys = _keys(ref, source, emb)
     n = _steps(data) or len(np.asarray(data.get(keys.action[0], []))) // emb.action_dim
@@ -310,7 +314,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         if problem:
             raise ep.bad(problem, keys.timestamp)
     tasks = ep.tasks(keys.instruction, source.task)
-    decoded = _cameras(ep, keys)
+    decoded = _cameras(ep, keys, box)
     try:
         success = success_value(keys.success, data.get)
     except FieldError as e:
@@ -322,7 +326,7 @@ def read_episode(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> Itera
         yield frame_row(facts, i, state[i], action[i], i / emb.control_rate_hz, tasks[i], images)
 
 
-def _cameras(ep: _Episode, keys: RldsKeys) -> dict[str, list[np.ndarray]]:
+def _cameras(ep: _Episode, keys: RldsKeys, box: int | None) -> dict[str, list[CameraImage]]:
     """slot -> decoded RGB frames of every camera present in the episode (see the module doc)."""
     decoded: dict[str, list[np.ndarray]] = {}
     for slot, key in keys.cameras.items():
@@ -341,11 +345,13 @@ def _cameras(ep: _Episode, keys: RldsKeys) -> dict[str, list[np.ndarray]]:
             if not jpeg:
                 raise ep.bad(f"camera {native} frame {i} is empty while other frames hold images", key, i)
             try:
-                images.append(to_rgb(decode_jpeg(jpeg), keys.orders[slot]))
+                image = decode_jpeg(jpeg) if box is None else decode_jpeg_shrunk(jpeg, box)
+                images.append(to_rgb(image, keys.orders[slot]))
             except OSError as e:
                 raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
         flagged_absent = ep.flag(f"episode_metadata/has_{native.rsplit('/', 1)[-1]}") is False
-        if flagged_absent and all(int(im.min()) == int(im.max()) for im in images):
+        pixels = [im.pixels if isinstance(im, Shrunk) else im for im in images]
+        if flagged_absent and all(int(im.min()) == int(im.max()) for im in pixels):
             continue  # flagged absent and a fill, no picture: a masked slot
         decoded[slot] = images
     if not decoded:

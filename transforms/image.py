@@ -16,11 +16,14 @@ from vlamix.schemas.image_codec import (
     JPEG_QUALITY,
     MAX_IMAGE_PIXELS,
     ImageDecodeError,
+    Shrunk,
     black_jpeg,
     check_pixels,
     decode_jpeg,
     decode_jpeg_into,
+    decode_jpeg_shrunk,
     encode_jpeg,
+    fit_size,
     to_rgb,
 )
 
@@ -31,33 +34,43 @@ __all__ = [
     "EncodeCameras",
     "ImageDecodeError",
     "ResizeWithPad",
+    "Shrunk",
     "black_jpeg",
     "check_pixels",
     "decode_jpeg",
     "decode_jpeg_into",
+    "decode_jpeg_shrunk",
     "encode_jpeg",
+    "fit_size",
     "to_rgb",
 ]
 
 
 @dataclass(frozen=True)
 class ResizeWithPad:
-    """HxWx3 uint8 -> size x size x 3, scaled to fit and centred on black. Its inverse is `unpad`."""
+    """HxWx3 uint8 -> size x size x 3, scaled to fit and centred on black. Its inverse is `unpad`. A
+    `Shrunk` image (decoded at a reduced scale) is placed by its native size and resized from its pixels."""
 
     size: int = IMAGE_SIZE
 
     def geometry(self, height: int, width: int) -> tuple[float, int, int, int, int]:
         """(scale, new_h, new_w, top, left) for an image of this size."""
         scale = min(self.size / height, self.size / width)
-        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        new_h, new_w = fit_size(height, width, self.size)
         return scale, new_h, new_w, (self.size - new_h) // 2, (self.size - new_w) // 2
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
+    def __call__(self, image: np.ndarray | Shrunk) -> np.ndarray:
+        if isinstance(image, Shrunk):
+            (h, w), pixels = (image.height, image.width), image.pixels
+        else:
+            (h, w), pixels = image.shape[:2], image
         _, new_h, new_w, top, left = self.geometry(h, w)
-        resized = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
         out = np.zeros((self.size, self.size, 3), dtype=np.uint8)
-        out[top : top + new_h, left : left + new_w] = np.asarray(resized)
+        if pixels.shape[:2] == (new_h, new_w):  # the decoder already scaled it (video), or it fits
+            out[top : top + new_h, left : left + new_w] = pixels
+        else:
+            resized = Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR)
+            out[top : top + new_h, left : left + new_w] = np.asarray(resized)
         return out
 
     def unpad(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -69,7 +82,8 @@ class ResizeWithPad:
 
 @dataclass(frozen=True)
 class EncodeCameras:
-    """A frame row as a reader gives it (each camera column a native HxWx3 uint8 array, or None) -> the
+    """A frame row as a reader gives it (each camera column a native HxWx3 uint8 array, a `Shrunk` one, or
+    None) -> the
     FRAME record's form: each image resized with padding to size x size and JPEG-encoded. Run by the
     extract step on every row, before the frame Parquet is written. No inverse: JPEG is lossy, and
     `ResizeWithPad.unpad` undoes the geometry."""

@@ -26,8 +26,9 @@ from vlamix.sources.synthetic.tabletop import (
     render_tabletop,
     simulate_tabletop,
 )
+from vlamix.sources.synthetic.upscale import Size, upscaled
 
-__all__ = ["generate_ce"]
+__all__ = ["generate_arm6", "generate_ce"]
 
 JPEG_QUALITY = 85
 
@@ -70,10 +71,10 @@ def _widowx_episode(ep: TabletopEpisode, size: int) -> dict:
     }
 
 
-def _arm6_episode(ep: TabletopEpisode, size: int) -> dict:
+def _arm6_episode(ep: TabletopEpisode, size: int, upscale: Size | None = None) -> dict:
     idx = _steps(ep, 15)
     nxt = np.concatenate([idx[1:], idx[-1:]])
-    frames = [render_tabletop(ep, i, size) for i in idx]
+    frames = [{k: upscaled(v, upscale) for k, v in render_tabletop(ep, i, size).items()} for i in idx]
     return {
         "steps/observation/joint_positions": portable(ep.qpos[idx, :6]).astype(np.float32),
         "steps/observation/gripper_position": portable(1.0 - ep.qpos[idx, 6:7]).astype(np.float32),
@@ -117,11 +118,21 @@ ARM6_FEATURES = [
 
 def generate_ce(out: Path, seed: int = 0, widowx_episodes: int = 6, arm6_episodes: int = 4) -> list[Path]:
     """Write `out/widowx_sim/` and `out/arm6_sim/`; the last episode of each goes to the val split."""
-    written = []
     eps = [_widowx_episode(simulate_tabletop(seed * 1000 + 100 + i), 128) for i in range(widowx_episodes)]
-    written += write_rlds(
+    written = write_rlds(
         out / "widowx_sim", "widowx_sim", WIDOWX_FEATURES, {"train": eps[:-1], "val": eps[-1:]}
     )
-    eps = [_arm6_episode(simulate_tabletop(seed * 1000 + 200 + i), 96) for i in range(arm6_episodes)]
-    written += write_rlds(out / "arm6_sim", "arm6_sim", ARM6_FEATURES, {"train": eps[:-1], "val": eps[-1:]})
-    return written
+    return written + generate_arm6(out, seed, arm6_episodes)
+
+
+def generate_arm6(out: Path, seed: int = 0, episodes: int = 4, upscale: Size | None = None) -> list[Path]:
+    """Write `out/arm6_sim/` alone; `upscale` (height, width) resizes every 96x96 render before it is
+    JPEG-encoded (the benchmarks' camera-size frames), and features.json says the new shape."""
+    eps = [_arm6_episode(simulate_tabletop(seed * 1000 + 200 + i), 96, upscale) for i in range(episodes)]
+    features = ARM6_FEATURES
+    if upscale is not None:
+        features = [
+            RldsFeature(f.name, f.kind, f.dtype, (*upscale, 3), f.description) if f.kind == "Image" else f
+            for f in ARM6_FEATURES
+        ]
+    return write_rlds(out / "arm6_sim", "arm6_sim", features, {"train": eps[:-1], "val": eps[-1:]})

@@ -15,6 +15,7 @@ import numpy as np
 from vlamix.sources.synthetic.kinematics import portable
 from vlamix.sources.synthetic.lerobot_writer import LeRobotEpisode, write_lerobot
 from vlamix.sources.synthetic.tabletop import SIM_HZ, render_tabletop, simulate_tabletop
+from vlamix.sources.synthetic.upscale import Size, upscaled
 
 __all__ = ["CODE_BITS", "FPS", "ROOMS", "generate_me", "read_frame_code", "stamp_frame_code"]
 
@@ -47,7 +48,7 @@ def read_frame_code(image: np.ndarray, top: int = 0, left: int = 0, scale: float
     return value
 
 
-def _episode(seed: int, room: dict) -> LeRobotEpisode:
+def _episode(seed: int, room: dict, upscale: Size | None = None) -> LeRobotEpisode:
     ep = simulate_tabletop(seed, room)
     steps = np.unique(
         np.minimum(np.round(np.arange(0.0, ep.t[-1], 1.0 / FPS) * SIM_HZ).astype(int), len(ep.t) - 1)
@@ -59,15 +60,16 @@ def _episode(seed: int, room: dict) -> LeRobotEpisode:
             image = frames[name][
                 (SIZE[1] - SIZE[0]) // 2 : (SIZE[1] + SIZE[0]) // 2
             ]  # 4:3 crop of the square render
-            videos[cam].append(stamp_frame_code(image, k))
+            videos[cam].append(upscaled(stamp_frame_code(image, k), upscale))
     return LeRobotEpisode(portable(ep.qpos[steps]), portable(ep.command[steps]), videos, ep.instruction)
 
 
-def generate_me(out: Path, seed: int = 0) -> list[Path]:
-    """Write `out/lerobot_v21/` (3 episodes, h264) and `out/lerobot_v30/` (3 episodes, AV1)."""
+def generate_me(out: Path, seed: int = 0, upscale: Size | None = None) -> list[Path]:
+    """Write `out/lerobot_v21/` (3 episodes, h264) and `out/lerobot_v30/` (3 episodes, AV1); `upscale`
+    (height, width) resizes every rendered frame before it is encoded (the benchmarks' camera-size frames)."""
     names = (JOINTS, JOINTS)
-    v21 = [_episode(seed * 1000 + 300 + i, ROOMS[i]) for i in range(3)]
+    v21 = [_episode(seed * 1000 + 300 + i, ROOMS[i], upscale) for i in range(3)]
     write_lerobot(out / "lerobot_v21", "v2.1", v21, FPS, names, codec="libx264")
-    v30 = [_episode(seed * 1000 + 400 + i, ROOMS[(i + 1) % len(ROOMS)]) for i in range(3)]
+    v30 = [_episode(seed * 1000 + 400 + i, ROOMS[(i + 1) % len(ROOMS)], upscale) for i in range(3)]
     write_lerobot(out / "lerobot_v30", "v3.0", v30, FPS, names, codec="libsvtav1")
     return [out / "lerobot_v21", out / "lerobot_v30"]

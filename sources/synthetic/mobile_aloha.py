@@ -22,6 +22,7 @@ from PIL import Image
 from vlamix.sources.synthetic.kinematics import portable
 from vlamix.sources.synthetic.scenario import EpisodeState, simulate
 from vlamix.sources.synthetic.scene import CAMERAS, render_frame
+from vlamix.sources.synthetic.upscale import Size, upscaled
 
 __all__ = ["SampleSpec", "episode_seed", "generate", "write_episode"]
 
@@ -36,6 +37,7 @@ class SampleSpec:
     width: int = 160
     compress: bool = True
     fps: int = 50
+    upscale: Size | None = None  # (height, width): frames rendered at height x width, then resized
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -55,7 +57,13 @@ def _dataset(group: h5py.Group, name: str, data: np.ndarray, **kw) -> None:
 
 def write_episode(path: Path, state: EpisodeState, spec: SampleSpec) -> None:
     """Render every camera of every step and write one HDF5 episode file."""
-    frames = [render_frame(state, i, spec.width, spec.height) for i in range(len(state.action))]
+    frames = [
+        {
+            cam: upscaled(image, spec.upscale)
+            for cam, image in render_frame(state, i, spec.width, spec.height).items()
+        }
+        for i in range(len(state.action))
+    ]
     with h5py.File(path, "w", track_order=False) as f:
         f.attrs["sim"] = False
         f.attrs["compress"] = spec.compress
