@@ -1,6 +1,8 @@
-"""What a valid record is, as great_expectations suites: one per source kind over frames (robot data) and
-items (web data), checked row by row as each episode or item batch is extracted. A row that fails is
-quarantined with the expectation that failed (pipelines/quality.py runs them).
+"""What a valid record is, as suites of great_expectations' column expectations (schemas/row_checks.py
+`Expect`, checked vectorized; `to_gx()` gives each as a great_expectations object): one per source kind
+over frames (robot data) and items (web data), checked row by row as each episode or item batch is
+extracted. A row that fails is quarantined with the expectation that failed (pipelines/quality.py runs
+them).
 
 - Frames (MM, ME, CE): every state and action dim finite and inside the embodiment's declared range
   (`range:` in its spec, else DEFAULT_RANGES by kind); a delta rotation dim's wrapped step at most
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vlamix.schemas.embodiment import Embodiment, dim_range, rotation_step_limit
+from vlamix.schemas.row_checks import Expect
 
 __all__ = [
     "BROKEN_TEXT",
@@ -82,12 +85,10 @@ def dim_table(rows: dict, emb: Embodiment) -> pd.DataFrame:
     return pd.DataFrame({"value": values.ravel(), "excess": excess.ravel()})
 
 
-def dim_expectations() -> list:
-    import great_expectations.expectations as gxe
-
+def dim_expectations() -> list[Expect]:
     return [
-        gxe.ExpectColumnValuesToNotBeNull(column="value"),
-        gxe.ExpectColumnValuesToBeBetween(column="excess", max_value=0.0),
+        Expect("expect_column_values_to_not_be_null", "value"),
+        Expect("expect_column_values_to_be_between", "excess", {"max_value": 0.0}),
     ]
 
 
@@ -111,14 +112,14 @@ def frame_table(rows: dict, emb: Embodiment) -> pd.DataFrame:
     return pd.DataFrame({"timestamp": ts, "dt": dt, "task": [_clean(t or "") for t in rows["task"]]})
 
 
-def frame_expectations(emb: Embodiment) -> list:
-    import great_expectations.expectations as gxe
-
+def frame_expectations(emb: Embodiment) -> list[Expect]:
     step = 1.0 / emb.control_rate_hz
     return [
-        gxe.ExpectColumnValuesToBeIncreasing(column="timestamp", strictly=True),
-        gxe.ExpectColumnValuesToBeBetween(column="dt", min_value=0.5 * step, max_value=2.0 * step),
-        gxe.ExpectColumnValuesToNotMatchRegex(column="task", regex=BROKEN_TEXT),
+        Expect("expect_column_values_to_be_increasing", "timestamp", {"strictly": True}),
+        Expect(
+            "expect_column_values_to_be_between", "dt", {"min_value": 0.5 * step, "max_value": 2.0 * step}
+        ),
+        Expect("expect_column_values_to_not_match_regex", "task", {"regex": BROKEN_TEXT}),
     ]
 
 
@@ -135,12 +136,10 @@ def item_table(items: list[dict]) -> pd.DataFrame:
     )
 
 
-def item_expectations() -> list:
-    import great_expectations.expectations as gxe
-
+def item_expectations() -> list[Expect]:
     return [
-        gxe.ExpectColumnValuesToMatchRegex(column="image_head", regex=IMAGE_SIGNATURE),
-        gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=BROKEN_TEXT),
+        Expect("expect_column_values_to_match_regex", "image_head", {"regex": IMAGE_SIGNATURE}),
+        Expect("expect_column_values_to_not_match_regex", "text", {"regex": BROKEN_TEXT}),
     ]
 
 
@@ -189,15 +188,14 @@ def sample_table(records: list[dict], emb: Embodiment) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sample_expectations(emb: Embodiment, vocab_size: int) -> list:
-    import great_expectations.expectations as gxe
-
+def sample_expectations(emb: Embodiment, vocab_size: int) -> list[Expect]:
+    between, in_set = "expect_column_values_to_be_between", "expect_column_values_to_be_in_set"
     return [
-        gxe.ExpectColumnValuesToBeBetween(column="state_abs_max", min_value=0.0, max_value=SAMPLE_BAND),
-        gxe.ExpectColumnValuesToBeBetween(column="actions_abs_max", min_value=0.0, max_value=SAMPLE_BAND),
-        gxe.ExpectColumnValuesToBeInSet(column="state_dims", value_set=[emb.state_dim]),
-        gxe.ExpectColumnValuesToBeInSet(column="action_dims", value_set=[emb.action_dim]),
-        gxe.ExpectColumnValuesToBeBetween(column="token_min", min_value=0, max_value=vocab_size - 1),
-        gxe.ExpectColumnValuesToBeBetween(column="token_max", min_value=0, max_value=vocab_size - 1),
-        gxe.ExpectColumnValuesToBeInSet(column="images_ok", value_set=[True]),
+        Expect(between, "state_abs_max", {"min_value": 0.0, "max_value": SAMPLE_BAND}),
+        Expect(between, "actions_abs_max", {"min_value": 0.0, "max_value": SAMPLE_BAND}),
+        Expect(in_set, "state_dims", {"value_set": [emb.state_dim]}),
+        Expect(in_set, "action_dims", {"value_set": [emb.action_dim]}),
+        Expect(between, "token_min", {"min_value": 0, "max_value": vocab_size - 1}),
+        Expect(between, "token_max", {"min_value": 0, "max_value": vocab_size - 1}),
+        Expect(in_set, "images_ok", {"value_set": [True]}),
     ]
