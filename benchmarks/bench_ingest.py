@@ -20,6 +20,7 @@ import yaml
 
 from benchmarks import frames480
 from benchmarks.common import Result
+from benchmarks.profile import profile_of
 from vlamix.sources.tf_example import decode_example
 from vlamix.sources.tfrecord import read_record_at, scan_records
 from vlamix.transforms.image import JPEG_QUALITY, ResizeWithPad
@@ -155,6 +156,7 @@ def run(folder: Path) -> tuple[list[Result], dict[str, Path]]:
                     "wall_s": job["wall"],
                     "steps_seconds": steps,
                     "extract_build_frames_per_s": job["frames"] / per_frame,
+                    "profile": profile_of(job["report"], job["frames"]),
                 },
             )
         )

@@ -24,7 +24,10 @@ __all__ = ["SIZE", "build"]
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (480, 640)  # height, width
-VERSION = 1  # bump when what build() writes changes: a stale folder is rebuilt
+# LeRobot and RLDS episodes are shorter than Mobile-ALOHA's: more of them give each format ~1,400-2,000
+# frames, so that per-frame costs, not the job's fixed start, decide the ratio
+ME_EPISODES, CE_EPISODES = 6, 12
+VERSION = 2  # bump when what build() writes changes: a stale folder is rebuilt
 
 
 def build(work: Path) -> Path:
@@ -38,8 +41,8 @@ def build(work: Path) -> Path:
     root.mkdir(parents=True)
     t0 = time.perf_counter()
     list(generate(root / "mobile_aloha", SampleSpec(upscale=SIZE)))
-    generate_me(root, upscale=SIZE)
-    generate_arm6(root, upscale=SIZE)
+    generate_me(root, upscale=SIZE, episodes=ME_EPISODES)
+    generate_arm6(root, episodes=CE_EPISODES, upscale=SIZE)
     samples = REPO / "samples"
     spec = yaml.safe_load((samples / "sources.yaml").read_text())
     entries = []

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks import bench_fast, bench_ingest, bench_loader, bench_scaling, bench_stats, bench_trainer
+from benchmarks.profile import write_profile
 from benchmarks.report import write_results
 
 ALL = ("ingest", "fast", "loader", "trainer", "stats", "scaling")
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     ingested = step("ingest", lambda: bench_ingest.run(work))
     if ingested:
         results += ingested[0]
+        write_profile(args.out, {r.name.split(": ", 1)[1]: r.extra["profile"] for r in ingested[0]})
     if not (mm / "manifest.json").is_file() and {"fast", "loader", "trainer"} & set(only):
         bench_ingest.ingest_one("mobile_aloha_sim", mm)  # the layout the next three read
     results += step("fast", lambda: bench_fast.run(mm)) or []

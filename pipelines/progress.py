@@ -40,10 +40,27 @@ REPORT = f"{REPORTS_DIR}/ingest.json"
 HEARTBEAT = 60.0  # seconds: a line is printed at least this often while a step runs, even with no unit done
 
 
-def mark(out: str, step: str, name: str, frames: int) -> None:
+def mark(
+    out: str,
+    step: str,
+    name: str,
+    frames: int,
+    stages: dict[str, float] | None = None,
+    seconds: float = 0.0,
+    unit: bool = True,
+) -> None:
     """A unit of `step` named `name` (unique within the step) is done, with `frames` frames (samples,
-    items) to its name."""
-    store_for(out).write_text(WorkDir.progress(step, name), json.dumps({"frames": int(frames)}))
+    items) to its name, the `seconds` it ran and those it spent per stage (vlamix/stage_clock.py).
+    `unit=False`: a piece of the step's work that is not one of its units (a shard merge), counted for
+    its time alone."""
+    marker = {
+        "frames": int(frames),
+        "seconds": round(seconds, 6),
+        "stages": {k: round(v, 6) for k, v in (stages or {}).items()},
+    }
+    store_for(out).write_text(
+        WorkDir.progress(step, name), json.dumps(marker if unit else {**marker, "unit": False})
+    )
 
 
 def _now() -> str:
@@ -120,7 +137,10 @@ class Progress:
         self.report, self.step, self.units_total, self.frames_total = report, step, units, frames_total
         self.every, self.stream = every, stream if stream is not None else sys.stderr
         self.seen: set[str] = set()
+        self.units_done = 0
         self.frames = 0
+        self.stages: dict[str, float] = {}
+        self.work_seconds = 0.0
         self.started = time.monotonic()
         self.started_at = _now()
         self._stop = threading.Event()
@@ -164,14 +184,20 @@ class Progress:
             if rel in self.seen:
                 continue
             try:
-                self.frames += int(json.loads(store.read_text(rel))["frames"])
+                marker = json.loads(store.read_text(rel))
+                frames = int(marker["frames"])
             except (FileNotFoundError, ValueError, KeyError):
                 continue  # removed or half written under a listing: read at the next poll
             self.seen.add(rel)
+            self.frames += frames
+            self.units_done += bool(marker.get("unit", True))
+            self.work_seconds += float(marker.get("seconds", 0.0))
+            for name, seconds in (marker.get("stages") or {}).items():
+                self.stages[name] = self.stages.get(name, 0.0) + float(seconds)
 
     def figures(self, finished: bool) -> dict:
         elapsed = time.monotonic() - self.started
-        done = len(self.seen)
+        done = self.units_done
         rate = self.frames / elapsed if elapsed > 0 else 0.0
         eta = None
         if not finished and self.frames and self.frames_total:  # by frames where the total is known
@@ -189,6 +215,8 @@ class Progress:
             "started_at": self.started_at,
             "updated_at": _now(),
             "finished": finished,
+            "work_s": round(self.work_seconds, 3),  # the units' own seconds, summed over the workers
+            "stages_s": {k: round(v, 3) for k, v in sorted(self.stages.items())},
         }
 
     def _publish(self, finished: bool) -> None:

@@ -24,6 +24,7 @@ from vlamix.shards.assign import place
 from vlamix.shards.store import store_for
 from vlamix.sources.annotations_jsonl import Span
 from vlamix.sources.config import RobotSource
+from vlamix.stage_clock import stage
 from vlamix.tokenizers.fast import FastRangeError
 from vlamix.tokenizers.tokenizer_set import TokenizerSet
 from vlamix.transforms.chain import apply, build_chain
@@ -91,7 +92,8 @@ class EpisodeBuild:
         those of the shards in `skip` are not handed on."""
         tokset = tokenizer_set_at(self.tokenizers) if self.tokenizers else None  # loaded once per process
         built = self.build(tokset)
-        self._gate(built, tokset)
+        with stage("gates"):
+            self._gate(built, tokset)
         for sample in built:
             shard, position = place(sample.key, self.seed, self.shards)
             if shard not in self.skip:
@@ -115,10 +117,11 @@ class EpisodeBuild:
     def build(self, tokset: TokenizerSet | None) -> list[Sample]:
         """Frame Parquet of the episode -> its samples, validated against the SAMPLE schema."""
         ext, emb = self.extracted, self.embodiment
-        with store_for(self.out).open(ext.frames_path) as f:
-            table = pq.read_table(f)
-        FRAME.validate(table, ext.frames_path)
-        rows = table.to_pylist()
+        with stage("frame parquet"):
+            with store_for(self.out).open(ext.frames_path) as f:
+                table = pq.read_table(f)
+            FRAME.validate(table, ext.frames_path)
+            rows = table.to_pylist()
         chain = build_chain(emb, self.state_stats, self.action_stats, self.source.normalization, tokset)
         episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
         duration = len(rows) / emb.control_rate_hz
@@ -135,7 +138,8 @@ class EpisodeBuild:
                 "key": key,
             }
             try:
-                s = apply(chain, inputs)
+                with stage("chain"):
+                    s = apply(chain, inputs)
             except FastRangeError as e:  # a chunk no token of the set can say: the gate quarantines it
                 reason = f"{GATE_PREFIX}FAST coefficients outside the tokenizer set's fitted range ({e})"
                 raise BadRecord(self._quarantine(reason, pick.frame, "actions")) from e
@@ -165,7 +169,8 @@ class EpisodeBuild:
                     fast_ids=s.get("fast_ids"),
                 )
             )
-        SAMPLE.table([s.plain_record() for s in samples], ext.frames_path)  # validated before any write
+        with stage("assembly"):  # validated before any write
+            SAMPLE.table([s.plain_record() for s in samples], ext.frames_path)
         return samples
 
     def _gate(self, samples: list[Sample], tokset: TokenizerSet | None) -> None:

@@ -22,6 +22,7 @@ from vlamix.sources.config import RobotSource
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.readers import reader_for
 from vlamix.sources.remote import unreachable_source
+from vlamix.stage_clock import stage
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.image import EncodeCameras
 
@@ -80,24 +81,29 @@ def extract_episode(task: EpisodeExtract) -> ExtractedEpisode:
     where = f"{ref.source_file} (episode {ref.index})"
     first: dict | None = None
     n = 0
+    # stages: the reader's own time is "read" (its decodes are "decode", the encoder's "resize"/"encode")
     with store.open_write(rel) as f, pq.ParquetWriter(f, FRAME.arrow, compression="zstd") as writer:
         batch: list[dict] = []
-        for row in rows:
-            first = first or row
-            batch.append(row)
-            if len(batch) == FRAME_BATCH:
+        with stage("read"):
+            for row in rows:
+                first = first or row
+                batch.append(row)
+                if len(batch) == FRAME_BATCH:
+                    with stage("frame parquet"):
+                        writer.write_table(FRAME.table(batch, where))
+                    n, batch = n + len(batch), []
+        with stage("frame parquet"):
+            if batch:
                 writer.write_table(FRAME.table(batch, where))
-                n, batch = n + len(batch), []
-        if batch:
-            writer.write_table(FRAME.table(batch, where))
-            n += len(batch)
+                n += len(batch)
         if first is None:  # raised inside: nothing is written
             raise BadRecord(
                 QuarantineRecord(ref.dataset, ref.source_file, "episode has no frames", ref.index)
             )
-    with store.open(rel) as f:
+    with stage("frame parquet"), store.open(rel) as f:
         cols = pq.read_table(f, columns=["state", "action", "timestamp", "task"]).to_pydict()
-    bad = frame_failures(cols, task.embodiment, task.source.kind)
+    with stage("gates"):
+        bad = frame_failures(cols, task.embodiment, task.source.kind)
     if bad:  # the quality gate: the first failing row names the expectation; the episode is quarantined
         store.rm(rel)
         f = bad[0]

@@ -15,6 +15,7 @@ import pyarrow.ipc as ipc
 from vlamix.pipelines.units import PlacedSample
 from vlamix.shards.store import store_for
 from vlamix.shards.workdir import WorkDir
+from vlamix.stage_clock import stage
 
 __all__ = ["SPILL_SCHEMA", "read_spills", "write_spills"]
 
@@ -42,30 +43,37 @@ def write_spills(
     """Write one build unit's samples (`unit` names it: unique within `dataset`) grouped by shard;
     returns ((dataset, shard), file) per shard touched. Each file is written atomically."""
     groups: dict[int, list[dict]] = defaultdict(list)
-    for shard, position, sample in samples:
-        entry = sample.members()
-        names = [k for k in entry if k != "__key__"]
-        groups[shard].append(
-            {
-                "position": position,
-                "key": entry["__key__"],
-                "names": names,
-                "payloads": [_member_bytes(entry[k]) for k in names],
-                "index": json.dumps(sample.index_row(), sort_keys=True),
-            }
-        )
+    for shard, position, sample in samples:  # the build runs in here (not a stage: no stage spans a yield)
+        with stage("assembly"):
+            entry = sample.members()
+            names = [k for k in entry if k != "__key__"]
+            groups[shard].append(
+                {
+                    "position": position,
+                    "key": entry["__key__"],
+                    "names": names,
+                    "payloads": [_member_bytes(entry[k]) for k in names],
+                    "index": json.dumps(sample.index_row(), sort_keys=True),
+                }
+            )
     written = []
     store = store_for(out)
-    for shard, rows in sorted(groups.items()):
-        rel = WorkDir.spill(dataset, shard, unit)
-        with store.open_write(rel) as f, ipc.new_file(f, SPILL_SCHEMA) as writer:
-            writer.write_table(pa.Table.from_pylist(rows, schema=SPILL_SCHEMA))
-        written.append(((dataset, shard), rel))
+    with stage("spill"):
+        for shard, rows in sorted(groups.items()):
+            rel = WorkDir.spill(dataset, shard, unit)
+            with store.open_write(rel) as f, ipc.new_file(f, SPILL_SCHEMA) as writer:
+                writer.write_table(pa.Table.from_pylist(rows, schema=SPILL_SCHEMA))
+            written.append(((dataset, shard), rel))
     return written
 
 
 def read_spills(out: str, files: Iterable[str]) -> list[ShardItem]:
     """One shard's (position, webdataset entry, index row) items from its spill files."""
+    with stage("spill"):
+        return _read_spills(out, files)
+
+
+def _read_spills(out: str, files: Iterable[str]) -> list[ShardItem]:
     items = []
     store = store_for(out)
     for rel in sorted(files):

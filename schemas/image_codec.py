@@ -45,6 +45,7 @@ __all__ = [
     "decode_jpeg_shrunk",
     "encode_jpeg",
     "fit_size",
+    "jpeg_is_whole",
     "to_rgb",
 ]
 
@@ -202,6 +203,18 @@ def decode_jpeg_shrunk(data: bytes, box: int) -> Shrunk:
             pass  # Pillow's path below names the problem, or decodes what libjpeg alone cannot
     image = decode_jpeg(data)
     return Shrunk(image, image.shape[0], image.shape[1])
+
+
+def jpeg_is_whole(data: bytes, height: int, width: int) -> bool:
+    """Whether `data` is a whole colour JPEG of height x width, by its structure alone (no pixel decoded):
+    a header libjpeg parses, saying that size and 3 components, and the end-of-image marker last (a
+    truncated file has none). The build's sample gate checks the images the extract step just encoded this
+    way: re-decoding each would cost as much as encoding it."""
+    try:
+        h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except (ValueError, TypeError):
+        return False
+    return (h, w) == (height, width) and colorspace == "YCbCr" and bytes(data[-2:]) == b"\xff\xd9"
 
 
 def decode_jpeg_into(data: bytes, out: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ from vlamix.sources.frames import (
 from vlamix.sources.location import Unreachable, display, readable
 from vlamix.sources.per_step import bad_text_step, measured_rate_problem, no_task, tasks_in_force
 from vlamix.sources.success import success_rule, success_value
+from vlamix.stage_clock import stage
 
 __all__ = ["TIMESTAMP_KEYS", "list_episodes", "read_episode"]
 
@@ -379,6 +380,7 @@ def _decode(
     # The zero padding after the JPEG's end marker is ignored by the decoder (as ALOHA's own loader
     # relies on), so /compress_len, whose row order is not recorded in the file, is not needed.
     try:
-        return decode_jpeg(raw.tobytes()) if box is None else decode_jpeg_shrunk(raw.tobytes(), box)
+        with stage("decode"):
+            return decode_jpeg(raw.tobytes()) if box is None else decode_jpeg_shrunk(raw.tobytes(), box)
     except OSError as e:
         raise ep.bad(f"JPEG does not decode: {one_line(e)}", f"image_{slot}", i, ds.shape[0]) from e

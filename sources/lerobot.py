@@ -54,6 +54,7 @@ from vlamix.sources.lerobot_meta import split_ranges as _split_ranges
 from vlamix.sources.lerobot_plan import Columns, Plan, plan_dataset
 from vlamix.sources.location import Location, display, is_file, is_remote, locate, readable
 from vlamix.sources.success import success_rule, success_value
+from vlamix.stage_clock import stage
 
 __all__ = ["VERSIONS", "list_episodes", "read_episode"]
 
@@ -239,8 +240,9 @@ def _rgb(frame: av.VideoFrame, box: int | None) -> CameraImage:
     if box is None:
         return frame.to_ndarray(format="rgb24")
     new_h, new_w = fit_size(frame.height, frame.width, box)
-    small = frame.reformat(width=new_w, height=new_h, format="rgb24", interpolation="AREA")
-    return Shrunk(small.to_ndarray(), frame.height, frame.width)
+    with stage("resize"):  # the scaler converts to RGB and downscales in one pass
+        small = frame.reformat(width=new_w, height=new_h, format="rgb24", interpolation="AREA")
+        return Shrunk(small.to_ndarray(), frame.height, frame.width)
 
 
 def _match(
@@ -297,16 +299,18 @@ def _cameras(
             images: list[CameraImage] = []
             for i, cell in enumerate(table.column(key).to_pylist()):
                 try:
-                    images.append(
-                        decode_jpeg(cell["bytes"]) if box is None else decode_jpeg_shrunk(cell["bytes"], box)
-                    )
+                    with stage("decode"):
+                        data = cell["bytes"]
+                        images.append(decode_jpeg(data) if box is None else decode_jpeg_shrunk(data, box))
                 except (OSError, TypeError) as e:
                     raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
         else:
             path, start, end = _video_span(root, info, ep, meta, key)
             if not is_file(path):
                 raise ep.bad(f"video file {path.relative_to(root)} is missing", key)
-            images = _match(_decode_video(path, start, end + tol, ep, key, box), stamps, tol, ep, key)
+            with stage("decode"):
+                decoded = _decode_video(path, start, end + tol, ep, key, box)
+            images = _match(decoded, stamps, tol, ep, key)
         out[slot] = [to_rgb(image, order) for image in images]
     return out
 

@@ -62,6 +62,7 @@ from vlamix.sources.rlds_features import (
 from vlamix.sources.success import success_value
 from vlamix.sources.tf_example import decode_example
 from vlamix.sources.tfrecord import TFRecordError, read_record_at, scan_records
+from vlamix.stage_clock import stage
 
 __all__ = ["Feature", "list_episodes", "read_episode", "read_features"]
 
@@ -345,7 +346,8 @@ def _cameras(ep: _Episode, keys: RldsKeys, box: int | None) -> dict[str, list[Ca
             if not jpeg:
                 raise ep.bad(f"camera {native} frame {i} is empty while other frames hold images", key, i)
             try:
-                image = decode_jpeg(jpeg) if box is None else decode_jpeg_shrunk(jpeg, box)
+                with stage("decode"):
+                    image = decode_jpeg(jpeg) if box is None else decode_jpeg_shrunk(jpeg, box)
                 images.append(to_rgb(image, keys.orders[slot]))
             except OSError as e:
                 raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e

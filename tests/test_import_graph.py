@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first (README.md, "Layout"; docs in shared/STYLE.md). A node may import from its own layer and the
 # ones below it, never from one above. Nodes on one line share a layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("vlamix.config",),
+    ("vlamix.config", "vlamix.stage_clock"),
     ("vlamix.schemas",),
     ("vlamix.sources",),
     ("vlamix.transforms",),

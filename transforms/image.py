@@ -26,6 +26,7 @@ from vlamix.schemas.image_codec import (
     fit_size,
     to_rgb,
 )
+from vlamix.stage_clock import stage
 
 __all__ = [
     "IMAGE_SIZE",
@@ -94,5 +95,10 @@ class EncodeCameras:
         out = dict(row)
         for slot in CAMERA_SLOTS:
             image = row[image_column(slot)]
-            out[image_column(slot)] = None if image is None else encode_jpeg(self.resize(image))
+            if image is not None:
+                with stage("resize"):
+                    image = self.resize(image)
+                with stage("encode"):
+                    image = encode_jpeg(image)
+            out[image_column(slot)] = image
         return out

@@ -64,12 +64,13 @@ def _episode(seed: int, room: dict, upscale: Size | None = None) -> LeRobotEpiso
     return LeRobotEpisode(portable(ep.qpos[steps]), portable(ep.command[steps]), videos, ep.instruction)
 
 
-def generate_me(out: Path, seed: int = 0, upscale: Size | None = None) -> list[Path]:
-    """Write `out/lerobot_v21/` (3 episodes, h264) and `out/lerobot_v30/` (3 episodes, AV1); `upscale`
-    (height, width) resizes every rendered frame before it is encoded (the benchmarks' camera-size frames)."""
+def generate_me(out: Path, seed: int = 0, upscale: Size | None = None, episodes: int = 3) -> list[Path]:
+    """Write `out/lerobot_v21/` (h264) and `out/lerobot_v30/` (AV1), `episodes` each (3 bundled);
+    `upscale` (height, width) resizes every rendered frame before it is encoded (the benchmarks'
+    camera-size frames)."""
     names = (JOINTS, JOINTS)
-    v21 = [_episode(seed * 1000 + 300 + i, ROOMS[i], upscale) for i in range(3)]
+    v21 = [_episode(seed * 1000 + 300 + i, ROOMS[i % len(ROOMS)], upscale) for i in range(episodes)]
     write_lerobot(out / "lerobot_v21", "v2.1", v21, FPS, names, codec="libx264")
-    v30 = [_episode(seed * 1000 + 400 + i, ROOMS[(i + 1) % len(ROOMS)], upscale) for i in range(3)]
+    v30 = [_episode(seed * 1000 + 400 + i, ROOMS[(i + 1) % len(ROOMS)], upscale) for i in range(episodes)]
     write_lerobot(out / "lerobot_v30", "v3.0", v30, FPS, names, codec="libsvtav1")
     return [out / "lerobot_v21", out / "lerobot_v30"]
