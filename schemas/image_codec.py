@@ -111,10 +111,20 @@ class Shrunk:
     pixels: np.ndarray  # h x w x 3 uint8, h <= height, w <= width
     height: int
     width: int
+    # pixels per native pixel: libjpeg scales by n/8 and rounds the size up, so the last row and column
+    # of `pixels` may be partial (641 wide at 3/8 is 240.375 pixels, stored as 241); the resize maps
+    # exactly height*scale x width*scale of them, or the picture would stretch by up to a pixel
+    scale: float = 1.0
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> Shrunk:
         """The same image with `fn` applied to its pixels (a channel flip, ...)."""
-        return Shrunk(fn(self.pixels), self.height, self.width)
+        return Shrunk(fn(self.pixels), self.height, self.width, self.scale)
+
+    def extent(self) -> tuple[float, float]:
+        """(height, width) in `pixels` that the native image spans."""
+        if self.pixels.shape[:2] == (self.height, self.width):
+            return float(self.height), float(self.width)
+        return self.height * self.scale, self.width * self.scale
 
 
 CameraImage = np.ndarray | Shrunk  # what a reader gives for one camera of one frame
@@ -184,6 +194,14 @@ def decode_jpeg(data: bytes) -> np.ndarray:
         raise ImageDecodeError(f"{type(e).__name__}: {e}") from e
 
 
+def _dct_scale(shape: tuple[int, ...], height: int, width: int) -> float:
+    """The n/8 that libjpeg decoded a height x width JPEG at, from the size it gave (ceil of each side)."""
+    for n in range(1, 17):
+        if shape == (-(-height * n // 8), -(-width * n // 8)):
+            return n / 8
+    raise ImageDecodeError(f"a {width}x{height} JPEG decoded to {shape[1]}x{shape[0]}, at no scale n/8")
+
+
 def decode_jpeg_shrunk(data: bytes, box: int) -> Shrunk:
     """Decode JPEG bytes at the smallest of libjpeg's scales (n/8) that is still no smaller than the image
     fitted into a box x box square: a 640x480 frame for 224 decodes at 3/8, 240x180, about half the time
@@ -196,9 +214,11 @@ def decode_jpeg_shrunk(data: bytes, box: int) -> Shrunk:
     if height and width:
         check_pixels(width, height)  # from the header: nothing is decoded yet
         min_h, min_w = fit_size(height, width, box)
+        if min_h >= height or min_w >= width:  # no smaller than the frame: never scaled up by the DCT
+            min_h = min_w = 0
         try:
             pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=min_h, min_width=min_w)
-            return Shrunk(pixels, height, width)
+            return Shrunk(pixels, height, width, _dct_scale(pixels.shape[:2], height, width))
         except (ValueError, TypeError):
             pass  # Pillow's path below names the problem, or decodes what libjpeg alone cannot
     image = decode_jpeg(data)

@@ -62,15 +62,17 @@ class ResizeWithPad:
 
     def __call__(self, image: np.ndarray | Shrunk) -> np.ndarray:
         if isinstance(image, Shrunk):
-            (h, w), pixels = (image.height, image.width), image.pixels
+            (h, w), pixels, (span_h, span_w) = (image.height, image.width), image.pixels, image.extent()
         else:
             (h, w), pixels = image.shape[:2], image
+            span_h, span_w = float(h), float(w)
         _, new_h, new_w, top, left = self.geometry(h, w)
         out = np.zeros((self.size, self.size, 3), dtype=np.uint8)
         if pixels.shape[:2] == (new_h, new_w):  # the decoder already scaled it (video), or it fits
             out[top : top + new_h, left : left + new_w] = pixels
         else:
-            resized = Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR)
+            box = (0.0, 0.0, span_w, span_h)  # the whole picture; a DCT-scaled one's last pixel is partial
+            resized = Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR, box=box)
             out[top : top + new_h, left : left + new_w] = np.asarray(resized)
         return out
 

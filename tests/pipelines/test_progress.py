@@ -30,9 +30,10 @@ def test_the_poller_counts_markers_and_reports_rate_and_eta(tmp_path):
     store = Store(tmp_path / "out")
     report, stream = IngestReport(store), io.StringIO()
     with Progress(report, "extract", units=4, frames_total=None, every=0.05, stream=stream) as p:
-        mark(store.url, "extract", "mm-000000", 100)
-        mark(store.url, "extract", "mm-000001", 60)
-        mark(store.url, "extract", "mm-000001", 60)  # an engine's retry of the same unit: one marker
+        mark(store.url, "extract", "mm-000000", 100, {"decode": 1.5, "read": 0.25}, 2.0)
+        mark(store.url, "extract", "mm-000001", 60, {"decode": 0.5}, 1.0)
+        mark(store.url, "extract", "mm-000001", 60, {"decode": 0.5}, 1.0)  # an engine's retry: one marker
+        mark(store.url, "extract", "merge-000000", 0, {"tar write": 0.125}, 0.5, unit=False)  # no unit
         _wait_for(lambda: report.steps["extract"]["units_done"] == 2)
         running = store.read_json(REPORT)
         assert running["running"] is True
@@ -42,6 +43,7 @@ def test_the_poller_counts_markers_and_reports_rate_and_eta(tmp_path):
         assert p.figures(False)["eta_s"] >= 0
     final = report.steps["extract"]
     assert final["finished"] and final["eta_s"] == 0.0 and final["units_done"] == 2
+    assert final["stages_s"] == {"decode": 2.0, "read": 0.25, "tar write": 0.125} and final["work_s"] == 3.5
     lines = stream.getvalue().splitlines()
     assert lines[-1].startswith("progress: extract: 2/4 units, 160 frames") and lines[-1].endswith("(done)")
 
@@ -132,6 +134,12 @@ def test_the_bundled_ingest_reports_every_step_done(bundled):
     assert steps["stats"]["frames_done"] == steps["stats"]["frames_total"] == 2 * robot_frames
     samples = sum(s["samples"] for d in manifest["datasets"].values() for s in d["shards"])
     assert steps["build"]["frames_done"] == samples
+    # where the time went: every stage of both steps has seconds, within the units' own (workers summed)
+    extract, build = steps["extract"]["stages_s"], steps["build"]["stages_s"]
+    assert {"read", "decode", "resize", "encode", "frame parquet", "gates"} <= set(extract)
+    assert {"frame parquet", "gates", "chain", "assembly", "spill", "tar write"} <= set(build)
+    for step in ("extract", "build"):
+        assert 0 < sum(steps[step]["stages_s"].values()) <= steps[step]["work_s"] * 1.001 + 0.01
     # every build unit knows its samples before it runs (a fresh ingest); units of a refused episode hand on none
     refused = [
         p for d in manifest["datasets"] for p in (bundled / WorkDir.build_quarantine(d)).glob("*.json")

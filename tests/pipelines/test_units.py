@@ -204,9 +204,16 @@ def test_shards_and_index_parts_agree_byte_for_byte(built):
 
 def test_every_build_unit_leaves_its_progress_marker(built):
     """spill_unit (whatever the engine) leaves `work/progress/build/<dataset>-<unit>.json` with the
-    samples it handed on: what the driver's progress poller counts."""
+    samples it handed on and its seconds per stage: what the driver's progress poller counts; each shard
+    merge leaves one too, marked as no unit, with its tar write time."""
     store = built.store
-    marks = {rel: store.read_json(rel)["frames"] for rel in store.glob(f"{WorkDir.progress('build')}/*.json")}
+    markers = {rel: store.read_json(rel) for rel in store.glob(f"{WorkDir.progress('build')}/*.json")}
+    marks = {rel: m["frames"] for rel, m in markers.items() if m.get("unit", True)}
+    merges = [m for m in markers.values() if m.get("unit") is False]
+    assert merges and all(m["stages"].get("tar write", 0) > 0 and m["seconds"] > 0 for m in merges)
+    robot = markers[WorkDir.progress("build", "mm-mm-000000")]
+    assert {"chain", "assembly", "spill", "frame parquet"} <= set(robot["stages"])
+    assert sum(robot["stages"].values()) <= robot["seconds"]
     assert marks == {
         WorkDir.progress("build", "mm-mm-000000"): RobotOutcome.read(built.work, "mm").kept[0].samples,
         WorkDir.progress("build", "mm_hl-mm-000000"): 20,
@@ -230,7 +237,7 @@ class _Refused:
 def test_a_refused_build_unit_spills_nothing_and_leaves_its_record(tmp_path):
     out = str(tmp_path / "out")
     assert spill_unit(out, _Refused(out)) == []
-    assert WorkDir.at(out).store.read_json(WorkDir.progress("build", "mm-mm-000009")) == {"frames": 0}
+    assert WorkDir.at(out).store.read_json(WorkDir.progress("build", "mm-mm-000009"))["frames"] == 0
     (q,) = WorkDir.at(out).build_quarantined("mm")
     assert (q.episode, q.reason) == (9, "quality gate: refused")
 
