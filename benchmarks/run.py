@@ -13,10 +13,30 @@ import time
 from pathlib import Path
 
 from benchmarks import bench_fast, bench_ingest, bench_loader, bench_scaling, bench_stats, bench_trainer
+from benchmarks.common import Result
 from benchmarks.profile import write_profile
 from benchmarks.report import write_results
 
 ALL = ("ingest", "fast", "loader", "trainer", "stats", "scaling")
+
+
+def marginal_result(ingest: list[Result], wall: Result) -> Result:
+    """Frames/s per core that each added Mobile-ALOHA frame costs from 1x to 16x (the scaling run),
+    against the ingest benchmark's bound for the same frames."""
+    mm = next(r for r in ingest if r.name.endswith(bench_ingest.FORMATS["mobile_aloha_sim"]))
+    core_ms = wall.extra["marginal_core_ms"]
+    return Result(
+        "ingest",
+        f"marginal frames/s per core at {bench_scaling.SCALES[-1]}x: {bench_ingest.FORMATS['mobile_aloha_sim']}",
+        "frames/s",
+        1e3 / core_ms,
+        mm.baseline,
+        mm.baseline_name,
+        note=f"the whole job's cost of each frame added from 1x to {bench_scaling.SCALES[-1]}x the episodes "
+        f"({core_ms:.2f} core-ms: wall time x {bench_scaling.WORKERS} workers, the driver's share included); "
+        f"beside it the extract + build figure above ({1e3 / mm.ours:.2f} ms) and the whole job with its "
+        "start-up",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     if scaled:
         results += scaled[0]
         scaling = scaled[1]
+        if ingested:  # the per-frame cost without the fixed start, beside the whole-job figures
+            results.insert(len(ingested[0]), marginal_result(ingested[0], scaled[0][0]))
     seconds = time.perf_counter() - t0
     write_results(args.out, results, scaling, seconds)
     for r in results:

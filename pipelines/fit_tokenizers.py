@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR
 from vlamix.shards.store import Store
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
-from vlamix.tokenizers.fast import FastTokenizer
+from vlamix.tokenizers.fit_process import fit_fast_apart
 from vlamix.tokenizers.text import train_text_tokenizer
 from vlamix.tokenizers.tokenizer_set import FAST_DIR, TEXT_FILE, TokenizerSet, load_tokenizer_set
 from vlamix.tokenizers.vocab import LAYOUT_FILE, VocabLayout, hash_tokenizer_dir
@@ -35,10 +36,10 @@ FAST_SCALE, FAST_VOCAB = 10.0, 1024
 _LOC = r"<loc\d{4}>"
 
 
-def _normalized_chunks(out: Store, sources: SourcesFile) -> list[np.ndarray]:
+def _normalized_chunks(out: Store, sources: SourcesFile) -> Iterator[np.ndarray]:
     """The stats step's FAST-fit candidates of every robot dataset, normalized with its statistics, less
-    the chunks the samples' quality gate will reject (they do not shape the vocabulary)."""
-    batches = []
+    the chunks the samples' quality gate will reject (they do not shape the vocabulary); one episode's at
+    a time."""
     work = WorkDir(out)
     for robot in robot_datasets(sources):
         if not robot.outcome(work).kept:
@@ -57,8 +58,7 @@ def _normalized_chunks(out: Store, sources: SourcesFile) -> list[np.ndarray]:
                     int((~ok).sum()),
                     SAMPLE_BAND,
                 )
-            batches.append(chunks[ok])
-    return batches
+            yield chunks[ok]
 
 
 def _corpus(out: Store, sources: SourcesFile) -> list[str]:
@@ -86,10 +86,7 @@ def fit_tokenizer_set(
 ) -> tuple[str, str]:
     """FAST on every robot dataset's normalized chunks (the stats step's seeded subsample); text BPE on the ingest's text, or the Hugging Face
     `tokenizer.json` given (a file, or a folder holding one, e.g. a PaliGemma tokenizer downloaded by hand)."""
-    batches = _normalized_chunks(out, sources)
-    if not batches:
-        raise ValueError("no robot chunks to fit FAST on: give --tokenizers DIR to reuse a set")
-    fast = FastTokenizer.fit(batches, scale=FAST_SCALE, vocab_size=FAST_VOCAB)
+    fast, chunks = fit_fast_apart(_normalized_chunks(out, sources), FAST_SCALE, FAST_VOCAB)
     if text_tokenizer is not None:
         path = text_tokenizer / "tokenizer.json" if text_tokenizer.is_dir() else text_tokenizer
         if not path.is_file():
@@ -104,7 +101,7 @@ def fit_tokenizer_set(
     log.info(
         "tokenizers: FAST %d tokens over %d chunks, text %d tokens",
         fast.vocab_size,
-        sum(len(b) for b in batches),
+        chunks,
         text.get_vocab_size(),
     )
     return name, digest
