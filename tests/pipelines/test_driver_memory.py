@@ -1,7 +1,7 @@
 """The driver's peak memory stays flat as the input grows (1x to 5x): nothing collects a dataset in the
 driver.
 Beam runs in-process here (one worker), so the driver's peak also holds the work of every step, a stats
-unit's included: a unit reads up to TASK_FRAMES (20,000) frames, more than the 5x input, so its values
+unit's included: a unit reads up to TASK_FRAMES (2,000) frames, about the 5x input, so its values
 grow with the input here (on an engine with workers they never reach the driver, whose merge of the
 partial summaries takes memory independent of the frames: tests/pipelines/test_exact_stats.py). The
 test therefore caps the values a unit summarizes (--stats-max-frames, opt-in) and the FAST fit's

@@ -57,3 +57,35 @@ def test_placement_is_stable_and_spreads():
     shards = [place(f"d/000000/{i:06d}", 0, 4)[0] for i in range(4000)]
     counts = np.bincount(shards, minlength=4)
     assert counts.min() > 900 and shard_count(4000, 1000) == 4 and shard_count(1, 1000) == 1
+
+
+def test_the_tar_stream_writes_what_webdatasets_tar_writer_writes():
+    """shards/writer.py TarStream lays out tarfile's headers itself: the bytes must equal webdataset's
+    TarWriter with the same owner, mode and time, long names (a pax header) and empty members included."""
+    import io
+
+    import webdataset as wds
+
+    from vlamix.shards.writer import MTIME, OWNER, TarStream, entry_sizes
+
+    entries = [
+        {
+            "__key__": f"ds/{i:06d}",
+            "state.npy": bytes(range(i % 200)),
+            "prompt.txt": b"pick it up",
+            "z.bin": b"",
+        }
+        for i in range(30)
+    ]
+    entries.append({"__key__": "d" * 140 + "/000001", "image.jpg": b"\xff\xd8" * 700})  # name > 100 bytes
+    theirs = io.BytesIO()
+    w = wds.TarWriter(theirs, user=OWNER, group=OWNER, mtime=MTIME, encoder=False)
+    for e in entries:
+        w.write(e)
+    w.close()
+    ours = io.BytesIO()
+    stream = TarStream(ours)
+    sizes = [stream.write(e) for e in entries]
+    stream.close()
+    assert ours.getvalue() == theirs.getvalue()
+    assert entry_sizes(entries) == sizes and sum(sizes) < len(ours.getvalue())
