@@ -27,7 +27,7 @@ from vlamix.sources.config import RobotSource
 from vlamix.stage_clock import stage
 from vlamix.tokenizers.fast import FastRangeError
 from vlamix.tokenizers.tokenizer_set import TokenizerSet
-from vlamix.transforms.chain import apply, build_chain
+from vlamix.transforms.chain import apply_batch, build_chain
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.stats import DimStats
 
@@ -125,24 +125,28 @@ class EpisodeBuild:
         chain = build_chain(emb, self.state_stats, self.action_stats, self.source.normalization, tokset)
         episode_actions = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
         duration = len(rows) / emb.control_rate_hz
-        samples = []
-        for pick in self._picks(rows):
-            row = rows[pick.frame]
-            key = frame_key(pick.dataset, row["episode"], row["frame"])
-            inputs = {
-                "state": np.asarray(row["state"], np.float32),
+        picks = self._picks(rows)
+        keys = [frame_key(p.dataset, rows[p.frame]["episode"], rows[p.frame]["frame"]) for p in picks]
+        inputs = [
+            {
+                "state": np.asarray(rows[pick.frame]["state"], np.float32),
                 "episode_actions": episode_actions,
                 "frame": pick.frame,
                 "task": pick.task,
                 "target": pick.target,
                 "key": key,
             }
-            try:
-                with stage("chain"):
-                    s = apply(chain, inputs)
-            except FastRangeError as e:  # a chunk no token of the set can say: the gate quarantines it
-                reason = f"{GATE_PREFIX}FAST coefficients outside the tokenizer set's fitted range ({e})"
-                raise BadRecord(self._quarantine(reason, pick.frame, "actions")) from e
+            for pick, key in zip(picks, keys, strict=True)
+        ]
+        try:
+            with stage("chain"):  # FAST encodes the episode's chunks in one batch
+                outputs = apply_batch(chain, inputs)
+        except FastRangeError as e:  # a chunk no token of the set can say: the gate quarantines it
+            reason = f"{GATE_PREFIX}FAST coefficients outside the tokenizer set's fitted range ({e})"
+            raise BadRecord(self._quarantine(reason, picks[e.first].frame, "actions")) from e
+        samples = []
+        for pick, key, s in zip(picks, keys, outputs, strict=True):
+            row = rows[pick.frame]
             samples.append(
                 Sample(
                     key=key,

@@ -28,7 +28,12 @@ _SURROGATES = (0xD800, 0xE000)
 
 
 class FastRangeError(ValueError):
-    """A chunk whose DCT coefficients fall outside the range the tokenizer was fitted on."""
+    """A chunk whose DCT coefficients fall outside the range the tokenizer was fitted on; `first` is the
+    position of the first such chunk in the batch encoded."""
+
+    def __init__(self, message: str, first: int = 0):
+        super().__init__(message)
+        self.first = first
 
 
 def _symbol(k: np.ndarray) -> np.ndarray:
@@ -141,7 +146,8 @@ class FastTokenizer:
             q = ints[bad[0]]
             raise FastRangeError(
                 f"{len(bad)} chunk(s) (first: {bad[0]}) have DCT coefficients in [{q.min()}, {q.max()}], outside the "
-                f"fitted range [{self.min_token}, {self.max_token}]: refit the tokenizer on data that covers them"
+                f"fitted range [{self.min_token}, {self.max_token}]: refit the tokenizer on data that covers them",
+                int(bad[0]),
             )
         texts = _texts(ints - self.min_token)
         return [e.ids for e in self.bpe.encode_batch_fast(texts)]  # no character offsets: not needed here

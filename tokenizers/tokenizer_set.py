@@ -62,6 +62,15 @@ class TokenizerSet:
             raise FastRangeError(f"{name}: {e}") from e
         return self.fast_ids(local)
 
+    def encode_actions_batch(self, chunks: np.ndarray, names: list[str]) -> list[list[int]]:
+        """`encode_actions` of every chunk [B, H, D] in one call (one DCT, one BPE batch): the same ids.
+        The FastRangeError names the first failing chunk by its name and keeps its position (`first`)."""
+        try:
+            locals_ = self.fast.encode(chunks)
+        except FastRangeError as e:
+            raise FastRangeError(f"{names[e.first]}: {e}", e.first) from e
+        return [self.fast_ids(local) for local in locals_]
+
     def decode_actions(self, ids: list[int], horizon: int, dim: int) -> tuple[np.ndarray, bool]:
         """FAST set ids -> (chunk [horizon, dim], valid); an invalid sequence gives NaN actions."""
         start = self.ranges["fast"][0]

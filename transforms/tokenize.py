@@ -19,6 +19,8 @@ class TokenizerSetLike(Protocol):
 
     def encode_actions(self, chunk: np.ndarray, name: str) -> list[int]: ...
 
+    def encode_actions_batch(self, chunks: np.ndarray, names: list[str]) -> list[list[int]]: ...
+
     def decode_actions(self, ids: list[int], horizon: int, dim: int) -> tuple[np.ndarray, bool]: ...
 
     def encode_sample(
@@ -43,6 +45,15 @@ class FastEncode:
     def __call__(self, sample: dict) -> dict:
         chunk = np.asarray(sample["actions"])[: self.horizon, : self.dim]
         return {**sample, "fast_ids": self.tokset.encode_actions(chunk, sample.get("key", "sample"))}
+
+    def batch(self, samples: list[dict]) -> list[dict]:
+        """`self(s)` of every sample, encoded in one batch (transforms/chain.py apply_batch)."""
+        if not samples:
+            return []
+        chunks = np.stack([np.asarray(s["actions"])[: self.horizon, : self.dim] for s in samples])
+        names = [s.get("key", "sample") for s in samples]
+        ids = self.tokset.encode_actions_batch(chunks, names)
+        return [{**s, "fast_ids": i} for s, i in zip(samples, ids, strict=True)]
 
     def inverse(self) -> FastDecode:
         return FastDecode(self.tokset, self.horizon, self.dim)

@@ -111,3 +111,34 @@ def test_decode_gives_back_the_sequence_as_text(tokset):
     assert prompt == "<bos>what color is the cup?<sep>"
     assert targets == f"a cup <loc0012><loc1023> on a mat<sep><action><fast x{len(fast)}><end_of_action><eos>"
     assert tokset.decode([10**7]) == "<out of range 10000000>"
+
+
+def test_a_batch_encodes_as_one_chunk_at_a_time_and_names_the_first_refused_chunk(tmp_path):
+    """encode_actions_batch (the build's one call per episode) gives each chunk's encode_actions ids; a
+    chunk outside the fitted range is named by its key and its position is kept."""
+    import numpy as np
+    import pytest
+
+    from vlamix.tokenizers.fast import FastRangeError, FastTokenizer
+    from vlamix.tokenizers.text import train_text_tokenizer
+    from vlamix.tokenizers.tokenizer_set import TokenizerSet
+    from vlamix.tokenizers.vocab import VocabLayout
+    from vlamix.transforms.chain import apply, apply_batch
+    from vlamix.transforms.tokenize import FastEncode
+
+    rng = np.random.default_rng(0)
+    chunks = np.cumsum(rng.normal(0, 0.05, (40, 10, 3)), axis=1).astype(np.float32)
+    fast = FastTokenizer.fit(chunks, vocab_size=200)
+    text = train_text_tokenizer(["pick up the cube", "open the drawer"])
+    layout = VocabLayout(text=text.get_vocab_size(), fast=fast.vocab_size, components={"text": "t", "fast": "f"})
+    tokset = TokenizerSet(text, fast, layout)
+    names = [f"k{i}" for i in range(len(chunks))]
+    assert tokset.encode_actions_batch(chunks, names) == [tokset.encode_actions(c, n) for c, n in zip(chunks, names)]
+    chain = [FastEncode(tokset, 10, 3)]
+    samples = [{"actions": c, "key": n} for c, n in zip(chunks, names)]
+    assert [s["fast_ids"] for s in apply_batch(chain, samples)] == [apply(chain, s)["fast_ids"] for s in samples]
+    bad = chunks.copy()
+    bad[7] *= 1000.0
+    with pytest.raises(FastRangeError, match="^k7: ") as info:
+        tokset.encode_actions_batch(bad, names)
+    assert info.value.first == 7
