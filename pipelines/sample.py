@@ -5,6 +5,7 @@ members of its webdataset entry and its index row."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -57,11 +58,11 @@ class Sample:
 
     def record(self) -> dict:
         """The SAMPLE record: every schema field, in the schema's order, arrays as they are."""
-        rec = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "images"}
+        rec = {name: getattr(self, name) for name in _own_fields()}
         rec["image_mask"] = [img is not None for img in self.images]
         for slot, img in zip(CAMERA_SLOTS, self.images, strict=True):
             rec[image_column(slot)] = img if img is not None else black_jpeg()
-        return {f.name: rec[f.name] for f in SAMPLE.fields}
+        return {name: rec[name] for name in _record_fields()}
 
     def plain_record(self) -> dict:
         """`record()` with numpy arrays as lists (what `SAMPLE.table` takes)."""
@@ -84,6 +85,17 @@ class Sample:
             "fast_tokens": len(self.fast_ids) if self.fast_ids is not None else 0,
             "input_tokens": len(self.input_ids) if self.input_ids is not None else 0,
         }
+
+
+@cache
+def _own_fields() -> tuple[str, ...]:
+    """Sample's fields but `images` (dataclasses.fields() is slow to call once per sample)."""
+    return tuple(f.name for f in fields(Sample) if f.name != "images")
+
+
+@cache
+def _record_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in SAMPLE.fields)
 
 
 INDEX_SCHEMA = pa.schema(
