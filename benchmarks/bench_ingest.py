@@ -34,6 +34,7 @@ FORMATS = {  # dataset of samples/sources.yaml -> the format it stands for
     "arm6_sim": "RLDS TFRecord (2 cameras)",
 }
 _resize = ResizeWithPad()
+REPEATS = 2  # runs of each side per format
 
 
 def _encode(image) -> None:
@@ -134,9 +135,14 @@ def run(folder: Path) -> tuple[list[Result], dict[str, Path]]:
     results, layouts = [], {}
     for dataset, label in FORMATS.items():
         out = folder / "ingest" / dataset
-        job = ingest_one(dataset, out, sources=one_dataset(dataset, out, catalog))
+        sources = one_dataset(dataset, out, catalog)
+        runs, bounds = [], []
+        for _ in range(REPEATS):  # in turns, the best of each: a slow spell falls on both sides
+            runs.append(ingest_one(dataset, out, sources=sources))
+            bounds.append(_bound(dataset, catalog.parent / spec[dataset]["path"]))
+        job = min(runs, key=lambda j: j["report"]["steps_seconds"]["extract"] + j["report"]["steps_seconds"]["build"])
+        seconds, images = min(bounds)
         layouts[dataset] = out
-        seconds, images = _bound(dataset, catalog.parent / spec[dataset]["path"])
         cams = images / job["frames"]
         steps = job["report"]["steps_seconds"]
         per_frame = steps["extract"] + steps["build"]
@@ -147,11 +153,11 @@ def run(folder: Path) -> tuple[list[Result], dict[str, Path]]:
                 "frames/s",
                 job["frames"] / per_frame,
                 job["frames"] / seconds,
-                "decode source + resize + JPEG encode alone",
-                goal=0.6,
-                note=f"{job['frames']} frames ({cams:.0f} images each): the extract and build steps of "
-                "`vlamix ingest --workers 1`; the whole job with start-up, stats, tokenizer fit and index: "
-                f"{job['frames'] / job['wall']:.0f} frames/s",
+                "naive bound: read, decode at full size, resize to 224, encode",
+                goal=1.0,
+                note=f"{job['frames']} frames at 480x640 ({cams:.0f} images each): the extract and build steps "
+                f"of `vlamix ingest --workers 1`, best of {REPEATS} runs (the bound too); the whole job with "
+                f"start-up, stats, tokenizer fit and index: {job['frames'] / job['wall']:.0f} frames/s",
                 extra={
                     "wall_s": job["wall"],
                     "steps_seconds": steps,

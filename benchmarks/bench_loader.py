@@ -87,7 +87,7 @@ def run(layout: Path, folder: Path, batch_size: int = 32, batches_n: int = 30) -
                 rate,
                 bound,
                 "tar read + JPEG decode alone (1 process)",
-                goal=0.8,
+                goal=0.9,
                 note=f"{DATASET}: 4 camera slots at 224x224 (3 cameras + 1 absent), state, 50-step chunk, "
                 f"tokens; batches of {batch_size}, random access by byte range, no augmentation",
             )

@@ -14,8 +14,11 @@ torch would otherwise wrap it in a multi-line traceback. No sample is ever skipp
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -81,7 +84,54 @@ def batches(stream: BatchStream, workers: int) -> Iterator[tuple[int, Batch]]:
         prefetch_factor=2,
         generator=torch.Generator().manual_seed(stream.seed),
     )
-    return _raising(iter(loader))
+    return _raising(_received(iter(loader)))
+
+
+PREFETCH = 4  # batches received ahead by the loader's thread
+
+
+class _End(NamedTuple):
+    error: BaseException  # StopIteration at the end of the stream
+
+
+def _received(it: Iterator, depth: int = PREFETCH) -> Iterator:
+    """The DataLoader's items, received by a thread of this process: taking a batch from the workers
+    (a shared-memory file per tensor, mapped here) costs milliseconds that would otherwise stall every
+    step; the thread does it while the step computes (torch releases the GIL). Order and errors are
+    the loader's; closing this generator stops the thread before the workers are let go."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pull() -> None:
+        try:
+            while not stop.is_set():
+                item = next(it)
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as e:  # the end, or the loader's own error: raised in the consumer
+            items.put(_End(e))
+
+    thread = threading.Thread(target=pull, name="vlamix-loader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if isinstance(item, _End):
+                if isinstance(item.error, StopIteration):
+                    return
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # a pull blocked on a full queue sees `stop` within 0.1 s
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(0.1)
 
 
 def _raising(it: Iterator) -> Iterator[tuple[int, Batch]]:
