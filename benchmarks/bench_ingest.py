@@ -140,7 +140,10 @@ def run(folder: Path) -> tuple[list[Result], dict[str, Path]]:
         for _ in range(REPEATS):  # in turns, the best of each: a slow spell falls on both sides
             runs.append(ingest_one(dataset, out, sources=sources))
             bounds.append(_bound(dataset, catalog.parent / spec[dataset]["path"]))
-        job = min(runs, key=lambda j: j["report"]["steps_seconds"]["extract"] + j["report"]["steps_seconds"]["build"])
+        job = min(
+            runs,
+            key=lambda j: j["report"]["steps_seconds"]["extract"] + j["report"]["steps_seconds"]["build"],
+        )
         seconds, images = min(bounds)
         layouts[dataset] = out
         cams = images / job["frames"]

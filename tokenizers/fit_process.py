@@ -10,6 +10,8 @@ same tokenizer, byte for byte, as a fit in the driver.
 
 from __future__ import annotations
 
+import logging
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,7 @@ from vlamix.tokenizers.fast import FastTokenizer
 
 __all__ = ["fit_fast_apart"]
 
+log = logging.getLogger("vlamix.ingest")
 _REFUSED = 3  # the child's exit status for a fit refused with a ValueError (its message on stderr)
 
 
@@ -51,6 +54,8 @@ def fit_fast_apart(batches: Iterable[np.ndarray], scale: float, vocab_size: int)
             raise RuntimeError(
                 f"the FAST fit process failed (exit status {done.returncode}): {done.stderr.strip()[-2000:]}"
             )
+        peak = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "?"
+        log.info("tokenizers: FAST fitted on %d chunks in its own process (peak RSS %s MiB)", chunks, peak)
         return FastTokenizer.load(folder / "fast"), chunks
 
 
@@ -62,7 +67,20 @@ def _main(folder: Path, scale: float, vocab_size: int) -> int:
         print(str(e), file=sys.stderr)
         return _REFUSED
     fast.save(folder / "fast")
+    print(_peak_mib())
     return 0
+
+
+def _peak_mib() -> str:
+    """This process's peak RSS in MiB: /proc's VmHWM where there is one (getrusage's ru_maxrss would
+    report the driver's size at the fork before exec), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) / 1024:.0f}"
+    except OSError:
+        pass
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
 
 
 if __name__ == "__main__":
