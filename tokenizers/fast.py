@@ -108,8 +108,16 @@ class FastTokenizer:
         tmp = cls(scale, 0, 0, Tokenizer(models.BPE()))
         single = isinstance(chunks, np.ndarray) or (len(chunks) > 0 and np.ndim(chunks[0]) == 2)
         batches = [chunks] if single else list(chunks)
-        ints = [q for batch in batches for q in tmp.quantize(batch)]
-        lo, hi = int(min(q.min() for q in ints)), int(max(q.max() for q in ints))
+        # two passes over the batches, one batch's coefficients in memory at a time (the range, then the
+        # texts): holding every chunk's int64 coefficients took more memory than the texts themselves
+        lo = hi = None
+        for batch in batches:
+            if len(batch):
+                q = tmp._coefficients(batch)
+                lo = int(q.min()) if lo is None else min(lo, int(q.min()))
+                hi = int(q.max()) if hi is None else max(hi, int(q.max()))
+        if lo is None or hi is None:
+            raise ValueError("no chunks to fit FAST on")
         if hi - lo + 1 > vocab_size:
             raise ValueError(
                 f"the fitted coefficients span {hi - lo + 1} integers, more than vocab_size {vocab_size}: raise vocab_size or lower scale"
@@ -124,7 +132,7 @@ class FastTokenizer:
             initial_alphabet=alphabet,
             special_tokens=[],
         )
-        texts = ["".join(map(chr, _symbol(q - lo))) for q in ints]
+        texts = [t for batch in batches if len(batch) for t in _texts(tmp._coefficients(batch) - lo)]
         bpe.train_from_iterator(texts, trainer=trainer, length=len(texts))
         return cls(scale, lo, hi, bpe)
 
