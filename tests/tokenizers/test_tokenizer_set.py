@@ -130,13 +130,19 @@ def test_a_batch_encodes_as_one_chunk_at_a_time_and_names_the_first_refused_chun
     chunks = np.cumsum(rng.normal(0, 0.05, (40, 10, 3)), axis=1).astype(np.float32)
     fast = FastTokenizer.fit(chunks, vocab_size=200)
     text = train_text_tokenizer(["pick up the cube", "open the drawer"])
-    layout = VocabLayout(text=text.get_vocab_size(), fast=fast.vocab_size, components={"text": "t", "fast": "f"})
+    layout = VocabLayout(
+        text=text.get_vocab_size(), fast=fast.vocab_size, components={"text": "t", "fast": "f"}
+    )
     tokset = TokenizerSet(text, fast, layout)
     names = [f"k{i}" for i in range(len(chunks))]
-    assert tokset.encode_actions_batch(chunks, names) == [tokset.encode_actions(c, n) for c, n in zip(chunks, names)]
+    assert tokset.encode_actions_batch(chunks, names) == [
+        tokset.encode_actions(c, n) for c, n in zip(chunks, names, strict=True)
+    ]
     chain = [FastEncode(tokset, 10, 3)]
-    samples = [{"actions": c, "key": n} for c, n in zip(chunks, names)]
-    assert [s["fast_ids"] for s in apply_batch(chain, samples)] == [apply(chain, s)["fast_ids"] for s in samples]
+    samples = [{"actions": c, "key": n} for c, n in zip(chunks, names, strict=True)]
+    assert [s["fast_ids"] for s in apply_batch(chain, samples)] == [
+        apply(chain, s)["fast_ids"] for s in samples
+    ]
     bad = chunks.copy()
     bad[7] *= 1000.0
     with pytest.raises(FastRangeError, match="^k7: ") as info:
