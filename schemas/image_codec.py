@@ -40,12 +40,14 @@ __all__ = [
     "Shrunk",
     "black_jpeg",
     "check_pixels",
+    "decode_camera",
     "decode_jpeg",
     "decode_jpeg_into",
     "decode_jpeg_shrunk",
     "encode_jpeg",
     "fit_size",
     "jpeg_is_whole",
+    "pixels_of",
     "to_rgb",
 ]
 
@@ -128,6 +130,11 @@ class Shrunk:
 
 
 CameraImage = np.ndarray | Shrunk  # what a reader gives for one camera of one frame
+
+
+def pixels_of(image: CameraImage) -> np.ndarray:
+    """The decoded pixels of a camera image, whatever size they were decoded at."""
+    return image.pixels if isinstance(image, Shrunk) else image
 
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -223,6 +230,12 @@ def decode_jpeg_shrunk(data: bytes, box: int) -> Shrunk:
             pass  # Pillow's path below names the problem, or decodes what libjpeg alone cannot
     image = decode_jpeg(data)
     return Shrunk(image, image.shape[0], image.shape[1])
+
+
+def decode_camera(data: bytes, box: int | None) -> CameraImage:
+    """A reader's decode of one camera frame: full size (`decode_jpeg`) without a box, else `Shrunk` for
+    a box x box square (`decode_jpeg_shrunk`)."""
+    return decode_jpeg(data) if box is None else decode_jpeg_shrunk(data, box)
 
 
 def jpeg_is_whole(data: bytes, height: int, width: int) -> bool:

@@ -34,7 +34,7 @@ import numpy as np
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
-from vlamix.schemas.image_codec import CameraImage, decode_jpeg, decode_jpeg_shrunk
+from vlamix.schemas.image_codec import CameraImage, decode_camera
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
@@ -381,6 +381,6 @@ def _decode(
     # relies on), so /compress_len, whose row order is not recorded in the file, is not needed.
     try:
         with stage("decode"):
-            return decode_jpeg(raw.tobytes()) if box is None else decode_jpeg_shrunk(raw.tobytes(), box)
+            return decode_camera(raw.tobytes(), box)
     except OSError as e:
         raise ep.bad(f"JPEG does not decode: {one_line(e)}", f"image_{slot}", i, ds.shape[0]) from e

@@ -137,11 +137,10 @@ def plan_cameras(natives: list[str], source: RobotSource, emb: Embodiment) -> tu
 
 def to_rgb(frame: CameraImage, channel_order: str) -> CameraImage:
     """An (H, W, 3) frame (or a Shrunk one) in RGB order: BGR-logged frames are flipped (a new array)."""
-    if isinstance(frame, Shrunk):
-        return frame.map(
-            lambda pixels: np.ascontiguousarray(pixels[..., ::-1]) if channel_order == "bgr" else pixels
-        )
-    return np.ascontiguousarray(frame[..., ::-1]) if channel_order == "bgr" else frame
+    if channel_order != "bgr":
+        return frame
+    flip = lambda pixels: np.ascontiguousarray(pixels[..., ::-1])  # noqa: E731
+    return frame.map(flip) if isinstance(frame, Shrunk) else flip(frame)
 
 
 RATE_TOLERANCE = 0.05  # a source's rate may differ from the spec's control_rate_hz by 5%

@@ -32,9 +32,9 @@ from vlamix.schemas.image_codec import (
     CameraImage,
     Shrunk,
     check_pixels,
-    decode_jpeg,
-    decode_jpeg_shrunk,
+    decode_camera,
     fit_size,
+    pixels_of,
 )
 from vlamix.sources.config import RobotSource, SourcesFile
 from vlamix.sources.episode import EpisodeRef
@@ -300,8 +300,7 @@ def _cameras(
             for i, cell in enumerate(table.column(key).to_pylist()):
                 try:
                     with stage("decode"):
-                        data = cell["bytes"]
-                        images.append(decode_jpeg(data) if box is None else decode_jpeg_shrunk(data, box))
+                        images.append(decode_camera(cell["bytes"], box))
                 except (OSError, TypeError) as e:
                     raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
         else:
@@ -433,7 +432,7 @@ def read_episode(
     digest.update(action.tobytes())
     for slot in sorted(cameras):  # a spread of 16 frames per camera is enough to tell episodes apart
         for image in cameras[slot][:: max(1, len(cameras[slot]) // 16)]:
-            digest.update((image.pixels if isinstance(image, Shrunk) else image).tobytes())
+            digest.update(pixels_of(image).tobytes())
     facts = EpisodeFacts(
         ref, source, emb, table.num_rows, digest.hexdigest(), _success(source, meta, table, ep)
     )

@@ -42,7 +42,7 @@ from google.protobuf.message import DecodeError
 
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import Embodiment
-from vlamix.schemas.image_codec import CameraImage, Shrunk, decode_jpeg, decode_jpeg_shrunk
+from vlamix.schemas.image_codec import CameraImage, decode_camera, pixels_of
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
 from vlamix.sources.episode import EpisodeRef
@@ -347,13 +347,12 @@ def _cameras(ep: _Episode, keys: RldsKeys, box: int | None) -> dict[str, list[Ca
                 raise ep.bad(f"camera {native} frame {i} is empty while other frames hold images", key, i)
             try:
                 with stage("decode"):
-                    image = decode_jpeg(jpeg) if box is None else decode_jpeg_shrunk(jpeg, box)
+                    image = decode_camera(jpeg, box)
                 images.append(to_rgb(image, keys.orders[slot]))
             except OSError as e:
                 raise ep.bad(f"image does not decode: {one_line(e)}", key, i) from e
         flagged_absent = ep.flag(f"episode_metadata/has_{native.rsplit('/', 1)[-1]}") is False
-        pixels = [im.pixels if isinstance(im, Shrunk) else im for im in images]
-        if flagged_absent and all(int(im.min()) == int(im.max()) for im in pixels):
+        if flagged_absent and all(int(pixels_of(im).min()) == int(pixels_of(im).max()) for im in images):
             continue  # flagged absent and a fill, no picture: a masked slot
         decoded[slot] = images
     if not decoded:
