@@ -13,6 +13,14 @@ With `stratified=B`, the datasets of each block of about B global draws are allo
 random: entry i is owed round(k * B * share_i) draws before block k, so every block is within one draw
 of its shares per entry and the long-run shares are exact; the block's draws come in a seeded order.
 The row rule is unchanged, so the once-per-epoch guarantee holds as well.
+
+Shard-aware order (`shard_block=S`, default 1): each epoch's permutation of a dataset's rows visits its
+shards in a seeded order, S shards at a time, with the rows of those S shards in a seeded order; the
+next block starts when they are used up. A reader that fetches whole shards (the trainer's shard cache)
+thus needs only the current block of each dataset, not every shard at once. vlamix places each sample in
+a shard by a seeded hash of its key, so every shard is a uniform random subset of its dataset and a
+block's rows are as random a sample as any; a layout whose shards are not (written in episode order by
+another tool) wants a larger S. `shard_block=0` is a permutation of all rows at once.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from vlamix.mixtures.resolve import Resolved
 __all__ = ["Draw", "MixtureSampler"]
 
 BLOCK = 4096  # draws whose datasets are chosen together
+SHARD_BLOCK = 1  # shards whose rows are shuffled together (0: the whole dataset)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,14 @@ def _stable(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+def _shard_blocked(codes: np.ndarray, shard_block: int, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of rows 0..n-1 (row j in shard codes[j]) that takes the shards in a random order,
+    `shard_block` at a time, and the rows of each block in a random order."""
+    order = rng.permutation(int(codes.max()) + 1 if len(codes) else 0)
+    block = order[codes] // shard_block  # the block of each row's shard
+    return np.lexsort((rng.random(len(codes)), block))
+
+
 class MixtureSampler:
     def __init__(
         self,
@@ -58,6 +75,7 @@ class MixtureSampler:
         worker: int = 0,
         workers: int = 1,
         stratified: int | None = None,
+        shard_block: int = SHARD_BLOCK,
     ):
         if not res.entries:
             raise ValueError(f"mixture {res.spec.name!r} has no dataset to draw from: {res.problems}")
@@ -65,6 +83,9 @@ class MixtureSampler:
             raise ValueError(f"rank {rank} of {world}, worker {worker} of {workers}: out of range")
         if stratified is not None and stratified < 1:
             raise ValueError(f"stratified={stratified}: give the number of draws per stratified block")
+        if shard_block < 0:
+            raise ValueError(f"shard_block={shard_block}: give shards per shuffle block (0: all at once)")
+        self.shard_block = shard_block
         self.entries = res.entries
         self.seed = seed
         self.stratified = stratified  # None: i.i.d. draws; B: every B global draws allotted by share
@@ -78,6 +99,7 @@ class MixtureSampler:
         self.scanned = 0  # global draws whose datasets have been counted
         self._perms: dict[tuple[int, int], np.ndarray] = {}
         self._block_choices: tuple[int, np.ndarray] | None = None  # the last block's, reused by its draws
+        self._codes: dict[int, np.ndarray] = {}
 
     # --- state ---
     def state_dict(self) -> dict:
@@ -86,12 +108,14 @@ class MixtureSampler:
             "reader": self.reader,
             "readers": self.readers,
             "stratified": self.stratified,
+            "shard_block": self.shard_block,
             "next": int(self.next),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        mine = (self.seed, self.reader, self.readers, self.stratified)
-        if (state["seed"], state["reader"], state["readers"], state.get("stratified")) != mine:
+        mine = (self.seed, self.reader, self.readers, self.stratified, self.shard_block)
+        theirs = (state["seed"], state["reader"], state["readers"], state.get("stratified"))
+        if (*theirs, state.get("shard_block", 0)) != mine:
             raise ValueError(f"sampler state of another run: {state}")
         self.next = int(state["next"])
         self.counts[:] = 0
@@ -145,8 +169,19 @@ class MixtureSampler:
             if len(self._perms) > 64:
                 self._perms.clear()
             seed = [self.seed, _stable(self.entries[i].label), epoch]
-            self._perms[key] = np.random.default_rng(seed).permutation(self.entries[i].samples)
+            rng = np.random.default_rng(seed)
+            if self.shard_block == 0:
+                self._perms[key] = rng.permutation(self.entries[i].samples)
+            else:
+                self._perms[key] = _shard_blocked(self._shard_codes(i), self.shard_block, rng)
         return self._perms[key]
+
+    def _shard_codes(self, i: int) -> np.ndarray:
+        """The shard of each of entry i's rows, as a number (the rank of its name)."""
+        if i not in self._codes:
+            shards = self.entries[i].rows.column("shard").to_numpy(zero_copy_only=False)
+            self._codes[i] = np.unique(shards, return_inverse=True)[1].astype(np.int64)
+        return self._codes[i]
 
     def _draw(self, g: int) -> Draw:
         if self.stratified is not None:

@@ -12,7 +12,10 @@ import functools
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -164,3 +167,54 @@ def s3_server() -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class PythonServer:
+    """`python -m http.server` itself (no Range support) serving a folder, in a child process; `gets()`
+    lists the paths it was asked for so far, from its own request log."""
+
+    def __init__(self, folder: Path):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port 40123 (http://...) ..."
+        port = re.search(r"port (\d+)", line)
+        if port is None:
+            self.close()
+            raise RuntimeError(f"python -m http.server did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{port.group(1)}"
+        self._log: list[str] = []
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+
+    def _read_log(self) -> None:
+        for line in self.proc.stderr:
+            self._log.append(line)
+
+    def gets(self) -> list[str]:
+        """Paths of the GET requests logged so far (`"GET /out/shards/... HTTP/1.1" 200 -`)."""
+        time.sleep(0.2)  # the log line is written after the answer
+        return [m.group(1) for line in list(self._log) if (m := re.search(r'"GET (\S+) HTTP', line))]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@contextlib.contextmanager
+def python_http_server(folder: Path) -> Iterator[PythonServer]:
+    server = PythonServer(folder)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -36,12 +36,15 @@ class AugmentImages:
     contrast: float = 0.4
     saturation: float = 0.5
 
-    def __call__(self, batch: Batch, index: int) -> Batch:
-        """`batch` (uint8 images) augmented with the draws of batch number `index`."""
+    def __call__(self, batch: Batch, index: int, first: int = 0, total: int | None = None) -> Batch:
+        """`batch` (uint8 images) augmented with the draws of batch number `index`. A rank's part of a
+        global batch of `total` rows, starting at row `first`, takes those rows' draws: any split of the
+        global batch over processes augments every sample alike."""
         g = seeded(self.seed, "augment", index)
         images = batch.images
         b, c = images.shape[:2]
-        u = torch.rand(b, c, 6, generator=g)  # every draw is made, used or not: the stream never shifts
+        total = b if total is None else total
+        u = torch.rand(total, c, 6, generator=g)[first : first + b]  # every draw is made, used or not
         x = images.flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, H, W] in [0, 1]
         warp = torch.zeros(b, c, dtype=torch.bool)
         warp[:, list(WARPED_SLOTS)] = True

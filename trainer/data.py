@@ -10,7 +10,7 @@ tail: counted in `truncated`, never silent)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ class Batch:
     kinds: list[str]
     keys: list[str]
     truncated: int
+    input: dict = field(default_factory=dict)  # what reading it cost: fetched bytes, cache hits (sample_source)
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch with its tensors on `device` (the lists stay)."""
@@ -87,11 +88,12 @@ def decode_sample(sample: dict, images: np.ndarray | None = None) -> dict:
     return out
 
 
-def read_draw(d: Draw, images: np.ndarray | None = None) -> dict:
+def read_draw(d: Draw, images: np.ndarray | None = None, sample: dict | None = None) -> dict:
     """One draw read (its bytes checked against the index's crc32, when the index has one) and decoded,
-    its images into `images` when given; any failure is a SampleReadError that names the shard, byte
-    range and key: never a skipped sample."""
-    sample = read_sample(d.layout, d.shard, d.offset, d.length, key=d.key, crc32=d.crc32)
+    its images into `images` when given; `sample`: its members, already read (SampleSource.read). Any
+    failure is a SampleReadError that names the shard, byte range and key: never a skipped sample."""
+    if sample is None:
+        sample = read_sample(d.layout, d.shard, d.offset, d.length, key=d.key, crc32=d.crc32)
     try:
         return decode_sample(sample, images)
     except (OSError, ValueError, KeyError, IndexError) as e:
@@ -101,11 +103,13 @@ def read_draw(d: Draw, images: np.ndarray | None = None) -> dict:
         ) from e
 
 
-def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 128) -> Batch:
+def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 128, source=None) -> Batch:
     """Read, decode and pad the draws of one batch (each checked against its index's crc32, when the
-    layout's index has one). The JPEGs decode straight into the batch's image array."""
+    layout's index has one), through `source` (a SampleSource: the shard cache for remote layouts) or
+    by byte range. The JPEGs decode straight into the batch's image array."""
     images = np.empty((len(draws), len(CAMERA_SLOTS), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    rows = [read_draw(d, images[i]) for i, d in enumerate(draws)]
+    samples = source.read(draws) if source is not None else [None] * len(draws)
+    rows = [read_draw(d, images[i], s) for i, (d, s) in enumerate(zip(draws, samples, strict=True))]
     datasets, keys = [d.dataset for d in draws], [d.key for d in draws]
     return collate_rows(rows, datasets, keys, max_prompt, max_targets, images)
 

@@ -1,7 +1,11 @@
 """Batches for the training loop, built in dataloader worker processes, the same whatever their number.
 
-Batch k holds the global draws k*B .. k*B + B - 1 of the mixture sampler (mixtures/sampler.py), read by
-byte range, decoded, padded and augmented with the draws of batch k. Worker w of W builds the batches
+Batch k holds the global draws k*B .. k*B + B - 1 of the mixture sampler (mixtures/sampler.py), read
+through a SampleSource (in place, or from the shard cache for a layout at a URL), decoded, padded and
+augmented with the draws of batch k. With R processes (torchrun ranks), rank r builds rows r*B/R ..
+(r+1)*B/R - 1 of every global batch, so the samples of global step k are the same at any world size.
+A reader of a remote layout asks for the shards of its next LOOKAHEAD batches ahead of time, so
+background threads fetch them while it works on this one. Worker w of W builds the batches
 k = w, w + W, ...; torch's DataLoader hands an IterableDataset's items out round-robin over the workers,
 so the loop receives batches 0, 1, 2, ... in order. The batch stream thus depends on (mixture, seed, B)
 only: 0, 1 or 2 workers give the same bytes, and resuming at step s means starting at batch s, with no
@@ -24,12 +28,15 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vlamix.mixtures.resolve import Resolved
-from vlamix.mixtures.sampler import MixtureSampler
+from vlamix.mixtures.sampler import SHARD_BLOCK, MixtureSampler
 from vlamix.shards.random_access import SampleReadError
 from vlamix.trainer.augment import AugmentImages
 from vlamix.trainer.data import Batch, collate
+from vlamix.trainer.sample_source import SampleSource
 
-__all__ = ["BatchStream", "LoadFailed", "batches"]
+__all__ = ["LOOKAHEAD", "BatchStream", "LoadFailed", "batches"]
+
+LOOKAHEAD = 4  # batches of each reader whose shards are fetched ahead (remote layouts)
 
 
 @dataclass(frozen=True)
@@ -48,28 +55,63 @@ class BatchStream(IterableDataset):
     max_prompt: int = 96
     max_targets: int = 128
     augment: AugmentImages | None = None
+    source: SampleSource | None = None  # default: every layout read in place / by byte range
+    rank: int = 0
+    world: int = 1
+    shard_block: int = SHARD_BLOCK
+    lookahead: int = LOOKAHEAD
+    end: int | None = None  # the batch to stop before (None: no end); nothing past it is read or fetched
 
     def __post_init__(self) -> None:
         super().__init__()
+        if self.batch_size % self.world:
+            raise ValueError(
+                f"--batch-size {self.batch_size} is the global batch: it must divide evenly over the "
+                f"{self.world} processes"
+            )
+        if self.source is None:
+            self.source = SampleSource(self.res.manifests)
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """(first row, rows) of each global batch that this rank builds."""
+        b = self.batch_size // self.world
+        return self.rank * b, b
 
     def __iter__(self) -> Iterator[tuple[int, Batch]]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         if info is not None:
             torch.set_num_threads(1)  # the training process keeps the cores for the model
-        sampler = MixtureSampler(self.res, seed=self.seed)
-        for k in itertools.count(self.start + worker, workers):
-            sampler.seek(k * self.batch_size)
-            try:
-                batch = collate(sampler.take(self.batch_size), self.max_prompt, self.max_targets)
-            except OSError as e:
-                if info is None:
-                    raise
-                yield k, LoadFailed(str(e))  # the loop raises it when batch k is due; this worker stops
-                return
-            if self.augment is not None:
-                batch = self.augment(batch, k)
-            yield k, batch
+        first, b = self.rows
+        source = self.source
+        assert source is not None
+        sampler = MixtureSampler(self.res, seed=self.seed, shard_block=self.shard_block)
+        ahead = MixtureSampler(self.res, seed=self.seed, shard_block=self.shard_block) if source.remote else None
+        asked = self.start + worker  # the next batch whose shards are asked for ahead
+        end = self.end if self.end is not None else float("inf")
+        try:
+            for k in itertools.count(self.start + worker, workers):
+                if k >= end:
+                    return
+                while ahead is not None and asked <= k + workers * self.lookahead and asked < end:
+                    ahead.seek(asked * self.batch_size + first)
+                    source.prefetch(ahead.take(b))
+                    asked += workers
+                sampler.seek(k * self.batch_size + first)
+                try:
+                    batch = collate(sampler.take(b), self.max_prompt, self.max_targets, source)
+                except OSError as e:
+                    if info is None:
+                        raise
+                    yield k, LoadFailed(str(e))  # the loop raises it when batch k is due; this worker stops
+                    return
+                batch.input = source.take_counters()
+                if self.augment is not None:
+                    batch = self.augment(batch, k, first, self.batch_size)
+                yield k, batch
+        finally:
+            source.close()
 
 
 def batches(stream: BatchStream, workers: int) -> Iterator[tuple[int, Batch]]:

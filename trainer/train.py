@@ -1,18 +1,25 @@
 """`vlamix train`: stage 1 (pretrain: next-token CE on the target tokens, no action expert) and stage 2
-(posttrain: CE + alpha * flow matching with a fresh action expert), from a mixture of published shards.
+(posttrain: CE + alpha * flow matching with a fresh action expert), from a mixture of published shards,
+in one process or many (torchrun: DistributedDataParallel, distributed.py).
 
     DIR/checkpoints/step_NNNNNN/{model.pt, optimizer.pt, state.json}    (checkpoint.py)
     DIR/metrics.csv                                                     (metrics.py)
     DIR/eval.csv                                                        held-out loss per dataset
+    DIR/samples.jsonl                                                   with --log-samples: each step's keys
 
 The loop trains on the mixture's rows outside the `val` split and measures the held-out loss on the
-`val` rows every `eval_every` steps. A run resumes from the newest checkpoint in DIR and continues bit
-for bit: batches are numbered and built from the step alone (loader.py), and the flow noise and times
-of step s come from a generator seeded by (seed, s).
+`val` rows every `eval_every` steps. Step s trains on global batch s (the sampler's draws s*B .. s*B +
+B - 1) whatever the number of processes: each rank builds its B/R rows (loader.py) and the losses are
+means over the global batch (objective.py). A run resumes from the newest checkpoint in DIR at any
+number of processes and continues the same global sequence of samples: the checkpoint keeps the global
+position (step s: draw s*B), and the flow noise and times of step s come from a generator seeded by
+(seed, s). Rank 0 writes checkpoints, metrics.csv and TensorBoard; every rank gets rank 0's resume
+decision and weights.
 
 Before the first step every shard of the mixture is checked against its manifest's size (resolving the
-mixture does), and every sample read is checked against its index's crc32 (`read_draw`); a sample that cannot be read ends the
-run with an OSError naming its shard, byte range and key (never a skipped sample), after the Store's
+mixture does); a layout at a URL is read through the shard cache (whole shards, sha256-verified), a
+local one in place; every sample read is checked against its index's crc32. A sample that cannot be read
+ends the run with an OSError naming its shard and key (never a skipped sample), after the Store's
 retries of transient errors. Re-running the same command then resumes from the last checkpoint."""
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from vlamix.mixtures.resolve import Resolved, resolve, split_view
+from vlamix.mixtures.sampler import SHARD_BLOCK
 from vlamix.shards.assets import tokenizer_dir
 from vlamix.shards.store import Store
 from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
@@ -40,16 +49,18 @@ from vlamix.trainer.checkpoint import (
     save_checkpoint,
 )
 from vlamix.trainer.configs import PRESETS, RunConfig, load_config
-from vlamix.trainer.data import Batch
+from vlamix.trainer.distributed import World, world_from_env
+from vlamix.trainer.input_costs import input_columns
 from vlamix.trainer.loader import BatchStream, batches
-from vlamix.trainer.metrics import MetricsLog, by_source, summary, token_ce
-from vlamix.trainer.model import VLA, flow_errors, sample_time
+from vlamix.trainer.metrics import MetricsLog, summary
+from vlamix.trainer.model import VLA
+from vlamix.trainer.objective import ALPHA, batch_counts, evaluate, losses, merged_losses, row_sums
+from vlamix.trainer.sample_source import SampleSource, cache_for
 from vlamix.trainer.seeds import seeded
 
-__all__ = ["ALPHA", "TrainOptions", "is_expert_param", "train"]
+__all__ = ["ALPHA", "TrainOptions", "is_expert_param", "losses", "train"]
 
-ALPHA = 10.0  # weight of the flow loss in stage 2 (pi0.5)
-CHECKED = ("batch_size", "seed", "lr", "warmup", "augment", "precision")  # a resume must keep these
+CHECKED = ("batch_size", "seed", "lr", "warmup", "augment", "precision", "shuffle_block")  # a resume keeps these
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,10 @@ class TrainOptions:
     tensorboard: bool = False
     device: str | None = None  # cuda, cuda:1, cpu, ...; default cuda when there is one
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward and losses (weights stay fp32)
+    cache: Path | None = None  # shard cache folder for layouts at URLs; default ~/.cache/vlamix/shards
+    cache_limit: int | None = None  # bytes; least recently used shards go beyond it (None: no limit)
+    shuffle_block: int = SHARD_BLOCK  # shards whose rows the sampler shuffles together (0: all)
+    log_samples: bool = False  # write each step's global sample keys to samples.jsonl
 
     def check(self) -> None:
         if self.stage not in ("pretrain", "posttrain"):
@@ -81,20 +96,14 @@ class TrainOptions:
         for name in ("steps", "batch_size", "checkpoint_every", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.workers < 0 or self.eval_batches < 0 or self.warmup < 0:
-            raise ValueError("workers, eval_batches and warmup cannot be negative")
+        if self.workers < 0 or self.eval_batches < 0 or self.warmup < 0 or self.shuffle_block < 0:
+            raise ValueError("workers, eval_batches, warmup and shuffle_block cannot be negative")
+        if self.cache_limit is not None and self.cache_limit < 1:
+            raise ValueError(f"cache_limit must be a positive number of bytes, got {self.cache_limit}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision {self.precision!r}: fp32 or bf16")
-
-    def torch_device(self) -> torch.device:
-        if self.device is None:
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {self.device}: torch sees no CUDA device here (use cpu)")
-        return device
 
 
 def is_expert_param(name: str) -> bool:
@@ -125,78 +134,30 @@ def _assets(res: Resolved) -> tuple[int, str, dict[str, str]]:
     return max(r[1] for r in tok.ranges.values() if r), manifest["tokenizer_set"]["sha256"], stats
 
 
-def losses(model: VLA, batch: Batch, expert: bool, g: torch.Generator) -> dict:
-    """CE over target tokens (and, with the expert, flow matching on the robot rows) with per-row sums."""
-    noisy = t = noise = None
-    if expert:
-        dev = batch.actions.device  # drawn on the CPU: the same numbers on any device
-        t = sample_time(len(batch.keys), g).to(dev)
-        noise = torch.randn(batch.actions.shape, generator=g).to(dev)
-        noisy = t[:, None, None] * noise + (1 - t[:, None, None]) * batch.actions
-    logits, velocity = model(
-        batch.images,
-        batch.image_mask,
-        batch.prompt_ids,
-        batch.prompt_valid,
-        batch.target_ids,
-        noisy,
-        t,
-        batch.expert_context,
-    )
-    ce_sum, ce_n = token_ce(logits, batch.labels)
-    out = {"ce": ce_sum.sum() / ce_n.sum().clamp(min=1), "ce_rows": (ce_sum.detach(), ce_n)}
-    out["flow"], out["flow_rows"] = None, None
-    if expert:
-        rows = batch.has_actions
-        fl_sum, fl_n = flow_errors(
-            velocity, noise - batch.actions, batch.action_is_pad, batch.action_dim_mask
-        )
-        fl_sum, fl_n = fl_sum * rows, fl_n * rows
-        out["flow"] = fl_sum.sum() / fl_n.sum().clamp(min=1)
-        out["flow_rows"] = (fl_sum.detach(), fl_n)
-    out["loss"] = out["ce"] + ALPHA * out["flow"] if expert else out["ce"]
-    return out
+@dataclass
+class _Start:
+    """Where a run starts, as rank 0 finds it (every other rank receives it: no shared disk needed)."""
+
+    resume: Path | None = None  # the checkpoint folder resumed
+    saved: dict | None = None  # its state.json
+    init: dict | None = None  # the --init checkpoint's state.json (stage 2 from stage 1)
+    weights: dict | None = None
+    optimizer: dict | None = None
 
 
-@torch.no_grad()
-def evaluate(
-    model: VLA,
-    val: Resolved,
-    opts: TrainOptions,
-    run: RunConfig,
-    expert: bool,
-) -> dict:
-    """Held-out loss over the first `eval_batches` batches of the val rows: the same draws, noise and
-    times at every evaluation, no augmentation."""
-    model.eval()
-    stream = BatchStream(val, opts.seed, opts.batch_size, 0, run.max_prompt, run.max_targets)
-    names, ce_rows, fl_rows = [], [], []
-    device = next(model.parameters()).device
-    for j, (_, batch) in zip(range(opts.eval_batches), stream, strict=False):
-        with _autocast(opts, device):
-            out = losses(model, batch.to(device), expert, seeded(opts.seed, "eval", j))
-        names += batch.datasets
-        ce_rows.append(out["ce_rows"])
-        fl_rows.append(out["flow_rows"])
-    model.train()
-    cat = lambda rows, i: torch.cat([r[i] for r in rows]).double()  # noqa: E731
-    mean = lambda rows: (cat(rows, 0).sum() / cat(rows, 1).sum().clamp(min=1)).item()  # noqa: E731
-    ce, flow = mean(ce_rows), mean(fl_rows) if expert else None
-    return {
-        "val_ce": round(ce, 5),
-        "val_flow": None if flow is None else round(flow, 5),
-        "val_loss": round(ce + ALPHA * flow if expert else ce, 5),
-        "ce_by_dataset": by_source(names, cat(ce_rows, 0), cat(ce_rows, 1)),
-        "flow_by_dataset": by_source(names, cat(fl_rows, 0), cat(fl_rows, 1)) if expert else {},
-    }
-
-
-def _build(opts: TrainOptions, vocab: int, tok_hash: str, echo) -> tuple[VLA, RunConfig, Path | None, int]:
-    """The model (fresh, from --init, or from the newest checkpoint in --out), the checkpoint it resumes
-    (or None) and the step to start at."""
+def _start_point(opts: TrainOptions) -> _Start:
     resume = latest_checkpoint(opts.out)
-    saved = read_state(resume) if resume else None
-    init = read_state(opts.init) if opts.init is not None and saved is None else None
+    if resume is not None:
+        return _Start(resume, read_state(resume), None, load_weights(resume), load_optimizer(resume))
+    if opts.init is not None:
+        return _Start(init=read_state(opts.init), weights=load_weights(opts.init))
+    return _Start()
+
+
+def _build(opts: TrainOptions, vocab: int, tok_hash: str, start: _Start, echo) -> tuple[VLA, RunConfig, int]:
+    """The model (fresh, from --init, or from the newest checkpoint in --out), its config and the step
+    to start at."""
+    resume, saved, init = start.resume, start.saved, start.init
     if opts.config is not None:
         run = load_config(opts.config)
     elif saved or init:
@@ -222,55 +183,84 @@ def _build(opts: TrainOptions, vocab: int, tok_hash: str, echo) -> tuple[VLA, Ru
     if saved is not None:
         if saved["stage"] != opts.stage:
             raise ValueError(f"{resume}: a {saved['stage']} run; use another --out for {opts.stage}")
-        changed = [k for k in CHECKED if saved["options"].get(k) != _options(opts)[k]]
+        changed = [k for k in CHECKED if saved["options"].get(k, _OLD.get(k)) != _options(opts)[k]]
         if changed:
             raise ValueError(
                 f"{opts.out} holds a run with other {', '.join(changed)}: resume it with the "
                 "same flags, or train into a new --out"
             )
-        model.load_state_dict(load_weights(resume))
-        echo(f"resuming {opts.out} from step {saved['step']} ({resume})")
-        return model, run, resume, saved["step"]
+        assert start.weights is not None
+        model.load_state_dict(start.weights)
+        world = saved.get("data", {}).get("processes", 1)
+        echo(f"resuming {opts.out} from step {saved['step']} ({resume}, saved by {world} process(es))")
+        return model, run, saved["step"]
     if init is not None:
-        weights = {k: v for k, v in load_weights(opts.init).items() if not is_expert_param(k)}
+        assert start.weights is not None
+        weights = {k: v for k, v in start.weights.items() if not is_expert_param(k)}
         missing = model.load_state_dict(weights, strict=False).missing_keys
         if opts.stage == "posttrain" and not all(is_expert_param(k) for k in missing):
             raise ValueError(f"{opts.init}: backbone weights missing: {missing[:3]}")
         echo(f"{opts.stage}: backbone from {opts.init} (step {init['step']}), a fresh action expert")
-    return model, run, None, 0
+    return model, run, 0
+
+
+_OLD = {"shuffle_block": 0}  # what a checkpoint from before an option existed ran with
 
 
 def _options(opts: TrainOptions) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
 
 
+def _quiet(_: str) -> None:
+    pass
+
+
 def train(
     opts: TrainOptions,
     progress: Callable[[int, dict], None] | None = None,
     echo: Callable[[str], None] = print,
+    world: World | None = None,
 ) -> dict:
-    """Train; returns the last metrics row. `progress(step, row)` is called after every step, `echo`
-    gets the summary lines."""
+    """Train; returns the last metrics row (on every rank). `progress(step, row)` is called after every
+    step, `echo` gets the summary lines (rank 0 only). `world`: default torchrun's environment."""
     opts.check()
+    world = world_from_env() if world is None else world
+    device = world.device(opts.device)
+    world.start(device)
+    try:
+        return _train(opts, progress if world.main else None, echo if world.main else _quiet, world, device)
+    finally:
+        world.stop()
+
+
+def _train(opts: TrainOptions, progress, echo, world: World, device: torch.device) -> dict:
     res = resolve(opts.mixture)
     if res.problems:
         raise ValueError(f"{opts.mixture}: " + "; ".join(res.problems))
     train_rows, val_rows = split_view(res, held_out=False), split_view(res, held_out=True)
     if not train_rows.entries:
         raise ValueError(f"{opts.mixture}: every sample is in the val split; nothing to train on")
+    if opts.batch_size % world.size:
+        raise ValueError(
+            f"--batch-size {opts.batch_size} is the global batch: it must divide evenly over the "
+            f"{world.size} processes"
+        )
     if not val_rows.entries:
         echo("no held-out rows (split 'val') in the mixture's datasets: no held-out loss this run")
     for warning in res.warnings:  # e.g. an older layout whose index has no crc32 per sample
         echo(f"warning: {warning}")
-    vocab, tok_hash, stats = _assets(res)
-    model, run, resume, step = _build(opts, vocab, tok_hash, echo)
-    device = opts.torch_device()
+    vocab, tok_hash, stats = world.shared(lambda: _assets(res))  # one fetch of the tokenizer set
+    model, run, step = _build(opts, vocab, tok_hash, start := world.shared(lambda: _start_point(opts)), echo)
     model.to(device)
+    net = model
+    if world.size > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     expert = opts.stage == "posttrain"
     peak = opts.lr if opts.lr is not None else run.lr
     optim = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=0.01)
-    if resume is not None:
-        optim.load_state_dict(load_optimizer(resume))
+    if start.optimizer is not None:
+        optim.load_state_dict(start.optimizer)
+    del start
     datasets = sorted({e.dataset for e in train_rows.entries})
     state = {
         "stage": opts.stage,
@@ -283,17 +273,24 @@ def train(
         "init": None if opts.init is None else str(opts.init),
         "options": _options(opts),
     }
-    opts.out.mkdir(parents=True, exist_ok=True)
-    for p in remove_partial(opts.out):
-        echo(f"removed {p}, a checkpoint a stopped run had not finished")
-    log = MetricsLog(opts.out, datasets, expert, step, opts.tensorboard)
+    log = None
+    if world.main:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        for p in remove_partial(opts.out):
+            echo(f"removed {p}, a checkpoint a stopped run had not finished")
+        log = MetricsLog(opts.out, datasets, expert, step, opts.tensorboard, world.size, opts.log_samples)
     kinds = {e.dataset: e.kind for e in res.entries}
+    source = SampleSource(res.manifests, cache_for(res.manifests, opts.cache, opts.cache_limit))
+    common = {"source": source, "rank": world.rank, "world": world.size, "shard_block": opts.shuffle_block}
     augment = AugmentImages(opts.seed) if opts.augment else None
     stream = BatchStream(
-        train_rows, opts.seed, opts.batch_size, step, run.max_prompt, run.max_targets, augment
+        train_rows, opts.seed, opts.batch_size, step, run.max_prompt, run.max_targets, augment, **common
     )
-    it = batches(stream, opts.workers)
     last = min(opts.steps, opts.stop_at) if opts.stop_at is not None else opts.steps
+    stream.end = last
+    rows = stream.rows[0], opts.batch_size
+    it = batches(stream, opts.workers)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.precision == "bf16")
     row: dict = {}
     model.train()
     try:
@@ -305,42 +302,65 @@ def train(
                 raise RuntimeError(f"the loader sent batch {k} for step {step}")
             for group in optim.param_groups:
                 group["lr"] = _lr(opts, peak, step)
-            with _autocast(opts, device):
-                out = losses(model, batch.to(device), expert, seeded(opts.seed, "flow", step))
+            n_ce, n_fl = world.sum(batch_counts(batch, expert), device)
+            with autocast:
+                out = losses(net, batch.to(device), expert, seeded(opts.seed, "flow", step), rows, (n_ce, n_fl, world.size))
             optim.zero_grad(set_to_none=True)
             out["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()
             step += 1
             t2 = time.perf_counter()
+            mine = row_sums(out, batch.datasets) | {
+                "keys": batch.keys if opts.log_samples else [],
+                "truncated": batch.truncated,
+                "wait": t1 - t0,
+                "time": t2 - t0,
+                "input": _add(batch.input, source.take_counters()),  # eval's fetches land here
+            }
+            parts = world.gather(mine)
+            merged = merged_losses(parts, expert)
             row = {
                 "step": step,
-                "loss": round(out["loss"].item(), 5),
-                "ce": round(out["ce"].item(), 5),
-                "flow": None if out["flow"] is None else round(out["flow"].item(), 5),
+                "loss": round(merged["loss"], 5),
+                "ce": round(merged["ce"], 5),
+                "flow": None if merged["flow"] is None else round(merged["flow"], 5),
                 "lr": float(f"{optim.param_groups[0]['lr']:.6g}"),
                 "grad_norm": round(grad_norm.item(), 5),
                 "samples_per_s": round(opts.batch_size / (t2 - t0), 2),
-                "data_wait": round((t1 - t0) / (t2 - t0), 3),
-                "truncated": batch.truncated,
+                "truncated": sum(p["truncated"] for p in parts),
             }
-            row |= {f"ce/{d}": round(v, 5) for d, v in by_source(batch.datasets, *out["ce_rows"]).items()}
-            if expert:
-                row |= {
-                    f"flow/{d}": round(v, 5) for d, v in by_source(batch.datasets, *out["flow_rows"]).items()
-                }
+            row |= input_columns(parts, source.cache is not None)
+            row |= {f"ce/{d}": round(v, 5) for d, v in merged["ce_by"].items()}
+            row |= {f"flow/{d}": round(v, 5) for d, v in merged["flow_by"].items()}
             if val_rows.entries and opts.eval_batches and (step % opts.eval_every == 0 or step == opts.steps):
-                ev = evaluate(model, val_rows, opts, run, expert)
+                val = BatchStream(
+                    val_rows, opts.seed, opts.batch_size, 0, run.max_prompt, run.max_targets, **common
+                )
+                val.end = opts.eval_batches
+                ev = evaluate(model, val, opts.eval_batches, opts.seed, expert, world.gather, autocast)
                 row |= {k: ev[k] for k in ("val_loss", "val_ce", "val_flow")}
-                log.write_eval(step, ev["ce_by_dataset"], ev["flow_by_dataset"])
-            log.write(row)
+                if log is not None:
+                    log.write_eval(step, ev["ce_by_dataset"], ev["flow_by_dataset"])
+            if log is not None:
+                log.write(row)
+                if opts.log_samples:
+                    log.write_samples(step, [key for p in parts for key in p["keys"]])
             if progress:
                 progress(step, row)
             if step % opts.log_every == 0 or step == last:
                 echo(summary(row, kinds))
-            if step % opts.checkpoint_every == 0 or step == last:
-                save_checkpoint(opts.out, step, model, optim, state)
+            if world.main and (step % opts.checkpoint_every == 0 or step == last):
+                data = {"seed": opts.seed, "batch_size": opts.batch_size, "next_batch": step}
+                data |= {"next_draw": step * opts.batch_size, "processes": world.size}
+                save_checkpoint(opts.out, step, model, optim, state | {"data": data})
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         del it  # stops the dataloader's workers
+        source.close()
     return row
+
+
+def _add(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}

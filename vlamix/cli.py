@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vlamix.cli_common import DEBUG_ENV, debugging, fail, one_line
+from vlamix.cli_common import DEBUG_ENV, debugging, fail, one_line, parse_size
 from vlamix.cli_training import mixture_app, predict, train
 
 app = typer.Typer(
@@ -56,19 +56,6 @@ def _logging(verbose: bool) -> None:
 
 
 _fail = fail
-
-
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-
-
-def _parse_size(text: str, flag: str) -> int:
-    """'256MB' / '1GiB' / '50000' -> bytes."""
-    import re
-
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        _fail(f"{flag} {text!r}: give a size like 256MB, 1GiB or 500000 (bytes)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -189,7 +176,7 @@ def ingest(
         workers=workers,
         seed=seed,
         samples_per_shard=shard_samples,
-        shard_bytes=_parse_size(shard_bytes, "--shard-bytes") if shard_bytes is not None else None,
+        shard_bytes=parse_size(shard_bytes, "--shard-bytes") if shard_bytes is not None else None,
         fresh=fresh,
         stats_max_frames=stats_max_frames,
         fast_fit_chunks=fast_fit_chunks,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from typing import NoReturn
 
 import typer
 
-__all__ = ["DEBUG_ENV", "debugging", "fail", "one_line"]
+__all__ = ["DEBUG_ENV", "debugging", "fail", "one_line", "parse_size"]
 
 DEBUG_ENV = "VLAMIX_DEBUG"  # set by `vlamix --debug`; engine workers inherit it from the driver
 
@@ -34,3 +35,14 @@ def fail(message: str) -> NoReturn:
         traceback.print_exc()
     typer.secho(f"error: {one_line(message, 2000)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """'256MB' / '1GiB' / '50000' -> bytes."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        fail(f"{flag} {text!r}: give a size like 256MB, 1GiB or 500000 (bytes)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])

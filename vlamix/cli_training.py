@@ -9,6 +9,7 @@ from typing import Annotated, Literal, cast
 import typer
 
 from vlamix.cli_common import fail as _fail
+from vlamix.cli_common import parse_size
 
 __all__ = ["mixture_app", "predict", "train"]
 
@@ -147,11 +148,34 @@ def train(
     precision: Annotated[
         str, typer.Option(help="fp32, or bf16 (autocast; weights and optimizer stay fp32).")
     ] = "fp32",
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Shard cache for layouts at URLs: shards are fetched whole, sha256-verified, read locally. "
+            "Default $VLAMIX_CACHE/shards (~/.cache/vlamix/shards); one folder per layout inside."
+        ),
+    ] = None,
+    cache_limit: Annotated[
+        str | None,
+        typer.Option(help="Most bytes the shard cache keeps, e.g. 20GB; least recently used shards go first."),
+    ] = None,
+    shuffle_block: Annotated[
+        int,
+        typer.Option(
+            help="Shards whose rows the sampler shuffles together (0: all of a dataset's rows at once). "
+            "vlamix shards are random subsets of their dataset, so 1 loses nothing and needs the least cache."
+        ),
+    ] = 1,
+    log_samples: Annotated[
+        bool, typer.Option(help="Write each step's global sample keys to OUT/samples.jsonl.")
+    ] = False,
 ) -> None:
     """Train the bundled VLA on a mixture: stage 1 all-discrete, stage 2 with the flow-matching expert.
 
     Trains on the rows outside the `val` split, reports the held-out loss on the `val` rows, and resumes
-    from the newest checkpoint in --out, bit for bit."""
+    from the newest checkpoint in --out, bit for bit. Under torchrun (`torchrun --nproc_per_node=N -m
+    vlamix train ...`) every process trains its share of each global batch (--batch-size is global); a
+    run resumes at any number of processes."""
     from tqdm import tqdm
 
     from vlamix.config import ConfigError
@@ -179,7 +203,15 @@ def train(
         tensorboard=tensorboard,
         device=device,
         precision=cast(Literal["fp32", "bf16"], precision),  # TrainOptions checks the value
+        cache=cache,
+        cache_limit=None if cache_limit is None else parse_size(cache_limit, "--cache-limit"),
+        shuffle_block=shuffle_block,
+        log_samples=log_samples,
     )
+    import os
+
+    rank = os.environ.get("RANK", "0")
+    who = f"rank {rank}: " if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else ""
     bars: list = []  # the bar starts with the first step, so a config error stays one line
 
     def progress(step: int, row: dict) -> None:
@@ -195,12 +227,13 @@ def train(
     except (ConfigError, ValueError, OSError, KeyError) as e:
         for bar in bars:
             bar.close()
-        _fail(str(e).strip("'\""))
+        _fail(who + str(e).strip("'\""))
     for bar in bars:
         bar.close()
-    typer.echo(
-        f"{stage}: step {row.get('step', steps)}, loss {row.get('loss')}; checkpoints in {out}/checkpoints"
-    )
+    if not who or rank == "0":
+        typer.echo(
+            f"{stage}: step {row.get('step', steps)}, loss {row.get('loss')}; checkpoints in {out}/checkpoints"
+        )
 
 
 def _read_state_arg(text: str) -> list[float]:
