@@ -45,7 +45,7 @@ class Batch:
     kinds: list[str]
     keys: list[str]
     truncated: int
-    input: dict = field(default_factory=dict)  # what reading it cost: fetched bytes, cache hits (sample_source)
+    input: dict = field(default_factory=dict)  # what reading it cost (sample_source: fetched bytes, hits)
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch with its tensors on `device` (the lists stay)."""

@@ -24,7 +24,7 @@ import torch.distributed as dist
 __all__ = ["World", "world_from_env"]
 
 T = TypeVar("T")
-TIMEOUT = timedelta(minutes=30)  # a collective a dead peer never joins fails after this (torchrun stops all sooner)
+TIMEOUT = timedelta(minutes=30)  # a collective a dead peer never joins fails then (torchrun is sooner)
 
 
 def _env_int(name: str, default: int) -> int:

@@ -87,7 +87,9 @@ class BatchStream(IterableDataset):
         source = self.source
         assert source is not None
         sampler = MixtureSampler(self.res, seed=self.seed, shard_block=self.shard_block)
-        ahead = MixtureSampler(self.res, seed=self.seed, shard_block=self.shard_block) if source.remote else None
+        ahead = (
+            MixtureSampler(self.res, seed=self.seed, shard_block=self.shard_block) if source.remote else None
+        )
         asked = self.start + worker  # the next batch whose shards are asked for ahead
         end = self.end if self.end is not None else float("inf")
         try:

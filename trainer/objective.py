@@ -69,7 +69,9 @@ def losses(
     out["flow"], out["flow_rows"] = None, None
     if expert:
         has = batch.has_actions
-        fl_sum, fl_n = flow_errors(velocity, noise - batch.actions, batch.action_is_pad, batch.action_dim_mask)
+        fl_sum, fl_n = flow_errors(
+            velocity, noise - batch.actions, batch.action_is_pad, batch.action_dim_mask
+        )
         fl_sum, fl_n = fl_sum * has, fl_n * has
         out["flow"] = fl_sum.sum() / max(n_fl, 1.0)
         out["flow_rows"] = (fl_sum.detach(), fl_n)
@@ -104,7 +106,9 @@ def merged_losses(parts: list[dict], expert: bool) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: VLA, stream: BatchStream, batches: int, seed: int, expert: bool, gather, autocast) -> dict:
+def evaluate(
+    model: VLA, stream: BatchStream, batches: int, seed: int, expert: bool, gather, autocast
+) -> dict:
     """Held-out loss over the first `batches` global batches of the val rows (this process builds its
     rows of each; `gather` collects every process' sums): the same draws, noise and times at every
     evaluation, no augmentation."""

@@ -60,7 +60,8 @@ from vlamix.trainer.seeds import seeded
 
 __all__ = ["ALPHA", "TrainOptions", "is_expert_param", "losses", "train"]
 
-CHECKED = ("batch_size", "seed", "lr", "warmup", "augment", "precision", "shuffle_block")  # a resume keeps these
+# a resume keeps these
+CHECKED = ("batch_size", "seed", "lr", "warmup", "augment", "precision", "shuffle_block")
 
 
 @dataclass(frozen=True)
@@ -252,10 +253,13 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
     vocab, tok_hash, stats = world.shared(lambda: _assets(res))  # one fetch of the tokenizer set
     model, run, step = _build(opts, vocab, tok_hash, start := world.shared(lambda: _start_point(opts)), echo)
     model.to(device)
+    expert = opts.stage == "posttrain"
+    if not expert:  # stage 1 never uses the expert's weights: DDP must not wait for their gradients
+        for name, p in model.named_parameters():
+            p.requires_grad_(not is_expert_param(name))
     net = model
     if world.size > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    expert = opts.stage == "posttrain"
     peak = opts.lr if opts.lr is not None else run.lr
     optim = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=0.01)
     if start.optimizer is not None:
@@ -303,8 +307,9 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
             for group in optim.param_groups:
                 group["lr"] = _lr(opts, peak, step)
             n_ce, n_fl = world.sum(batch_counts(batch, expert), device)
+            g = seeded(opts.seed, "flow", step)
             with autocast:
-                out = losses(net, batch.to(device), expert, seeded(opts.seed, "flow", step), rows, (n_ce, n_fl, world.size))
+                out = losses(net, batch.to(device), expert, g, rows, (n_ce, n_fl, world.size))
             optim.zero_grad(set_to_none=True)
             out["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

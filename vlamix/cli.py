@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vlamix.cli_common import DEBUG_ENV, debugging, fail, one_line, parse_size
+from vlamix.cli_common import DEBUG_ENV, debugging, fail, one_line, parse_size, rank_tag
 from vlamix.cli_training import mixture_app, predict, train
 
 app = typer.Typer(
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
         if debugging():
             raise
         typer.secho(
-            f"error: {type(e).__name__}: {one_line(str(e))} (re-run with --debug for the traceback)",
+            f"error: {rank_tag()}{type(e).__name__}: {one_line(str(e))} (re-run with --debug for the traceback)",
             fg=typer.colors.RED,
             err=True,
         )

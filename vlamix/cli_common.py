@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import typer
 
-__all__ = ["DEBUG_ENV", "debugging", "fail", "one_line", "parse_size"]
+__all__ = ["DEBUG_ENV", "debugging", "fail", "one_line", "parse_size", "rank_tag"]
 
 DEBUG_ENV = "VLAMIX_DEBUG"  # set by `vlamix --debug`; engine workers inherit it from the driver
 
@@ -28,12 +28,19 @@ def one_line(message: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def rank_tag() -> str:
+    """`rank N: ` in a process of a torchrun world of several, else nothing: whose line an error is."""
+    if os.environ.get("WORLD_SIZE", "1") in ("", "0", "1"):
+        return ""
+    return f"rank {os.environ.get('RANK', '?')}: "
+
+
 def fail(message: str) -> NoReturn:
     """Print `error: message` in red on stderr and exit with code 2 (a usage or input error). Under
     --debug the traceback of the exception being handled, if any, comes first."""
     if debugging() and sys.exc_info()[0] is not None:
         traceback.print_exc()
-    typer.secho(f"error: {one_line(message, 2000)}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {rank_tag()}{one_line(message, 2000)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
 

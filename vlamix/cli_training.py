@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
@@ -157,7 +158,9 @@ def train(
     ] = None,
     cache_limit: Annotated[
         str | None,
-        typer.Option(help="Most bytes the shard cache keeps, e.g. 20GB; least recently used shards go first."),
+        typer.Option(
+            help="Most bytes the shard cache keeps, e.g. 20GB; least recently used shards go first."
+        ),
     ] = None,
     shuffle_block: Annotated[
         int,
@@ -208,10 +211,7 @@ def train(
         shuffle_block=shuffle_block,
         log_samples=log_samples,
     )
-    import os
-
-    rank = os.environ.get("RANK", "0")
-    who = f"rank {rank}: " if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else ""
+    main_rank = os.environ.get("RANK", "0") == "0"  # the others print nothing but their errors
     bars: list = []  # the bar starts with the first step, so a config error stays one line
 
     def progress(step: int, row: dict) -> None:
@@ -227,10 +227,10 @@ def train(
     except (ConfigError, ValueError, OSError, KeyError) as e:
         for bar in bars:
             bar.close()
-        _fail(who + str(e).strip("'\""))
+        _fail(str(e).strip("'\""))
     for bar in bars:
         bar.close()
-    if not who or rank == "0":
+    if main_rank:
         typer.echo(
             f"{stage}: step {row.get('step', steps)}, loss {row.get('loss')}; checkpoints in {out}/checkpoints"
         )

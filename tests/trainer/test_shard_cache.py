@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
@@ -132,8 +133,6 @@ def test_eviction_skips_shards_another_process_pins_and_goes_by_last_use(tmp_pat
         p = root / "L" / "shards" / f"{name}.tar"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(bytes(1000))
-        import os
-
         os.utime(p, (1000 + i, 1000 + i))  # a is the least recently used, c the most
     ctx = multiprocessing.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
@@ -147,8 +146,8 @@ def test_eviction_skips_shards_another_process_pins_and_goes_by_last_use(tmp_pat
     finally:
         release.set()
         other.join(30)
-    assert ShardCache(root, limit=1000).evict() == 1000  # unpinned now: a goes (oldest)
-    assert [p.name for p in _cached_tars(root)] == ["c.tar"]
+    assert ShardCache(root, limit=1000).evict() == 1000  # pinning a was a use: c is the older now
+    assert [p.name for p in _cached_tars(root)] == ["a.tar"]
 
 
 def test_a_layout_cache_is_named_by_its_manifest(tmp_path):
