@@ -17,7 +17,8 @@ what the trainer reads samples from when a layout lives at a URL.
   dies releases its own.
 - **Eviction.** After each fetch, while the cache holds more than `limit` bytes, the least recently used
   shard (file mtime, touched on every use) that nobody pins is removed. Pinned shards are never removed,
-  so a limit smaller than what the readers pin at once is exceeded for that moment (and said once).
+  so a limit smaller than what the readers pin at once is exceeded for that moment (and said once); the
+  reader whose eviction left it over the limit evicts again when it lets its own pins go.
 
 Counters (bytes fetched, samples whose shard was already here or not) are per process; the trainer
 hands them on with each batch."""
@@ -35,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlamix.shards.random_access import SampleReadError
 from vlamix.shards.store import Store
 from vlamix.sources.remote import retrying
 
@@ -45,7 +47,7 @@ STALE_TMP_S = 3600  # a temp file this old belongs to a fetch that died: removed
 CHUNK = 1 << 20
 
 
-class ShardCacheError(OSError):
+class ShardCacheError(SampleReadError):
     """A shard that cannot be fetched whole and verified: one line naming its URL and what to do."""
 
 
@@ -80,6 +82,7 @@ class ShardCache:
         self._lock = threading.Lock()  # the counters and the pins of this process' threads
         self._pins: dict[Path, tuple[int, int]] = {}  # shard file -> (lock fd, pins)
         self._warned = False
+        self.over_limit = False  # this process' last eviction had to leave pinned shards over the limit
 
     def __getstate__(self) -> dict:  # handed to dataloader workers: no fds, no locks
         return {"root": self.root, "limit": self.limit}
@@ -204,7 +207,8 @@ class ShardCache:
                     os.close(fd)
                 total -= size
                 removed += size
-            if total > self.limit and not self._warned:
+            self.over_limit = total > self.limit
+            if self.over_limit and not self._warned:
                 self._warned = True
                 log.warning(
                     "shard cache %s holds %d bytes, over its limit of %d: the shards being read now are "
@@ -270,6 +274,12 @@ class CachedLayout:
         finally:
             tmp.unlink(missing_ok=True)
         return n
+
+    def worth_prefetching(self, rel: str) -> bool:
+        """A cache that cannot hold two copies of this shard would evict a prefetched one before its
+        batch came: such a cache only fetches what a batch needs now."""
+        limit = self.cache.limit
+        return limit is None or rel not in self.shards or limit >= 2 * self.shards[rel]["bytes"]
 
     def ensure(self, rel: str, pin: bool = False) -> bool:
         """Make shard `rel` local (fetching it if no one has); with `pin`, hold it until `unpin`. Returns

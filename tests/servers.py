@@ -28,28 +28,31 @@ DROP = "drop"  # a Faults status: close the connection without answering
 class Faults:
     """Failures armed per URL path (`/out/shards/a/a-000000.tar`): `fail_next(path, k, status)` makes
     the next k requests for it (GET or HEAD; with `ranged=True` only GETs with a Range header, the
-    reads of single samples) answer `status`, or drop the connection for DROP. `requests[path]` counts
-    every request the server got for a path, failed ones included."""
+    reads of single samples; with `gets=True` only GETs, ranged or whole: the trainer's shard fetches)
+    answer `status`, or drop the connection for DROP. `requests[path]` counts every request the server
+    got for a path, failed ones included."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._armed: dict[str, list] = {}
         self.requests: Counter[str] = Counter()
 
-    def fail_next(self, path: str, count: int, status: int | str = 500, ranged: bool = False) -> None:
+    def fail_next(
+        self, path: str, count: int, status: int | str = 500, ranged: bool = False, gets: bool = False
+    ) -> None:
         with self._lock:
-            self._armed[path] = [count, status, ranged]
+            self._armed[path] = [count, status, ranged, gets]
 
     def pending(self, path: str) -> int:
         with self._lock:
             return self._armed.get(path, [0])[0]
 
-    def take(self, path: str, ranged: bool) -> int | str | None:
+    def take(self, path: str, ranged: bool, get: bool = True) -> int | str | None:
         """The failure to answer this request with, or None to serve it."""
         with self._lock:
             self.requests[path] += 1
             armed = self._armed.get(path)
-            if not armed or armed[0] <= 0 or (armed[2] and not ranged):
+            if not armed or armed[0] <= 0 or (armed[2] and not ranged) or (armed[3] and not get):
                 return None
             armed[0] -= 1
             return armed[1]
@@ -65,7 +68,8 @@ class RangeHandler(SimpleHTTPRequestHandler):
     def _fault(self) -> bool:
         """Answer with the armed failure, if any; True when the request is answered so."""
         ranged = self.command == "GET" and "Range" in self.headers
-        failure = None if self.faults is None else self.faults.take(self.path.split("?", 1)[0], ranged)
+        path = self.path.split("?", 1)[0]
+        failure = None if self.faults is None else self.faults.take(path, ranged, self.command == "GET")
         if failure is None:
             return False
         if failure == DROP:

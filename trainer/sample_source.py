@@ -20,7 +20,7 @@ from pathlib import Path
 from vlamix.mixtures.sampler import Draw
 from vlamix.shards.assets import cache_dir
 from vlamix.shards.random_access import SampleReadError, read_sample
-from vlamix.shards.shard_cache import CachedLayout, ShardCache
+from vlamix.shards.shard_cache import CachedLayout, ShardCache, ShardCacheError
 from vlamix.shards.store import store_for
 
 __all__ = ["PREFETCH_THREADS", "SampleSource", "cache_for", "default_cache_root", "layout_cache_folder"]
@@ -80,7 +80,11 @@ class SampleSource:
         pinned: list[tuple[str, str]] = []
         try:
             for (layout, shard), n in by_shard.items():
-                here = self._layouts[layout].ensure(shard, pin=True)
+                try:
+                    here = self._layouts[layout].ensure(shard, pin=True)
+                except ShardCacheError as e:
+                    key = next(d.key for d in draws if (d.layout, d.shard) == (layout, shard))
+                    raise ShardCacheError(f"{e} (needed by sample {key})") from e
                 pinned.append((layout, shard))
                 assert self.cache is not None
                 self.cache.count(**({"hits": n} if here else {"misses": n}))
@@ -88,6 +92,8 @@ class SampleSource:
         finally:
             for layout, shard in pinned:
                 self._layouts[layout].unpin(shard)
+            if self.cache is not None and self.cache.over_limit:
+                self.cache.evict()
 
     def _read_one(self, d: Draw) -> dict[str, bytes]:
         cached = self._layouts.get(d.layout)
@@ -110,8 +116,9 @@ class SampleSource:
         self._pending = {k: f for k, f in self._pending.items() if not f.done()}
         for d in draws:
             key = (d.layout, d.shard)
-            if d.layout in self._layouts and key not in self._pending:
-                self._pending[key] = self._pool.submit(self._layouts[d.layout].ensure, d.shard)
+            cached = self._layouts.get(d.layout)
+            if cached is not None and key not in self._pending and cached.worth_prefetching(d.shard):
+                self._pending[key] = self._pool.submit(cached.ensure, d.shard)
 
     def take_counters(self) -> dict:
         """This process' fetched bytes and cache hits since the last call (zeros without a cache)."""

@@ -35,7 +35,7 @@ from vlamix.trainer.train import TrainOptions, train
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2)
-TIMING = ("samples_per_s", "data_wait")  # wall-clock columns of metrics.csv: never equal across runs
+TIMING = ("samples_per_s", "data_wait")  # wall-clock columns (and data_wait/rankN): never equal across runs
 
 
 def _sha(path: Path) -> str:
@@ -207,7 +207,7 @@ def _run_files(run: Path) -> dict[str, str]:
     """Every file of a run folder with its sha256; metrics.csv without its wall-clock columns."""
     files = _tree(run)
     with (run / "metrics.csv").open(newline="") as f:
-        rows = [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+        rows = [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in csv.DictReader(f)]
     files["metrics.csv"] = json.dumps(rows)
     return files
 
@@ -320,13 +320,16 @@ def served(bundled, tmp_path, monkeypatch):
 
 
 def _opts(served: dict, out: Path, **kw) -> TrainOptions:
+    """A run from the served layout through a shard cache of its own that holds no shard beyond the
+    batch being read: every batch fetches its shards again, so the server sees every batch."""
     base = {"steps": 4, "batch_size": 2, "workers": 0, "eval_batches": 0, "checkpoint_every": 100}
+    base |= {"cache": out.with_name(out.name + "-cache"), "cache_limit": 1}
     return TrainOptions("pretrain", served["mixture"], out, **{**base, **kw})
 
 
 def _rows(out: Path) -> list[dict]:
     with (out / "metrics.csv").open(newline="") as f:
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in csv.DictReader(f)]
 
 
 def _at_step(n: int, action):
@@ -338,21 +341,18 @@ def _at_step(n: int, action):
 
 
 def test_transient_server_errors_are_retried_and_change_nothing(served, tmp_path):
-    """500s and dropped connections on the two shards' range reads, armed after step 1: the reads
-    are retried (the server saw them), and the run equals one that met no error, bit for bit."""
+    """500s and dropped connections on the two shards' fetches: the fetches are retried (the server
+    saw them), and the run equals one that met no error, bit for bit."""
     faults, path = served["faults"], served["path"]
     train(_opts(served, tmp_path / "clean"), echo=lambda _: None)
 
     web = f"/out/{_web_shard(served)}"
-
-    def arm() -> None:
-        faults.fail_next(path, 2, 500)
-        faults.fail_next(web, 1, DROP)
-
+    faults.fail_next(path, 2, 500, gets=True)
+    faults.fail_next(web, 1, DROP, gets=True)
     before = faults.requests[path]
-    train(_opts(served, tmp_path / "faulty"), progress=_at_step(1, arm), echo=lambda _: None)
+    train(_opts(served, tmp_path / "faulty"), echo=lambda _: None)
     assert faults.pending(path) == faults.pending(web) == 0  # every armed failure was met ...
-    assert faults.requests[path] - before >= 3  # ... and the read tried again
+    assert faults.requests[path] - before >= 3  # ... and the fetch tried again
     assert _rows(tmp_path / "faulty") == _rows(tmp_path / "clean")
     a, b = (p / "checkpoints" / "step_000004" / "model.pt" for p in (tmp_path / "clean", tmp_path / "faulty"))
     assert a.read_bytes() == b.read_bytes()
@@ -365,15 +365,15 @@ def _web_shard(served: dict) -> str:
 
 def _fails_after(served: dict, out: Path, damage, workers: int = 0) -> str:
     """Train, apply `damage` after step 2, and return the error the run ended with (checked to be one
-    line naming the shard's URL, a byte range and a sample of DAMAGED); the metrics hold only the
+    line naming the shard's URL and a sample of DAMAGED that needed it); the metrics hold only the
     steps before it, each once: no batch was built without the sample."""
     with pytest.raises(SampleReadError) as err:
         train(
             _opts(served, out, steps=30, workers=workers), progress=_at_step(2, damage), echo=lambda _: None
         )
     message = str(err.value)
-    assert "\n" not in message and message.startswith(f"{served['url']}{served['path']} bytes "), message
-    assert f"(sample {DAMAGED}/" in message, message
+    assert "\n" not in message and message.startswith(f"{served['url']}{served['path']}: "), message
+    assert f"sample {DAMAGED}/" in message, message
     steps = [int(r["step"]) for r in _rows(out)]
     assert steps == list(range(1, len(steps) + 1)) and 2 <= len(steps) < 30
     return message
@@ -382,7 +382,7 @@ def _fails_after(served: dict, out: Path, damage, workers: int = 0) -> str:
 def test_server_errors_past_the_retries_end_the_run_with_one_line(served, tmp_path):
     """With two dataloader workers: the error comes back from the worker as the same one line."""
     message = _fails_after(
-        served, tmp_path / "run", lambda: served["faults"].fail_next(served["path"], 99, 503), 2
+        served, tmp_path / "run", lambda: served["faults"].fail_next(served["path"], 99, 503, gets=True), 2
     )
     assert "HTTP 503" in message and "after 4 attempts" in message
 
@@ -400,14 +400,15 @@ def test_a_shard_truncated_mid_training_is_an_error_and_a_start_check(served, tm
             f.truncate(4096)
 
     message = _fails_after(served, tmp_path / "run", truncate)
-    assert "shorter than its index says" in message or "the index says" in message, message
+    assert "fetched 4096 bytes" in message and "the manifest says" in message, message
     with pytest.raises(ValueError, match="is 4096 bytes, its manifest says"):
         train(_opts(served, tmp_path / "run"), echo=lambda _: None)  # the resume stops before its first step
 
 
-def test_bytes_overwritten_mid_training_fail_the_crc32_of_the_index(served, tmp_path):
+def test_bytes_overwritten_mid_training_fail_the_sha256_or_the_crc32(served, tmp_path):
     """Same size, other bytes inside every sample's first member's data (a tar header checksum does
-    not cover them): only the index's crc32 can tell."""
+    not cover them): fetched over HTTP, the manifest's sha256 of the shard tells; read in place from
+    the folder, the index's crc32 of the sample does."""
     rows = pq.read_table(served["shard"].parents[2] / "index" / f"{DAMAGED}.parquet").to_pylist()
 
     def overwrite() -> None:
@@ -419,6 +420,19 @@ def test_bytes_overwritten_mid_training_fail_the_crc32_of_the_index(served, tmp_
                 f.write(bytes([byte[0] ^ 0xFF]))
 
     message = _fails_after(served, tmp_path / "run", overwrite)
+    assert "sha256" in message and "changed on the server" in message, message
+    overwrite()  # back to the published bytes
+    (tmp_path / "local").mkdir()
+    local = _mixture(tmp_path / "local", str(served["shard"].parents[2] / "manifest.json"))
+    in_place = {"steps": 30, "batch_size": 2, "workers": 0, "eval_batches": 0}
+    with pytest.raises(SampleReadError) as err:
+        train(
+            TrainOptions("pretrain", local, tmp_path / "in_place", **in_place),
+            progress=_at_step(2, overwrite),
+            echo=lambda _: None,
+        )
+    message = str(err.value)
+    assert message.startswith(f"{served['shard']} bytes ") and f"(sample {DAMAGED}/" in message, message
     assert "crc32" in message and "differs from the index's" in message
 
 
@@ -435,9 +449,9 @@ def test_a_layout_indexed_before_the_crc32_column_still_trains(served, tmp_path)
 
 
 def test_the_cli_exits_non_zero_with_one_line_when_a_worker_cannot_read(served, tmp_path):
-    """Every range read of the damaged shard answers 503 (its HEAD and the indexes still answer): the
+    """Every fetch of the damaged shard answers 503 (its HEAD and the indexes still answer): the
     command, with two dataloader workers, retries, then exits 2 with the one line, no traceback."""
-    served["faults"].fail_next(served["path"], 10_000, 503, ranged=True)
+    served["faults"].fail_next(served["path"], 10_000, 503, gets=True)
     done = subprocess.run(
         [sys.executable, "-m", "vlamix.cli", *_train_args(served["mixture"])],
         capture_output=True,
@@ -447,7 +461,7 @@ def test_the_cli_exits_non_zero_with_one_line_when_a_worker_cannot_read(served, 
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and f"{served['url']}{served['path']} bytes " in error[0], done.stderr[-2000:]
-    assert f"(sample {DAMAGED}/" in error[0] and "HTTP 503" in error[0] and "after 4 attempts" in error[0]
+    assert len(error) == 1 and f"{served['url']}{served['path']}: " in error[0], done.stderr[-2000:]
+    assert f"sample {DAMAGED}/" in error[0] and "HTTP 503" in error[0] and "after 4 attempts" in error[0]
     steps = _metric_steps(tmp_path / "run")
     assert steps == list(range(1, len(steps) + 1)) and len(steps) < STEPS  # no step without its samples
