@@ -12,12 +12,20 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import bench_fast, bench_ingest, bench_loader, bench_scaling, bench_stats, bench_trainer
+from benchmarks import (
+    bench_fast,
+    bench_ingest,
+    bench_loader,
+    bench_remote,
+    bench_scaling,
+    bench_stats,
+    bench_trainer,
+)
 from benchmarks.common import Result
 from benchmarks.profile import write_profile
 from benchmarks.report import write_results
 
-ALL = ("ingest", "fast", "loader", "trainer", "stats", "scaling")
+ALL = ("ingest", "fast", "loader", "trainer", "remote", "stats", "scaling")
 
 
 def marginal_result(ingest: list[Result], wall: Result) -> Result:
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     results += step("fast", lambda: bench_fast.run(mm)) or []
     results += step("loader", lambda: bench_loader.run(mm, work)) or []
     results += step("trainer", lambda: bench_trainer.run(mm, work)) or []
+    results += step("remote", lambda: bench_remote.run(work)) or []
     results += step("stats", bench_stats.run) or []
     scaled = step("scaling", lambda: bench_scaling.run(work))
     if scaled:
