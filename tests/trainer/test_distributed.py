@@ -17,6 +17,7 @@ from conftest import REPO
 
 from vlamix.trainer.train import TrainOptions, train
 
+pytestmark = pytest.mark.slow
 STEPS = 20
 COMMON = [
     "--stage", "pretrain", "--steps", str(STEPS), "--batch-size", "8", "--workers", "0",

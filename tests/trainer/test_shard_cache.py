@@ -59,6 +59,7 @@ def local_keys(bundled, tmp_path_factory) -> list[list[str]]:
     return keys
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["python -m http.server", "range server"])
 def test_trains_through_the_cache_and_a_second_run_reads_no_shard(server, bundled, local_keys, tmp_path):
     faults = Faults()
@@ -88,6 +89,7 @@ def test_trains_through_the_cache_and_a_second_run_reads_no_shard(server, bundle
             assert all(faults.requests[p] - before.get(p, 0) == 1 for p in shard_paths)
 
 
+@pytest.mark.slow
 def test_a_shard_changed_on_the_server_fails_its_sha256_with_one_line(bundled, tmp_path):
     layout = tmp_path / "served" / "out"
     shutil.copytree(bundled, layout, ignore=shutil.ignore_patterns("work"))
@@ -107,6 +109,7 @@ def test_a_shard_changed_on_the_server_fails_its_sha256_with_one_line(bundled, t
     assert not _cached_tars(tmp_path / "cache")  # nothing unverified is kept
 
 
+@pytest.mark.slow
 def test_a_cache_smaller_than_the_layout_evicts_and_keeps_the_samples(bundled, local_keys, tmp_path):
     shards = _shards(bundled)
     limit = sum(s["bytes"] for s in shards.values()) // 3
