@@ -60,8 +60,11 @@ class SampleSource:
         """This process' handles (built again after a fork)."""
         if self._pid == os.getpid():
             return
+        first = self._pid == -1
         self._pid = os.getpid()
         self._layouts: dict[str, CachedLayout] = {}
+        if self.cache is not None and not first:  # a forked child: its own locks, pins and counters
+            self.cache = ShardCache(self.cache.root, self.cache.limit)
         if self.cache is not None:
             for url, manifest in self.manifests.items():
                 store = store_for(url)

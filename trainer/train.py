@@ -323,7 +323,9 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
                 "time": t2 - t0,
                 "input": _add(batch.input, source.take_counters()),  # eval's fetches land here
             }
-            parts = world.gather(mine)
+            parts = world.gather(mine | {"step": k})
+            if len({p["step"] for p in parts}) != 1:
+                raise RuntimeError(f"the processes are at different steps: {[p['step'] for p in parts]}")
             merged = merged_losses(parts, expert)
             row = {
                 "step": step,

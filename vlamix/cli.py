@@ -424,6 +424,14 @@ def schemas_show(record: Annotated[str, typer.Argument(help="frame, item or samp
     typer.echo(f"{r.name} v{r.version}\n{r.arrow.remove_metadata()}")
 
 
+def _peer_left(e: BaseException) -> bool:
+    """A collective that failed because another process of the torchrun world stopped."""
+    text = str(e)
+    return type(e).__name__ in ("DistBackendError", "DistNetworkError") or (
+        isinstance(e, RuntimeError) and ("gloo" in text or "NCCL" in text or "closed by peer" in text)
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `vlamix` entry point: `--debug` anywhere on the line turns tracebacks on (it is taken out
     before the verbs parse, so `ingest` never hands it to the Beam runner)."""
@@ -439,6 +447,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # anything no verb turned into its own message: one line, unless --debug
         if debugging():
             raise
+        if rank_tag() and _peer_left(e):  # another process failed: its own line says why
+            typer.secho(f"stopped: {rank_tag()}{one_line(str(e), 160)}", err=True)
+            sys.exit(1)
         typer.secho(
             f"error: {rank_tag()}{type(e).__name__}: {one_line(str(e))} (re-run with --debug for the traceback)",
             fg=typer.colors.RED,

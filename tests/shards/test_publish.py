@@ -16,6 +16,7 @@ from servers import http_server, s3_server
 from vlamix.shards.publish import hf_commits, parse_hf_url, plan_files, publish
 from vlamix.shards.store import Store
 from vlamix.shards.workdir import WorkDir
+from vlamix.trainer.train import TrainOptions, train
 
 pytestmark = pytest.mark.slow
 BUCKET = "vlamix-test"
@@ -71,6 +72,24 @@ def test_publish_to_s3_reads_back_equal_and_resumes(bundled, s3, tmp_path):
         summary["problems"] == []
         and summary["samples"] == json.loads(_cli("inspect", str(bundled), "--json").stdout)["samples"]
     )
+
+    # the trainer reads it from S3 through the shard cache: the samples of a run from the folder
+    keys = {}
+    for where, layout in (("s3", f"{url}/manifest.json"), ("local", str(bundled / "manifest.json"))):
+        mixture = tmp_path / f"{where}.yaml"
+        mixture.write_text(
+            f"name: m\nstage: pretrain\nlayouts: [{layout}]\ncomponents:\n"
+            "  - {dataset: mobile_aloha_sim}\n  - {dataset: web_coco}\n"
+        )
+        opts = TrainOptions(
+            "pretrain", mixture, tmp_path / where, steps=2, batch_size=4, workers=0, eval_batches=0,
+            log_samples=True, cache=tmp_path / "cache",
+        )  # fmt: skip
+        row = train(opts, echo=lambda _: None)
+        keys[where] = (tmp_path / where / "samples.jsonl").read_text()
+        assert (row["cache_hit_rate"] is None) == (where == "local")  # the cache is for remote layouts only
+    assert keys["s3"] == keys["local"]
+    assert list((tmp_path / "cache").glob("*/shards/mobile_aloha_sim/*.tar"))
 
 
 # nightly: the CLI end to end; `make test` holds publish to folders, S3 and HTTP reads by the tests above

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,3 +109,48 @@ def test_a_two_process_checkpoint_resumes_in_one_process_on_the_same_samples(run
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=2e-3, abs=2e-3)
     # the rank-1 column of the 2-process steps stays, empty on the 1-process steps
     assert after[0]["data_wait/rank1"] != "" and after[-1]["data_wait/rank1"] == ""
+
+
+def test_a_failure_on_one_rank_stops_every_rank_with_one_line(runs, bundled, tmp_path):
+    """A sample only rank 1 reads at step 3 is damaged (its crc32 no longer matches): rank 1 says so in
+    one `error:` line tagged with its rank, torchrun stops rank 0, and only steps 1-2 were written."""
+    keys = _keys(runs["one"])
+    rank0 = {k for s in (1, 2, 3) for k in keys[s][:4]} | {k for s in (1, 2) for k in keys[s][4:]}
+    victim = next(k for k in keys[3][4:] if k not in rank0)
+    dataset = victim.split("/", 1)[0]
+    index = json.loads((bundled / "manifest.json").read_text())["datasets"][dataset]["index"]["path"]
+    import pyarrow.parquet as pq
+
+    row = next(r for r in pq.read_table(bundled / index).to_pylist() if r["key"] == victim)
+    layout = tmp_path / "out"
+    for path in bundled.rglob("*"):
+        rel = path.relative_to(bundled)
+        if path.is_file() and rel.parts[0] != "work":
+            (layout / rel).parent.mkdir(parents=True, exist_ok=True)
+            (layout / rel).symlink_to(path)
+    shard = layout / row["shard"]
+    shard.unlink()
+    shutil.copyfile(bundled / row["shard"], shard)
+    with shard.open("r+b") as f:  # a byte inside the sample's first member (size and headers intact)
+        f.seek(row["offset"] + 512 + 16)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    mixture = _mixture(tmp_path / "mix", layout)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "vlamix",
+    ]
+    cmd += ["train", "--mixture", str(mixture), "--out", str(tmp_path / "run"), *COMMON]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode != 0
+    errors = re.findall(r"error: .*", done.stderr)  # a progress bar may share rank 0's line
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert errors[0].startswith("error: rank 1: ") and victim in errors[0] and "crc32" in errors[0]
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == ["1", "2"]
