@@ -316,14 +316,14 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
             optim.step()
             step += 1
             t2 = time.perf_counter()
-            mine = row_sums(out, batch.datasets) | {
+            mine: dict = row_sums(out, batch.datasets) | {
                 "keys": batch.keys if opts.log_samples else [],
                 "truncated": batch.truncated,
                 "wait": t1 - t0,
                 "time": t2 - t0,
                 "input": _add(batch.input, source.take_counters()),  # eval's fetches land here
             }
-            parts = world.gather(mine | {"step": k})
+            parts: list[dict] = world.gather({**mine, "step": k})
             if len({p["step"] for p in parts}) != 1:
                 raise RuntimeError(f"the processes are at different steps: {[p['step'] for p in parts]}")
             merged = merged_losses(parts, expert)
