@@ -100,13 +100,14 @@ class MetricsLog:
         """The CSV for appending, holding its header and the rows up to `resume_step`, and its columns.
         The kept rows go to a temp file renamed over the old one, so a kill at any moment loses no row a
         checkpoint covers; a row a kill cut short (fewer fields) is dropped with the rows after the
-        checkpoint. Resumed at another number of processes, the rank columns of both are kept."""
+        checkpoint. Resumed at another number of processes, the rank columns of both are kept (and a
+        run from before the input costs gets their columns, empty on its earlier rows)."""
         kept: list[list[str]] = []
         if resume_step > 0 and path.exists():
             with path.open(newline="") as f:
                 reader = csv.reader(f)
                 old = next(reader, None) or []
-                if [c for c in old if "/rank" not in c] != [c for c in columns if "/rank" not in c]:
+                if [c for c in old if not _flexible(c)] != [c for c in columns if not _flexible(c)]:
                     raise ValueError(
                         f"{path}: its columns are another run's (other datasets?); use a new --out"
                     )
@@ -150,6 +151,12 @@ class MetricsLog:
         self.eval_file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def _flexible(column: str) -> bool:
+    """Columns a resumed run may lack or add: per-rank ones (another number of processes) and the input
+    costs (runs from before they were measured: empty on their rows)."""
+    return "/rank" in column or column in ("fetched_bytes", "cache_hit_rate")
 
 
 def _kept_lines(path: Path, resume_step: int):
