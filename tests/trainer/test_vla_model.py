@@ -1,11 +1,17 @@
-"""The model's attention pattern and gradient paths, proven by perturbation and autograd (tiny config).
-"Unchanged" means bit for bit (torch.equal): a masked key contributes an exact zero, never a small one."""
+"""The model's attention pattern and gradient paths, proven by perturbation and autograd, for the small
+model (tiny config) and for the PaliGemma backbone model (a tiny PaliGemma snapshot made with
+`transformers` and `save_pretrained`). "Unchanged" means bit for bit (torch.equal): a masked key
+contributes an exact zero, never a small one."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
 from vlamix.trainer.model import VLA, ModelConfig, flow_loss, prefix_target_mask, sample_time
+from vlamix.trainer.paligemma import PaliGemmaVLA, load_backbone_config
 
 CFG = ModelConfig(
     vocab_size=50,
@@ -37,9 +43,54 @@ def _inputs(seed: int = 0) -> dict:
     }
 
 
-def _model() -> VLA:
+def tiny_paligemma(folder, vocab: int = 40) -> None:
+    """A PaliGemma snapshot with tiny sizes and random weights (SigLIP 28x28, patch 14; Gemma 2 layers,
+    4 query heads over 1 key/value head as PaliGemma's Gemma 2B has), saved by `save_pretrained`."""
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
+
+    cfg = PaliGemmaConfig(
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 28, "patch_size": 14, "projection_dim": 48},
+        text_config={"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 12, "vocab_size": vocab},
+        image_token_index=vocab - 1,
+        projection_dim=48,
+    )  # fmt: skip
     torch.manual_seed(0)
-    return VLA(CFG).eval()
+    PaliGemmaForConditionalGeneration(cfg).save_pretrained(folder)
+
+
+@pytest.fixture(scope="module", params=["small", "paligemma"])
+def which(request, tmp_path_factory):
+    if request.param == "small":
+        return lambda: VLA(CFG)
+    folder = tmp_path_factory.mktemp("tiny_paligemma")
+    tiny_paligemma(folder)  # its own vocabulary 40; the layout's 50 (FAST ids after it)
+    cfg = dataclasses.replace(
+        load_backbone_config(folder, 50, 16), action_dim=CFG.action_dim, horizon=CFG.horizon
+    )
+    return lambda: PaliGemmaVLA(cfg)
+
+
+@pytest.fixture
+def make(which):
+    def build():
+        torch.manual_seed(0)
+        return which().eval()
+
+    return build
+
+
+def _backbone_and_expert(model) -> tuple[list, list]:
+    expert = [
+        p for n, p in model.named_parameters() if ".expert." in n or n.startswith(("action_", "time_mlp"))
+    ]
+    backbone = [
+        p
+        for n, p in model.named_parameters()
+        if n.startswith(("vit.", "embed.", "layers.")) and ".expert." not in n
+    ]
+    return backbone, expert
 
 
 def test_mask_prefix_bidirectional_targets_causal():
@@ -48,8 +99,8 @@ def test_mask_prefix_bidirectional_targets_causal():
     assert torch.equal(m[3:, 3:], torch.ones(4, 4, dtype=torch.bool).tril()) and m[3:, :3].all()
 
 
-def test_targets_are_causal_and_never_see_actions():
-    model, x = _model(), _inputs()
+def test_targets_are_causal_and_never_see_actions(make):
+    model, x = make(), _inputs()
     logits, _ = model(**x)
     later = {**x, "target_ids": x["target_ids"].clone()}
     later["target_ids"][:, -1] = (later["target_ids"][:, -1] + 1) % 50
@@ -69,8 +120,8 @@ def test_targets_are_causal_and_never_see_actions():
     assert not torch.allclose(model(**other_prompt)[0], logits)  # targets see the prefix
 
 
-def test_actions_see_the_prefix_and_subtask_but_never_the_fast_targets():
-    model, x = _model(), _inputs()
+def test_actions_see_the_prefix_and_subtask_but_never_the_fast_targets(make):
+    model, x = make(), _inputs()
     _, v = model(**x)
     fast = x["target_ids"].clone()
     fast[0, 2:] = (fast[0, 2:] + 7) % 50  # row 0: the targets after its subtask (the FAST tokens)
@@ -85,10 +136,10 @@ def test_actions_see_the_prefix_and_subtask_but_never_the_fast_targets():
     assert not torch.allclose(v, v_prompt)
 
 
-def test_padding_never_changes_a_samples_outputs():
+def test_padding_never_changes_a_samples_outputs(make):
     """Positions count valid tokens only: padding the prompt (as a longer batch-mate forces) or the
     targets changes no logit or velocity of the real tokens."""
-    model, x = _model(), _inputs()
+    model, x = make(), _inputs()
     logits, v = model(**x)
     pad = 3
     padded = {
@@ -105,8 +156,8 @@ def test_padding_never_changes_a_samples_outputs():
     assert not torch.allclose(model(**shuffled)[0], logits)
 
 
-def test_an_absent_camera_changes_nothing():
-    model, x = _model(), _inputs()
+def test_an_absent_camera_changes_nothing(make):
+    model, x = make(), _inputs()
     logits, v = model(**x)
     images = x["images"].clone()
     images[0, 1] = 255 - images[0, 1]  # sample 0's camera 1 is absent (mask False)
@@ -114,18 +165,13 @@ def test_an_absent_camera_changes_nothing():
     assert torch.equal(logits2, logits) and torch.equal(v2, v)
 
 
-def test_flow_gradients_stop_at_the_backbone():
-    model, x = VLA(CFG).train(), _inputs()
+def test_flow_gradients_stop_at_the_backbone(make):
+    model, x = make().train(), _inputs()
     _, v = model(**x)
     is_pad = torch.zeros(B, CFG.horizon, dtype=torch.bool)
     loss = flow_loss(v, torch.randn_like(v), is_pad, torch.ones(B, CFG.action_dim, dtype=torch.bool))
     loss.backward()
-    backbone = [
-        p for n, p in model.named_parameters() if n.startswith(("vit.", "embed.")) or ".backbone." in n
-    ]
-    expert = [
-        p for n, p in model.named_parameters() if ".expert." in n or n.startswith(("action_", "time_mlp"))
-    ]
+    backbone, expert = _backbone_and_expert(model)
     assert backbone and expert
     assert all(p.grad is None or not p.grad.any() for p in backbone)  # knowledge insulation
     vit = [p for n, p in model.named_parameters() if n.startswith("vit.")]

@@ -1,0 +1,76 @@
+"""The backbone loader on a tiny PaliGemma snapshot's files (what `--backbone DIR` reads after a real
+snapshot is downloaded): the weights are the snapshot's, the vocabulary grows by the layout's FAST ids
+with the backbone's rows kept and the output layer still tied, and what is not PaliGemma 1 is refused
+with one line. No network (`local_files_only`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_vla_model import tiny_paligemma
+
+from vlamix.trainer.paligemma import PaliGemmaVLA, load_backbone_config
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("snapshot")
+    tiny_paligemma(folder, vocab=40)
+    return folder
+
+
+def test_the_weights_are_the_snapshots_and_the_vocabulary_grows(snapshot):
+    cfg = load_backbone_config(snapshot, vocab_size=40 + 24)
+    assert (cfg.backbone_vocab, cfg.width, cfg.depth, cfg.heads, cfg.kv_heads, cfg.head_dim) == (
+        40,
+        48,
+        2,
+        4,
+        1,
+        12,
+    )
+    assert cfg.image_size == 28 and cfg.expert_width == 64
+    model = PaliGemmaVLA(cfg)
+    saved = load_file(snapshot / "model.safetensors")
+    q = next(k for k in saved if k.endswith("layers.1.self_attn.q_proj.weight"))
+    assert torch.equal(model.layers[1].self_attn.q_proj.weight, saved[q])
+    patch = dict(model.vit.tower.named_parameters())["embeddings.patch_embedding.weight"]
+    assert torch.equal(patch, saved["vision_tower.embeddings.patch_embedding.weight"])
+    embed = next(k for k in saved if k.endswith("embed_tokens.weight"))
+    assert model.embed.weight.shape == (64, 48)
+    assert torch.equal(model.embed.weight[:40], saved[embed])  # the backbone's own rows, unchanged
+    assert model.lm_head.weight is model.embed.weight  # tied, as PaliGemma's
+    random = PaliGemmaVLA(cfg, pretrained=False)
+    assert not torch.equal(random.layers[1].self_attn.q_proj.weight, saved[q])
+
+
+def test_what_is_not_a_paligemma_1_snapshot_is_refused(snapshot, tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json missing.*huggingface-cli download"):
+        load_backbone_config(tmp_path, 64)
+    with pytest.raises(ValueError, match="smaller than the backbone's own 40"):
+        load_backbone_config(snapshot, 30)
+    config = json.loads((snapshot / "config.json").read_text())
+    config["text_config"]["model_type"] = "gemma2"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="only PaliGemma 1"):
+        load_backbone_config(tmp_path, 64)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(snapshot):
+    from test_vla_model import _inputs
+
+    cfg = load_backbone_config(snapshot, 50, 16)
+    cfg = type(cfg)(**{**vars(cfg), "action_dim": 8, "horizon": 6})
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = PaliGemmaVLA(cfg, checkpointing=checkpointing).train()
+        logits, v = model(**_inputs())
+        (logits.float().pow(2).mean() + v.pow(2).mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-6, msg=name)
