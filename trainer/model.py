@@ -33,6 +33,7 @@ from torch import nn
 __all__ = [
     "VLA",
     "ModelConfig",
+    "action_tokens",
     "flow_errors",
     "flow_loss",
     "prefix_target_mask",
@@ -236,20 +237,36 @@ class VLA(nn.Module):
         pos = valid.long().cumsum(dim=1) - 1  # padding takes no position
         a = a_pos = expert_keys = None
         if noisy_actions is not None and self.with_expert:
-            if expert_context is None:
-                expert_context = torch.zeros_like(target_ids, dtype=torch.bool)
-            h = noisy_actions.shape[1]
-            seen = torch.cat([prefix_valid, expert_context], dim=1)
-            expert_keys = torch.cat([seen, seen.new_ones(seen.shape[0], h)], dim=1)
-            a_pos = seen.long().sum(dim=1, keepdim=True) + torch.arange(h, device=seen.device)[None]
-            a = self.action_in(noisy_actions)
-            temb = timestep_embedding(time, self.cfg.expert_width)[:, None].expand(-1, h, -1)
-            a = self.time_mlp(torch.cat([a, temb], dim=-1))
+            a, a_pos, expert_keys = action_tokens(
+                self, prefix_valid, target_ids, noisy_actions, time, expert_context
+            )
         for layer in self.layers:
             x, a = layer(x, mask, pos, a, a_pos, expert_keys)
         logits = self.lm_head(self.norm(x[:, n_prefix:]))
         velocity = None if a is None else self.action_out(self.action_norm(a))
         return logits, velocity
+
+
+def action_tokens(
+    model: nn.Module,
+    prefix_valid: torch.Tensor,  # [B, T_prefix] bool
+    target_ids: torch.Tensor,  # [B, S]
+    noisy_actions: torch.Tensor,  # [B, H, A]
+    time: torch.Tensor | None,  # [B]
+    expert_context: torch.Tensor | None,  # [B, S] bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The expert's input tokens [B, H, width] (noisy actions and the time embedding through the model's
+    `action_in` and `time_mlp`), their positions [B, H] (after the text they see) and the keys they may
+    attend [B, T + H] (the prefix, the subtask text, each other): shared by every VLA of the trainer."""
+    if expert_context is None:
+        expert_context = torch.zeros_like(target_ids, dtype=torch.bool)
+    h = noisy_actions.shape[1]
+    seen = torch.cat([prefix_valid, expert_context], dim=1)
+    expert_keys = torch.cat([seen, seen.new_ones(seen.shape[0], h)], dim=1)
+    a_pos = seen.long().sum(dim=1, keepdim=True) + torch.arange(h, device=seen.device)[None]
+    a = model.action_in(noisy_actions)
+    temb = timestep_embedding(time, model.cfg.expert_width)[:, None].expand(-1, h, -1)
+    return model.time_mlp(torch.cat([a, temb], dim=-1)), a_pos, expert_keys
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vlamix.trainer.model import prefix_target_mask, timestep_embedding
+from vlamix.trainer.model import action_tokens, prefix_target_mask
 
 __all__ = ["BackboneConfig", "PaliGemmaVLA", "load_backbone_config"]
 
@@ -243,15 +243,9 @@ class PaliGemmaVLA(nn.Module):
         cos, sin = self.rotary(x, pos)
         a = a_cos = a_sin = expert_keys = None
         if noisy_actions is not None and self.with_expert:
-            if expert_context is None:
-                expert_context = torch.zeros_like(target_ids, dtype=torch.bool)
-            h = noisy_actions.shape[1]
-            seen = torch.cat([prefix_valid, expert_context], dim=1)
-            expert_keys = torch.cat([seen, seen.new_ones(seen.shape[0], h)], dim=1)
-            a_pos = seen.long().sum(dim=1, keepdim=True) + torch.arange(h, device=seen.device)[None]
-            a = self.action_in(noisy_actions)
-            temb = timestep_embedding(time, self.cfg.expert_width)[:, None].expand(-1, h, -1)
-            a = self.time_mlp(torch.cat([a, temb], dim=-1))
+            a, a_pos, expert_keys = action_tokens(
+                self, prefix_valid, target_ids, noisy_actions, time, expert_context
+            )
             a_cos, a_sin = self.rotary(a, a_pos)
         for i in range(len(self.layers)):
             args = (i, x, mask, cos, sin, a, a_cos, a_sin, expert_keys)

@@ -8,7 +8,6 @@ filesystems and prefetch threads when it first reads (a forked child must not us
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -23,7 +22,7 @@ from vlamix.shards.random_access import SampleReadError, read_sample
 from vlamix.shards.shard_cache import CachedLayout, ShardCache, ShardCacheError
 from vlamix.shards.store import store_for
 
-__all__ = ["PREFETCH_THREADS", "SampleSource", "cache_for", "default_cache_root", "layout_cache_folder"]
+__all__ = ["PREFETCH_THREADS", "SampleSource", "cache_for", "default_cache_root"]
 
 PREFETCH_THREADS = 4  # shard fetches in flight per reading process
 
@@ -33,7 +32,8 @@ def default_cache_root() -> Path:
     return cache_dir() / "shards"
 
 
-def _manifest_hash(manifest: dict) -> bytes:
+def _manifest_bytes(manifest: dict) -> bytes:
+    """The manifest as canonical JSON: what names its layout's cache folder (shard_cache.layout_hash)."""
     return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -69,7 +69,7 @@ class SampleSource:
             for url, manifest in self.manifests.items():
                 store = store_for(url)
                 if store.remote:
-                    self._layouts[url] = CachedLayout(self.cache, store, _manifest_hash(manifest), manifest)
+                    self._layouts[url] = CachedLayout(self.cache, store, _manifest_bytes(manifest), manifest)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[tuple[str, str], Future] = {}
 
@@ -144,8 +144,3 @@ def cache_for(manifests: dict[str, dict], root: Path | None, limit: int | None) 
     if not any(store_for(u).remote for u in manifests):
         return None
     return ShardCache(root if root is not None else default_cache_root(), limit)
-
-
-def layout_cache_folder(root: Path, manifest: dict) -> Path:
-    """Where a layout's shards land under `root` (for messages and tests)."""
-    return root / hashlib.sha256(_manifest_hash(manifest)).hexdigest()[:16]
