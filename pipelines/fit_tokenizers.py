@@ -22,6 +22,7 @@ from vlamix.shards.layout import STATS_PATH, TOKENIZERS_DIR
 from vlamix.shards.store import Store
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
+from vlamix.tokenizers.backbone import read_backbone_vocab
 from vlamix.tokenizers.fit_process import fit_fast_apart
 from vlamix.tokenizers.text import train_text_tokenizer
 from vlamix.tokenizers.tokenizer_set import FAST_DIR, TEXT_FILE, TokenizerSet, load_tokenizer_set
@@ -82,12 +83,18 @@ def _corpus(out: Store, sources: SourcesFile) -> list[str]:
 
 
 def fit_tokenizer_set(
-    out: Store, sources: SourcesFile, text_tokenizer: Path | None = None
+    out: Store, sources: SourcesFile, text_tokenizer: Path | None = None, backbone: Path | None = None
 ) -> tuple[str, str]:
-    """FAST on every robot dataset's normalized chunks (the stats step's seeded subsample); text BPE on the ingest's text, or the Hugging Face
-    `tokenizer.json` given (a file, or a folder holding one, e.g. a PaliGemma tokenizer downloaded by hand)."""
+    """FAST on every robot dataset's normalized chunks (the stats step's seeded subsample); text BPE on the
+    ingest's text, or the Hugging Face `tokenizer.json` given (a file, or a folder holding one), or the
+    `backbone` snapshot's, with the set targeting that backbone's vocabulary (tokenizers/backbone.py)."""
+    target = None
+    if backbone is not None:  # read first: a wrong folder fails before the fit
+        text, target = read_backbone_vocab(backbone)
     fast, chunks = fit_fast_apart(_normalized_chunks(out, sources), FAST_SCALE, FAST_VOCAB)
-    if text_tokenizer is not None:
+    if target is not None:
+        log.info("tokenizers: the text part is %s's tokenizer (vocabulary %d)", target.name, target.vocab)
+    elif text_tokenizer is not None:
         path = text_tokenizer / "tokenizer.json" if text_tokenizer.is_dir() else text_tokenizer
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no tokenizer.json to load as the text tokenizer")
@@ -95,7 +102,10 @@ def fit_tokenizer_set(
     else:
         text = train_text_tokenizer(_corpus(out, sources))
     layout = VocabLayout(
-        text=text.get_vocab_size(), fast=fast.vocab_size, components={"text": TEXT_FILE, "fast": FAST_DIR}
+        text=text.get_vocab_size(),
+        fast=fast.vocab_size,
+        components={"text": TEXT_FILE, "fast": FAST_DIR},
+        backbone=target,
     )
     name, digest = _save(out, TokenizerSet(text, fast, layout))
     log.info(
@@ -132,6 +142,6 @@ def step_tokenizers(opts: IngestOptions, sources: SourcesFile) -> tuple[str, str
     if opts.tokenizers is not None:
         name, digest = reuse_tokenizer_set(opts.store, opts.tokenizers)
     else:
-        name, digest = fit_tokenizer_set(opts.store, sources, opts.text_tokenizer)
+        name, digest = fit_tokenizer_set(opts.store, sources, opts.text_tokenizer, opts.backbone)
     opts.store.write_json(WorkDir.TOKENIZER_SET, {"path": f"{TOKENIZERS_DIR}/{name}", "sha256": digest})
     return name, digest

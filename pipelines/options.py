@@ -58,6 +58,7 @@ class IngestOptions:
     runner_args: list[str] = field(default_factory=list)
     tokenizers: Path | None = None  # reuse this tokenizer set instead of fitting one
     text_tokenizer: Path | None = None  # a Hugging Face tokenizer.json to use instead of training one
+    backbone: Path | None = None  # a backbone's snapshot folder: the set targets its vocabulary (§20)
     ray_address: str | None = None  # join this Ray cluster (engine ray); local when unset
     errors: ErrorPolicy = "quarantine"  # the CLI sets "raise" under --debug
 
@@ -87,5 +88,10 @@ class IngestOptions:
             raise ValueError(f"--max-bad-share {self.max_bad_share}: give a share between 0 and 1")
         if (self.stats_max_frames is not None and self.stats_max_frames < 1) or self.fast_fit_chunks < 1:
             raise ValueError("--stats-max-frames and --fast-fit-chunks must be at least 1")
+        if self.backbone is not None and (self.text_tokenizer is not None or self.tokenizers is not None):
+            given = "--text-tokenizer" if self.text_tokenizer is not None else "--tokenizers"
+            raise ValueError(
+                f"--backbone and {given}: the backbone's tokenizer.json is the text tokenizer; give one of them"
+            )
         if self.shard_bytes is not None and self.shard_bytes < 4096:
             raise ValueError(f"--shard-bytes {self.shard_bytes}: a shard needs at least 4096 bytes")

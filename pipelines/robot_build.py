@@ -181,7 +181,7 @@ class EpisodeBuild:
         """The samples' quality gate: one failing sample quarantines the episode (for the dataset built)."""
         if not samples or tokset is None:
             return
-        vocab = max(r[1] for r in tokset.ranges.values() if r)
+        vocab = tokset.vocab_size
         records = [s.record() for s in samples]
         emb = self.embodiment
         bad = failures(

@@ -2,24 +2,21 @@
 kind of token its own id range, identified by the hash of its files (docs/design.md §4).
 
 Sequences: [bos] prompt [sep] (target [sep]) ([action] fast [end_of_action]) [eos]; the loss covers
-everything after the prompt's [sep]. `<locNNNN>` in a target become location ids, never text."""
+everything after the prompt's [sep]. `<locNNNN>` in a target become location ids, never text. A set for a
+backbone (`layout.backbone`) gives the backbone's own ids (tokenizers/backbone.py)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from tokenizers import Tokenizer
 from vlamix.tokenizers.fast import BPE_FILE, CONFIG_FILE, FastRangeError, FastTokenizer
-from vlamix.tokenizers.vocab import (
-    LAYOUT_FILE,
-    SPECIALS,
-    VocabLayout,
-    write_tokenizer_set,
-)
+from vlamix.tokenizers.vocab import LAYOUT_FILE, VocabLayout, write_tokenizer_set
 
 __all__ = [
     "FAST_DIR",
@@ -33,7 +30,6 @@ TEXT_FILE = "text.json"
 FAST_DIR = "fast"
 SET_FILES = (LAYOUT_FILE, TEXT_FILE, f"{FAST_DIR}/{CONFIG_FILE}", f"{FAST_DIR}/{BPE_FILE}")
 _LOC = re.compile(r"<loc(\d{4})>")
-_SPECIAL = {name: i for i, name in enumerate(SPECIALS)}
 
 
 @dataclass(frozen=True)
@@ -42,12 +38,21 @@ class TokenizerSet:
     fast: FastTokenizer
     layout: VocabLayout
 
-    @property
+    @cached_property
     def ranges(self) -> dict:
         return self.layout.ranges()
 
+    @cached_property
+    def special_ids(self) -> dict[str, int]:
+        return self.layout.special_ids()
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids the model's embedding must hold: one past the highest of any range."""
+        return max(r[1] for r in self.ranges.values() if r)
+
     def special(self, name: str) -> int:
-        return _SPECIAL[name]
+        return self.special_ids[name]
 
     def fast_ids(self, local: list[int]) -> list[int]:
         start = self.ranges["fast"][0]
@@ -84,17 +89,22 @@ class TokenizerSet:
         pos = 0
         for m in _LOC.finditer(text):
             if m.start() > pos:
-                out += [text_start + i for i in self.text.encode(text[pos : m.start()]).ids]
+                out += [text_start + i for i in self._encode(text[pos : m.start()])]
             out.append(loc_start + int(m.group(1)))
             pos = m.end()
         if pos < len(text):
-            out += [text_start + i for i in self.text.encode(text[pos:]).ids]
+            out += [text_start + i for i in self._encode(text[pos:])]
         return out
+
+    def _encode(self, text: str) -> list[int]:
+        return self.text.encode(text, add_special_tokens=False).ids  # a backbone's adds no <bos> of its own
 
     def decode(self, ids: list[int]) -> str:
         """Set ids -> readable text: text runs decoded, `<locNNNN>` for locations, special names, and
-        FAST runs as `<fast xN>` (decode those with the FAST tokenizer: they are actions, not text)."""
+        FAST runs as `<fast xN>` (decode those with the FAST tokenizer: they are actions, not text). A
+        backbone's own specials and locations are text to its tokenizer, which decodes them by name."""
         r = self.ranges
+        names = {i: name for name, i in self.special_ids.items()}
         parts: list[str] = []
         run: list[int] = []
         fast = 0
@@ -102,30 +112,29 @@ class TokenizerSet:
         def flush() -> None:
             nonlocal run, fast
             if run:
-                parts.append(self.text.decode(run))
+                parts.append(self.text.decode(run, skip_special_tokens=False))
                 run = []
             if fast:
                 parts.append(f"<fast x{fast}>")
                 fast = 0
 
         for i in ids:
-            if r["text"] and r["text"][0] <= i < r["text"][1]:
-                if fast:
-                    flush()
-                run.append(i - r["text"][0])
-                continue
             if r["fast"] and r["fast"][0] <= i < r["fast"][1]:
                 if run:
                     flush()
                 fast += 1
                 continue
-            flush()
-            if r["loc"][0] <= i < r["loc"][1]:
+            if r["loc"][0] <= i < r["loc"][1]:  # before text: a backbone's locations lie inside its text
+                flush()
                 parts.append(f"<loc{i - r['loc'][0]:04d}>")
-            elif 0 <= i < len(self.layout.specials):
-                parts.append(self.layout.specials[i])
-            else:
-                parts.append(f"<out of range {i}>")
+                continue
+            if r["text"] and r["text"][0] <= i < r["text"][1]:
+                if fast:
+                    flush()
+                run.append(i - r["text"][0])
+                continue
+            flush()
+            parts.append(names.get(i, f"<out of range {i}>"))
         flush()
         return "".join(parts)
 
@@ -165,8 +174,7 @@ def load_tokenizer_set(folder: str | Path) -> TokenizerSet:
             raise FileNotFoundError(f"{path}: not a tokenizer set ({need} is missing)")
     import json
 
-    d = json.loads((path / LAYOUT_FILE).read_text())
-    layout = VocabLayout(tuple(d["specials"]), d["text"], d["loc"], d["fast"], d.get("components", {}))
+    layout = VocabLayout.from_json(json.loads((path / LAYOUT_FILE).read_text()))
     text = Tokenizer.from_str((path / TEXT_FILE).read_text())
     fast = FastTokenizer.load(path / FAST_DIR)
     if layout.text != text.get_vocab_size() or layout.fast != fast.vocab_size:

@@ -1,5 +1,7 @@
 """The vocabulary layout: disjoint id ranges for special, text, location and FAST tokens (docs/design.md §4),
-and the tokenizer-set folder that carries it, named by the hash of its files."""
+and the tokenizer-set folder that carries it, named by the hash of its files. A layout targeting a
+pretrained backbone (`backbone`, tokenizers/backbone.py) keeps the backbone's ids for its text, locations
+and the specials it has, and appends the rest after the backbone's vocabulary (design §20)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from vlamix.tokenizers.backbone import BackboneVocab
 
 __all__ = ["LAYOUT_FILE", "VocabLayout", "hash_tokenizer_dir", "write_tokenizer_set"]
 
@@ -28,8 +32,21 @@ class VocabLayout:
     loc: int = LOC_TOKENS
     fast: int | None = None
     components: dict[str, str] = field(default_factory=dict)  # kind -> file in the set
+    backbone: BackboneVocab | None = None  # the vocabulary targeted; None: our own, from id 0
+
+    def appended(self) -> tuple[str, ...]:
+        """The specials that get ids of their own: all of ours, or those a backbone lacks."""
+        have = self.backbone.specials if self.backbone else {}
+        return tuple(s for s in self.specials if s not in have)
+
+    def special_ids(self) -> dict[str, int]:
+        start = self.backbone.vocab if self.backbone else 0
+        own = {name: start + i for i, name in enumerate(self.appended())}
+        return own if self.backbone is None else {**self.backbone.specials, **own}
 
     def ranges(self) -> dict[str, list[int] | None]:
+        if self.backbone is not None:
+            return self._backbone_ranges(self.backbone)
         start, out = 0, {}
         for name, size in (
             ("specials", len(self.specials)),
@@ -44,9 +61,28 @@ class VocabLayout:
             start += size
         return out
 
+    def _backbone_ranges(self, b: BackboneVocab) -> dict[str, list[int] | None]:
+        """text: the backbone's whole table (its specials and locations inside); ours after it."""
+        extra = len(self.appended())
+        fast = None if self.fast is None else [b.vocab + extra, b.vocab + extra + self.fast]
+        return {
+            "specials": [b.vocab, b.vocab + extra],
+            "text": [0, b.vocab],
+            "loc": [b.loc_start, b.loc_start + self.loc],
+            "fast": fast,
+        }
+
     def to_json(self) -> str:
         d = {**asdict(self), "specials": list(self.specials), "ranges": self.ranges(), "version": 1}
+        d.pop("backbone")
+        if self.backbone is not None:  # a set for our own vocabulary keeps its bytes (and hash)
+            d |= {"backbone": self.backbone.to_json(), "special_ids": self.special_ids(), "version": 2}
         return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, d: dict) -> VocabLayout:
+        backbone = BackboneVocab.from_json(d["backbone"]) if d.get("backbone") else None
+        return cls(tuple(d["specials"]), d["text"], d["loc"], d["fast"], d.get("components", {}), backbone)
 
 
 def hash_tokenizer_dir(folder: Path) -> str:

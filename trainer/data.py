@@ -25,7 +25,9 @@ from vlamix.transforms.image import IMAGE_SIZE, decode_jpeg_into
 __all__ = ["ACTION", "IGNORE", "Batch", "collate", "decode_sample", "read_draw"]
 
 IGNORE = -100  # label of positions without loss
-ACTION = SPECIALS.index("<action>")  # opens the FAST tokens; the action expert sees the stream before it
+# opens the FAST tokens; the action expert sees the stream before it. This is its id in our own
+# vocabulary; a layout built for a backbone has another (TokenizerSet.special("<action>")).
+ACTION = SPECIALS.index("<action>")
 
 
 @dataclass
@@ -103,7 +105,9 @@ def read_draw(d: Draw, images: np.ndarray | None = None, sample: dict | None = N
         ) from e
 
 
-def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 128, source=None) -> Batch:
+def collate(
+    draws: list[Draw], max_prompt: int = 96, max_targets: int = 128, source=None, action: int = ACTION
+) -> Batch:
     """Read, decode and pad the draws of one batch (each checked against its index's crc32, when the
     layout's index has one), through `source` (a SampleSource: the shard cache for remote layouts) or
     by byte range. The JPEGs decode straight into the batch's image array."""
@@ -111,7 +115,7 @@ def collate(draws: list[Draw], max_prompt: int = 96, max_targets: int = 128, sou
     samples = source.read(draws) if source is not None else [None] * len(draws)
     rows = [read_draw(d, images[i], s) for i, (d, s) in enumerate(zip(draws, samples, strict=True))]
     datasets, keys = [d.dataset for d in draws], [d.key for d in draws]
-    return collate_rows(rows, datasets, keys, max_prompt, max_targets, images)
+    return collate_rows(rows, datasets, keys, max_prompt, max_targets, images, action)
 
 
 def collate_rows(
@@ -121,6 +125,7 @@ def collate_rows(
     max_prompt: int,
     max_targets: int,
     images: np.ndarray | None = None,
+    action: int = ACTION,
 ) -> Batch:
     """Pad decoded samples (`decode_sample`) into one batch; `images`: the rows' images as one [B, C, H,
     W, 3] array already (what `collate` decodes into), else they are stacked."""
@@ -146,7 +151,7 @@ def collate_rows(
         prompt_valid[i, : len(pr)] = True
         target_ids[i, : len(tg)] = torch.from_numpy(tg)
         label_t[i, : len(lb)] = torch.from_numpy(lb)
-        opens = np.flatnonzero(tg == ACTION)
+        opens = np.flatnonzero(tg == action)
         context[i, : int(opens[0]) if len(opens) else 0] = True
     stack = lambda k, dt: torch.from_numpy(np.stack([r[k] for r in rows]).astype(dt))  # noqa: E731
     return Batch(

@@ -31,7 +31,7 @@ from vlamix.mixtures.resolve import Resolved
 from vlamix.mixtures.sampler import SHARD_BLOCK, MixtureSampler
 from vlamix.shards.random_access import SampleReadError
 from vlamix.trainer.augment import AugmentImages
-from vlamix.trainer.data import Batch, collate
+from vlamix.trainer.data import ACTION, Batch, collate
 from vlamix.trainer.sample_source import SampleSource
 
 __all__ = ["LOOKAHEAD", "BatchStream", "LoadFailed", "batches"]
@@ -61,6 +61,7 @@ class BatchStream(IterableDataset):
     shard_block: int = SHARD_BLOCK
     lookahead: int = LOOKAHEAD
     end: int | None = None  # the batch to stop before (None: no end); nothing past it is read or fetched
+    action: int = ACTION  # the id of <action> in the layouts' tokenizer set
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -102,7 +103,7 @@ class BatchStream(IterableDataset):
                     asked += workers
                 sampler.seek(k * self.batch_size + first)
                 try:
-                    batch = collate(sampler.take(b), self.max_prompt, self.max_targets, source)
+                    batch = collate(sampler.take(b), self.max_prompt, self.max_targets, source, self.action)
                 except OSError as e:
                     if info is None:
                         raise

@@ -140,6 +140,14 @@ def ingest(
             help="Use this Hugging Face tokenizer.json (or a folder holding one) as the text tokenizer instead of training one."
         ),
     ] = None,
+    backbone: Annotated[
+        Path | None,
+        typer.Option(
+            help="A pretrained backbone's snapshot folder (PaliGemma's, with tokenizer.json): the tokenizer "
+            "set targets its vocabulary (its text ids and <loc> tokens; FAST ids after its vocabulary). "
+            "Train on the layout with `vlamix train --backbone` and the same folder."
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -185,6 +193,7 @@ def ingest(
         runner_args=list(ctx.args),
         tokenizers=tokenizers,
         text_tokenizer=text_tokenizer,
+        backbone=backbone,
         ray_address=ray_address,
         progress=progress,
         errors="raise" if debugging() else "quarantine",  # `--debug`: a reader's exception with its traceback

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_vla_model import tiny_paligemma
+from backbone_snapshot import tiny_paligemma
 
 from vlamix.trainer.paligemma import PaliGemmaVLA, load_backbone_config
 

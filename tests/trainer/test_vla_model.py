@@ -9,6 +9,7 @@ import dataclasses
 
 import pytest
 import torch
+from backbone_snapshot import tiny_paligemma
 
 from vlamix.trainer.model import VLA, ModelConfig, flow_loss, prefix_target_mask, sample_time
 from vlamix.trainer.paligemma import PaliGemmaVLA, load_backbone_config
@@ -41,23 +42,6 @@ def _inputs(seed: int = 0) -> dict:
         # the expert sees target positions 0..1 of row 0 (a subtask's [sep] and one word) and none of row 1
         "expert_context": torch.tensor([[True, True, False, False], [False, False, False, False]]),
     }
-
-
-def tiny_paligemma(folder, vocab: int = 40) -> None:
-    """A PaliGemma snapshot with tiny sizes and random weights (SigLIP 28x28, patch 14; Gemma 2 layers,
-    4 query heads over 1 key/value head as PaliGemma's Gemma 2B has), saved by `save_pretrained`."""
-    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
-
-    cfg = PaliGemmaConfig(
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": 28, "patch_size": 14, "projection_dim": 48},
-        text_config={"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 12, "vocab_size": vocab},
-        image_token_index=vocab - 1,
-        projection_dim=48,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    PaliGemmaForConditionalGeneration(cfg).save_pretrained(folder)
 
 
 @pytest.fixture(scope="module", params=["small", "paligemma"])
