@@ -25,6 +25,7 @@ norms) is refused with one line."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +57,14 @@ class BackboneConfig:
     cameras: int = 4
     action_dim: int = 32
     horizon: int = 50
+    hf_config: dict | None = None  # the snapshot's PaliGemmaConfig: a checkpoint rebuilds the model from it
 
 
-def _hf_config(snapshot: Path):
+def _hf_config(snapshot: Path, saved: dict | None = None):
     from transformers import PaliGemmaConfig
 
+    if saved is not None:
+        return PaliGemmaConfig.from_dict(saved)
     path = Path(snapshot)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
@@ -76,14 +80,15 @@ def _hf_config(snapshot: Path):
 
 
 def load_backbone_config(snapshot: Path, vocab_size: int, expert_width: int | None = None) -> BackboneConfig:
-    """The sizes of a snapshot, the expert's width (default a quarter of the backbone's, at least 64,
-    a multiple of 16) and the layout's vocabulary."""
+    """The sizes of a snapshot, the expert's width (default half the backbone's, at least 64, a multiple
+    of 16: at PaliGemma 3B's 2048 that is pi0's 300M Gemma expert, width 1024) and the layout's
+    vocabulary."""
     cfg = _hf_config(snapshot)
     t = cfg.text_config
     if vocab_size < t.vocab_size:
         raise ValueError(f"vocabulary {vocab_size} is smaller than the backbone's own {t.vocab_size}")
     head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-    width = expert_width or max(64, (t.hidden_size // 4) // 16 * 16)
+    width = expert_width or max(64, (t.hidden_size // 2) // 16 * 16)
     return BackboneConfig(
         str(Path(snapshot).resolve()),
         vocab_size,
@@ -95,6 +100,7 @@ def load_backbone_config(snapshot: Path, vocab_size: int, expert_width: int | No
         head_dim,
         width,
         cfg.vision_config.image_size,
+        hf_config=json.loads(cfg.to_json_string(use_diff=False)),
     )
 
 
@@ -132,6 +138,9 @@ def _expert_layers(cfg: BackboneConfig, eps: float) -> nn.ModuleList:
         num_key_value_heads=cfg.kv_heads,
         head_dim=cfg.head_dim,
         rms_norm_eps=eps,
+        pad_token_id=None,  # a decoder without a vocabulary: no token ids to check
+        bos_token_id=None,
+        eos_token_id=None,
     )
     return nn.ModuleList(GemmaDecoderLayer(gc, i) for i in range(cfg.depth))
 
@@ -175,9 +184,16 @@ class PaliGemmaVLA(nn.Module):
         super().__init__()
         from transformers import PaliGemmaForConditionalGeneration
 
-        hf_cfg = _hf_config(Path(cfg.snapshot))
+        hf_cfg = _hf_config(Path(cfg.snapshot), None if pretrained else cfg.hf_config)
         if pretrained:
-            hf = PaliGemmaForConditionalGeneration.from_pretrained(cfg.snapshot, local_files_only=True)
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # the trainer's own lines only
+            hf = PaliGemmaForConditionalGeneration.from_pretrained(  # fp32 master weights whatever the
+                cfg.snapshot,
+                local_files_only=True,
+                dtype=torch.float32,  # files hold (bf16 autocasts)
+            )
         else:
             hf = PaliGemmaForConditionalGeneration(hf_cfg)
         if cfg.vocab_size > hf_cfg.text_config.vocab_size:

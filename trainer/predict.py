@@ -32,7 +32,8 @@ from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store
 from vlamix.tokenizers.tokenizer_set import TokenizerSet, load_tokenizer_set
 from vlamix.trainer.checkpoint import load_weights, read_state
-from vlamix.trainer.model import VLA, ModelConfig, sample_actions
+from vlamix.trainer.model import VLA, sample_actions
+from vlamix.trainer.models import model_from_state
 from vlamix.transforms.chain import apply, build_chain, observation_chain
 from vlamix.transforms.image import IMAGE_SIZE, ResizeWithPad, decode_jpeg, encode_jpeg
 from vlamix.transforms.native import native_chunk
@@ -104,7 +105,7 @@ class Policy:
                 f"checkpoint's {state['tokenizer_set'][:12]}...: token ids would mean other things"
             )
         tok = load_tokenizer_set(tokenizer_dir(store, manifest))
-        model = VLA(ModelConfig(**state["model"]), with_expert=state["stage"] == "posttrain")
+        model = model_from_state(state["model"], with_expert=state["stage"] == "posttrain")
         model.load_state_dict(load_weights(checkpoint))
         return cls(model.to(device), state, tok, stores, checkpoint)
 

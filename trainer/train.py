@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vlamix.mixtures.resolve import Resolved, resolve, split_view
 from vlamix.mixtures.sampler import SHARD_BLOCK
 from vlamix.shards.assets import tokenizer_dir
 from vlamix.shards.store import Store
+from vlamix.tokenizers.backbone import BackboneVocab
 from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.trainer.augment import AugmentImages
 from vlamix.trainer.checkpoint import (
@@ -54,14 +56,16 @@ from vlamix.trainer.input_costs import input_columns
 from vlamix.trainer.loader import BatchStream, batches
 from vlamix.trainer.metrics import MetricsLog, summary
 from vlamix.trainer.model import VLA
+from vlamix.trainer.models import BACKBONE_LR, backbone_config, is_backbone, model_from_state
 from vlamix.trainer.objective import ALPHA, batch_counts, evaluate, losses, merged_losses, row_sums
+from vlamix.trainer.paligemma import PaliGemmaVLA
 from vlamix.trainer.sample_source import SampleSource, cache_for
 from vlamix.trainer.seeds import seeded
 
 __all__ = ["ALPHA", "TrainOptions", "is_expert_param", "losses", "train"]
 
 # a resume keeps these
-CHECKED = ("batch_size", "seed", "lr", "warmup", "augment", "precision", "shuffle_block")
+CHECKED = ("batch_size", "seed", "lr", "warmup", "augment", "precision", "shuffle_block", "expert_width")
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class TrainOptions:
     cache_limit: int | None = None  # bytes; least recently used shards go beyond it (None: no limit)
     shuffle_block: int = SHARD_BLOCK  # shards whose rows the sampler shuffles together (0: all)
     log_samples: bool = False  # write each step's global sample keys to samples.jsonl
+    backbone: Path | None = None  # a PaliGemma snapshot folder to start from (trainer/models.py)
+    expert_width: int | None = None  # with backbone: the expert's width (default half the backbone's)
+    checkpointing: bool = False  # gradient checkpointing of the decoder layers (backbone models)
 
     def check(self) -> None:
         if self.stage not in ("pretrain", "posttrain"):
@@ -105,6 +112,8 @@ class TrainOptions:
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision {self.precision!r}: fp32 or bf16")
+        if self.expert_width is not None and (self.backbone is None or self.expert_width < 16):
+            raise ValueError("--expert-width goes with --backbone, at least 16")
 
 
 def is_expert_param(name: str) -> bool:
@@ -123,8 +132,18 @@ def _lr(opts: TrainOptions, peak: float, step: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _assets(res: Resolved) -> tuple[int, str, dict[str, str]]:
-    """(vocabulary size, tokenizer-set sha256, {dataset: stats sha256}) of the mixture's layouts."""
+@dataclass(frozen=True)
+class _Assets:
+    """What the mixture's layouts fix for the model: vocabulary, tokenizer set, statistics."""
+
+    vocab: int  # ids the embedding holds
+    tok_hash: str  # the tokenizer set's sha256
+    stats: dict[str, str]  # {dataset: stats sha256}
+    target: BackboneVocab | None  # the backbone vocabulary the set targets (None: our own)
+    action: int  # the id of <action>
+
+
+def _assets(res: Resolved) -> _Assets:
     (url, manifest), *_ = res.manifests.items()
     tok = load_tokenizer_set(tokenizer_dir(Store(url), manifest))
     stats = {}
@@ -132,7 +151,8 @@ def _assets(res: Resolved) -> tuple[int, str, dict[str, str]]:
         for name, d in m["datasets"].items():
             if d.get("stats") and any(e.dataset == name for e in res.entries):
                 stats[name] = d["stats"]["sha256"]
-    return max(r[1] for r in tok.ranges.values() if r), manifest["tokenizer_set"]["sha256"], stats
+    sha = manifest["tokenizer_set"]["sha256"]
+    return _Assets(tok.vocab_size, sha, stats, tok.layout.backbone, tok.special("<action>"))
 
 
 @dataclass
@@ -155,10 +175,35 @@ def _start_point(opts: TrainOptions) -> _Start:
     return _Start()
 
 
-def _build(opts: TrainOptions, vocab: int, tok_hash: str, start: _Start, echo) -> tuple[VLA, RunConfig, int]:
+def _model(opts: TrainOptions, run: RunConfig, a: _Assets, start: _Start) -> nn.Module:
+    """The architecture: the checkpoint's (resume, --init), a backbone's (--backbone), or the small
+    model at the config's sizes; random weights except a fresh backbone's, which are its snapshot's."""
+    with_expert = opts.stage == "posttrain"
+    st = start.saved or start.init
+    where = start.resume or opts.init
+    if st is not None and is_backbone(st["model"]):
+        if opts.backbone is not None:  # the same vocabulary as the layouts (refused otherwise)
+            backbone_config(opts.backbone, a.vocab, a.target, opts.expert_width)
+        model = dict(st["model"])
+        if start.saved is None and opts.expert_width is not None:  # --init: stage 2's expert is fresh
+            model["expert_width"] = opts.expert_width
+        return model_from_state(model, with_expert, opts.checkpointing)
+    if opts.backbone is not None:
+        if st is not None:
+            raise ValueError(
+                f"{where}: a checkpoint of the small model; --backbone starts from the snapshot: train "
+                "into another --out"
+            )
+        cfg = backbone_config(opts.backbone, a.vocab, a.target, opts.expert_width)
+        return PaliGemmaVLA(cfg, with_expert, pretrained=True, checkpointing=opts.checkpointing)
+    return VLA(run.model(a.vocab), with_expert=with_expert)
+
+
+def _build(opts: TrainOptions, a: _Assets, start: _Start, echo) -> tuple[nn.Module, RunConfig, int]:
     """The model (fresh, from --init, or from the newest checkpoint in --out), its config and the step
     to start at."""
     resume, saved, init = start.resume, start.saved, start.init
+    tok_hash = a.tok_hash
     if opts.config is not None:
         run = load_config(opts.config)
     elif saved or init:
@@ -180,7 +225,7 @@ def _build(opts: TrainOptions, vocab: int, tok_hash: str, start: _Start, echo) -
                 f"--config {run.name!r}; drop --config to use the checkpoint's"
             )
     torch.manual_seed(opts.seed)
-    model = VLA(run.model(vocab), with_expert=opts.stage == "posttrain")
+    model = _model(opts, run, a, start)
     if saved is not None:
         if saved["stage"] != opts.stage:
             raise ValueError(f"{resume}: a {saved['stage']} run; use another --out for {opts.stage}")
@@ -205,7 +250,7 @@ def _build(opts: TrainOptions, vocab: int, tok_hash: str, start: _Start, echo) -
     return model, run, 0
 
 
-_OLD = {"shuffle_block": 0}  # what a checkpoint from before an option existed ran with
+_OLD = {"shuffle_block": 0, "expert_width": None}  # what a checkpoint from before an option existed ran with
 
 
 def _options(opts: TrainOptions) -> dict:
@@ -250,8 +295,8 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
         echo("no held-out rows (split 'val') in the mixture's datasets: no held-out loss this run")
     for warning in res.warnings:  # e.g. an older layout whose index has no crc32 per sample
         echo(f"warning: {warning}")
-    vocab, tok_hash, stats = world.shared(lambda: _assets(res))  # one fetch of the tokenizer set
-    model, run, step = _build(opts, vocab, tok_hash, start := world.shared(lambda: _start_point(opts)), echo)
+    assets = world.shared(lambda: _assets(res))  # one fetch of the tokenizer set
+    model, run, step = _build(opts, assets, start := world.shared(lambda: _start_point(opts)), echo)
     model.to(device)
     expert = opts.stage == "posttrain"
     if not expert:  # stage 1 never uses the expert's weights: DDP must not wait for their gradients
@@ -260,7 +305,8 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
     net = model
     if world.size > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    peak = opts.lr if opts.lr is not None else run.lr
+    backbone = isinstance(model, PaliGemmaVLA)
+    peak = opts.lr if opts.lr is not None else (BACKBONE_LR if backbone else run.lr)
     optim = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=0.01)
     if start.optimizer is not None:
         optim.load_state_dict(start.optimizer)
@@ -270,8 +316,8 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
         "stage": opts.stage,
         "config": asdict(run),
         "model": asdict(model.cfg),
-        "tokenizer_set": tok_hash,
-        "stats": stats,
+        "tokenizer_set": assets.tok_hash,
+        "stats": assets.stats,
         "layouts": {url: sorted(e.dataset for e in res.entries if e.layout == url) for url in res.manifests},
         "mixture": str(opts.mixture),
         "init": None if opts.init is None else str(opts.init),
@@ -286,6 +332,7 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
     kinds = {e.dataset: e.kind for e in res.entries}
     source = SampleSource(res.manifests, cache_for(res.manifests, opts.cache, opts.cache_limit))
     common = {"source": source, "rank": world.rank, "world": world.size, "shard_block": opts.shuffle_block}
+    common |= {"action": assets.action}
     augment = AugmentImages(opts.seed) if opts.augment else None
     stream = BatchStream(
         train_rows, opts.seed, opts.batch_size, step, run.max_prompt, run.max_targets, augment, **common

@@ -110,7 +110,8 @@ def train(
     lr: Annotated[
         float | None,
         typer.Option(
-            help="Peak learning rate (linear warm-up, cosine decay). Default: the config's (tiny 3e-3, base 3e-4)."
+            help="Peak learning rate (linear warm-up, cosine decay). Default: the config's (tiny 3e-3, base "
+            "3e-4), 5e-5 with --backbone."
         ),
     ] = None,
     warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 10,
@@ -172,6 +173,28 @@ def train(
     log_samples: Annotated[
         bool, typer.Option(help="Write each step's global sample keys to OUT/samples.jsonl.")
     ] = False,
+    backbone: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from a pretrained PaliGemma: a local Hugging Face snapshot folder (config.json, "
+            "model.safetensors, tokenizer.json). The layouts must be built for it (vlamix ingest --backbone "
+            "DIR). Default lr 5e-5. A resumed or --init run takes the model from its checkpoint."
+        ),
+    ] = None,
+    expert_width: Annotated[
+        int | None,
+        typer.Option(
+            help="With --backbone: the action expert's width (default half the backbone's: 1024 at 3B, "
+            "pi0's 300M expert)."
+        ),
+    ] = None,
+    checkpointing: Annotated[
+        bool,
+        typer.Option(
+            help="Gradient checkpointing of the decoder layers (--backbone): recompute activations in "
+            "the backward pass; less memory, ~30% more time."
+        ),
+    ] = False,
 ) -> None:
     """Train the bundled VLA on a mixture: stage 1 all-discrete, stage 2 with the flow-matching expert.
 
@@ -210,6 +233,9 @@ def train(
         cache_limit=None if cache_limit is None else parse_size(cache_limit, "--cache-limit"),
         shuffle_block=shuffle_block,
         log_samples=log_samples,
+        backbone=backbone,
+        expert_width=expert_width,
+        checkpointing=checkpointing,
     )
     main_rank = os.environ.get("RANK", "0") == "0"  # the others print nothing but their errors
     bars: list = []  # the bar starts with the first step, so a config error stays one line

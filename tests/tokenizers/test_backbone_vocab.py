@@ -70,7 +70,7 @@ def test_the_snapshot_is_read_as_its_own_vocabulary(snapshot, tokset):
 def test_no_string_reaches_a_fast_id_or_an_appended_special(tokset):
     r = tokset.ranges
     rng = np.random.default_rng(1)
-    alphabet = list("abcxyz <>/\n0123456789,.;:!?é中🤖") + ["<loc0001>", "<action>", "<fast>", "<seg003>"]
+    alphabet = [*"abcxyz <>/\n0123456789,.;:!?é中🤖", "<loc0001>", "<action>", "<fast>", "<seg003>"]
     texts = ["".join(rng.choice(alphabet, size=int(rng.integers(1, 40)))) for _ in range(300)]
     ids = {i for t in texts for i in tokset.text_ids(t)}
     assert ids and max(ids) < r["text"][1] <= r["specials"][0] < r["fast"][0]
