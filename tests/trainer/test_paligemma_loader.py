@@ -74,3 +74,32 @@ def test_gradient_checkpointing_gives_the_same_gradients(snapshot):
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_the_real_size_architecture_on_the_meta_device(tmp_path):
+    """google/paligemma-3b-pt-224's config (its config.json's sizes, written here: nothing is
+    downloaded), built without memory on the meta device: PaliGemma's 2.92B parameters, pi0's ~300M
+    expert at the default width, and the table grown by our two specials and 1024 FAST ids."""
+    from transformers import PaliGemmaConfig
+
+    PaliGemmaConfig(
+        vision_config={"hidden_size": 1152, "intermediate_size": 4304, "num_attention_heads": 16,
+                       "num_hidden_layers": 27, "patch_size": 14, "image_size": 224, "projection_dim": 2048,
+                       "vision_use_head": False},
+        text_config={"hidden_size": 2048, "intermediate_size": 16384, "num_attention_heads": 8,
+                     "num_key_value_heads": 1, "num_hidden_layers": 18, "head_dim": 256, "vocab_size": 257_216},
+        image_token_index=257_152,
+        projection_dim=2048,
+    ).save_pretrained(tmp_path)  # fmt: skip
+    cfg = load_backbone_config(tmp_path, 257_216 + 2 + 1024)
+    assert (cfg.width, cfg.depth, cfg.heads, cfg.kv_heads, cfg.head_dim, cfg.expert_width) == (
+        2048, 18, 8, 1, 256, 1024,
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = PaliGemmaVLA(cfg, pretrained=False)
+    expert = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("action_", "time_mlp")))
+    backbone = sum(p.numel() for p in model.parameters()) - expert
+    grown = 1026 * 2048  # the embedding rows of <action>, <end_of_action> and FAST (tied output layer)
+    assert 2.91e9 < backbone - grown < 2.93e9, backbone  # PaliGemma 3B
+    assert 3.0e8 < expert < 3.2e8, expert  # pi0's Gemma 300M
+    assert model.embed.weight.shape == (257_216 + 1026, 2048) and model.vit.tokens_per_image == 256
