@@ -25,6 +25,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # file) goes into one folder, removed when the session ends.
 SANDBOX = Path(tempfile.mkdtemp(prefix="vlamix-tests-"))
 os.environ["TMPDIR"] = str(SANDBOX)
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(SANDBOX / "torchinductor")  # torch may make it on import
 tempfile.tempdir = str(SANDBOX)
 
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from backbone_snapshot import tiny_paligemma
+from safetensors.torch import load_file
 
 from vlamix.trainer.paligemma import PaliGemmaVLA, load_backbone_config
 
