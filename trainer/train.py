@@ -62,7 +62,7 @@ from vlamix.trainer.paligemma import PaliGemmaVLA
 from vlamix.trainer.sample_source import SampleSource, cache_for
 from vlamix.trainer.seeds import seeded
 
-__all__ = ["ALPHA", "TrainOptions", "is_expert_param", "losses", "train"]
+__all__ = ["ALPHA", "TrainOptions", "freeze_unused", "is_expert_param", "losses", "train"]
 
 # a resume keeps these
 CHECKED = ("batch_size", "seed", "lr", "warmup", "augment", "precision", "shuffle_block", "expert_width")
@@ -118,6 +118,15 @@ class TrainOptions:
 
 def is_expert_param(name: str) -> bool:
     return ".expert." in name or name.startswith(("action_", "time_mlp"))
+
+
+def freeze_unused(model: nn.Module, expert: bool) -> None:
+    """Stage 1 never uses the expert's weights: DDP must not wait for their gradients (what the model
+    froze itself, e.g. SigLIP's pooling head, stays frozen)."""
+    if not expert:
+        for name, p in model.named_parameters():
+            if is_expert_param(name):
+                p.requires_grad_(False)
 
 
 def _autocast(opts: TrainOptions, device: torch.device):
@@ -299,9 +308,7 @@ def _train(opts: TrainOptions, progress, echo, world: World, device: torch.devic
     model, run, step = _build(opts, assets, start := world.shared(lambda: _start_point(opts)), echo)
     model.to(device)
     expert = opts.stage == "posttrain"
-    if not expert:  # stage 1 never uses the expert's weights: DDP must not wait for their gradients
-        for name, p in model.named_parameters():
-            p.requires_grad_(not is_expert_param(name))
+    freeze_unused(model, expert)
     net = model
     if world.size > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

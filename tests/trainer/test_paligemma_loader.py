@@ -103,3 +103,27 @@ def test_the_real_size_architecture_on_the_meta_device(tmp_path):
     assert 2.91e9 < backbone - grown < 2.93e9, backbone  # PaliGemma 3B
     assert 3.0e8 < expert < 3.2e8, expert  # pi0's Gemma 300M
     assert model.embed.weight.shape == (257_216 + 1026, 2048) and model.vit.tokens_per_image == 256
+
+
+@pytest.mark.parametrize("stage2", [False, True])
+def test_every_trainable_parameter_gets_a_gradient(snapshot, stage2):
+    """What DistributedDataParallel needs of each stage (else every rank fails at the second step with
+    'Expected to have finished reduction'): stage 1 freezes the expert, and SigLIP's pooling head, which
+    PaliGemma never reads, stays frozen in both stages."""
+    from test_vla_model import _inputs
+
+    from vlamix.trainer.train import freeze_unused
+
+    cfg = load_backbone_config(snapshot, 50, 16)
+    cfg = type(cfg)(**{**vars(cfg), "action_dim": 8, "horizon": 6})
+    model = PaliGemmaVLA(cfg, with_expert=stage2).train()
+    freeze_unused(model, stage2)
+    x = _inputs()
+    if not stage2:
+        x = {k: v for k, v in x.items() if k not in ("noisy_actions", "time", "expert_context")}
+    logits, v = model(**x)
+    (logits.float().pow(2).mean() + (v.pow(2).mean() if stage2 else 0)).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("vit.tower.head.") for n in frozen)
+    assert stage2 == (not any(n.startswith("action_expert.") for n in frozen))
