@@ -11,6 +11,7 @@ from vlamix.shards.layout import MANIFEST
 from vlamix.shards.manifest import build_manifest
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import SourcesFile
+from vlamix.tokenizers.vocab import LAYOUT_FILE
 
 __all__ = ["write_index_and_manifest"]
 
@@ -40,6 +41,10 @@ def write_index_and_manifest(
     kinds = kinds_of(sources)
     datasets = {kind.name: kind.manifest_entry(work) for kind in kinds}
     manifest = build_manifest(tok["path"], tok["sha256"], datasets)
+    target = work.store.read_json(f"{tok['path']}/{LAYOUT_FILE}").get("backbone")
+    if target:  # a set for a pretrained backbone's vocabulary says which (docs/design.md §20)
+        keep = ("name", "vocab", "tokenizer_sha256")
+        manifest["tokenizer_set"]["backbone"] = {k: target[k] for k in keep}
     overlaps = _overlaps(kinds, work)
     if overlaps:
         manifest["cross_dataset_duplicates"] = overlaps

@@ -94,6 +94,16 @@ def _failed_and_overlaps(manifest: dict) -> list[str]:
     return [*lines, ""] if lines else []
 
 
+def _backbone(tokenizer_set: dict) -> str:
+    b = tokenizer_set.get("backbone")
+    if not b:
+        return ""
+    return (
+        f" Its token ids are those of the pretrained backbone `{b['name']}` (vocabulary {b['vocab']:,}; "
+        "FAST after it): train with `vlamix train --backbone` and that snapshot."
+    )
+
+
 def dataset_card(manifest: dict, name: str | None = None) -> str:
     """The card's text, from the manifest alone (the same manifest gives the same bytes, wherever the
     layout was written). The default title names the datasets."""
@@ -116,7 +126,8 @@ def dataset_card(manifest: dict, name: str | None = None) -> str:
         "",
         f"Format `{manifest['format']}` v{manifest['version']}; record schemas "
         + ", ".join(f"{k} v{v}" for k, v in manifest["schema_versions"].items())
-        + f"; tokenizer set `{manifest['tokenizer_set']['sha256'][:16]}…` in `{manifest['tokenizer_set']['path']}/`.",
+        + f"; tokenizer set `{manifest['tokenizer_set']['sha256'][:16]}…` in `{manifest['tokenizer_set']['path']}/`."
+        + _backbone(manifest["tokenizer_set"]),
         "",
         "## Sources",
         "",

@@ -104,6 +104,12 @@ def test_the_layout_carries_the_backbones_own_token_ids(layout, snapshot):
     assert target.tokenizer_sha256 == hashlib.sha256((snapshot / "tokenizer.json").read_bytes()).hexdigest()
     config = json.loads((snapshot / "config.json").read_text())
     assert target.vocab == config["text_config"]["vocab_size"]
+    said = manifest["tokenizer_set"]["backbone"]  # the manifest and the card say which vocabulary
+    assert said == {"name": snapshot.name, "vocab": target.vocab, "tokenizer_sha256": target.tokenizer_sha256}
+    assert (
+        f"pretrained backbone `{snapshot.name}` (vocabulary {target.vocab:,}"
+        in (layout / "README.md").read_text()
+    )
     own = Tokenizer.from_file(str(snapshot / "tokenizer.json"))
     r = tok.ranges
 
@@ -225,3 +231,32 @@ def test_a_layout_for_another_vocabulary_is_refused_with_one_line(bundled, layou
         IngestOptions(
             SAMPLES / "sources.yaml", tmp_path / "o", backbone=snapshot, text_tokenizer=snapshot
         ).check()
+
+
+# nightly: `make test` holds what DDP needs of the backbone model (every trainable parameter gets a
+# gradient in both stages: tests/trainer/test_paligemma_loader.py); this runs it under torchrun.
+@pytest.mark.nightly
+def test_two_processes_train_the_backbone_as_one_does(layout, snapshot, tmp_path):
+    mix = _mixture(tmp_path / "mix", layout, "pi05_pretrain.yaml")
+    flags = {"steps": 4, "batch_size": 4, "lr": 3e-3, "workers": 0, "eval_batches": 0, "log_samples": True}
+    train(TrainOptions("pretrain", mix, tmp_path / "one", backbone=snapshot, **flags), echo=lambda _: None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "vlamix",
+    ]
+    cmd += ["train", "--stage", "pretrain", "--mixture", str(mix), "--out", str(tmp_path / "two")]
+    cmd += ["--steps", "4", "--batch-size", "4", "--lr", "3e-3", "--workers", "0", "--eval-batches", "0"]
+    cmd += ["--log-samples", "--backbone", str(snapshot), "--precision", "bf16"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**env, **OFFLINE})
+    assert done.returncode == 0, done.stderr[-3000:]
+    keys = [(tmp_path / d / "samples.jsonl").read_text() for d in ("one", "two")]
+    assert keys[0] == keys[1]  # the same global samples in every step
+    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    for a, b in zip(one, two, strict=True):  # bf16 autocast against fp32: loose
+        assert float(a["ce"]) == pytest.approx(float(b["ce"]), rel=0.05), a["step"]
