@@ -62,7 +62,10 @@ PLAIN_READER = textwrap.dedent(
     manifest = json.load(open(sys.argv[1] + "/manifest.json"))
     urls = [sys.argv[1] + "/" + s["path"] for d in manifest["datasets"].values() for s in d["shards"]]
     n, keys, shapes, web = 0, set(), set(), 0
-    for sample in wds.WebDataset(urls, shardshuffle=False).decode("rgb8"):
+    rgb8 = wds.imagehandler("rgb8")
+    def base_camera(key, data):  # the other slots' JPEGs stay bytes (the same decoder; ~4x less time)
+        return rgb8(key, data) if key.endswith("base_0.jpg") else None
+    for sample in wds.WebDataset(urls, shardshuffle=False).decode(base_camera):
         n += 1
         keys.add(sample["__key__"])
         meta = sample["meta.json"]
