@@ -88,9 +88,7 @@ def fit_tokenizer_set(
     """FAST on every robot dataset's normalized chunks (the stats step's seeded subsample); text BPE on the
     ingest's text, or the Hugging Face `tokenizer.json` given (a file, or a folder holding one), or the
     `backbone` snapshot's, with the set targeting that backbone's vocabulary (tokenizers/backbone.py)."""
-    target = None
-    if backbone is not None:  # read first: a wrong folder fails before the fit
-        text, target = read_backbone_vocab(backbone)
+    text, target = read_backbone_vocab(backbone) if backbone is not None else (None, None)  # fails early
     fast, chunks = fit_fast_apart(_normalized_chunks(out, sources), FAST_SCALE, FAST_VOCAB)
     if target is not None:
         log.info("tokenizers: the text part is %s's tokenizer (vocabulary %d)", target.name, target.vocab)
@@ -101,6 +99,7 @@ def fit_tokenizer_set(
         text = Tokenizer.from_file(str(path))
     else:
         text = train_text_tokenizer(_corpus(out, sources))
+    assert text is not None
     layout = VocabLayout(
         text=text.get_vocab_size(),
         fast=fast.vocab_size,
