@@ -43,7 +43,7 @@ def write_index_and_manifest(
     manifest = build_manifest(tok["path"], tok["sha256"], datasets)
     target = work.store.read_json(f"{tok['path']}/{LAYOUT_FILE}").get("backbone")
     if target:  # a set for a pretrained backbone's vocabulary says which (docs/design.md §20)
-        keep = ("name", "vocab", "tokenizer_sha256")
+        keep = ("vocab", "tokenizer_sha256")
         manifest["tokenizer_set"]["backbone"] = {k: target[k] for k in keep}
     overlaps = _overlaps(kinds, work)
     if overlaps:

@@ -99,8 +99,9 @@ def _backbone(tokenizer_set: dict) -> str:
     if not b:
         return ""
     return (
-        f" Its token ids are those of the pretrained backbone `{b['name']}` (vocabulary {b['vocab']:,}; "
-        "FAST after it): train with `vlamix train --backbone` and that snapshot."
+        f" Its token ids are a pretrained backbone's (vocabulary {b['vocab']:,}, tokenizer.json sha256 "
+        f"`{b['tokenizer_sha256'][:16]}…`; FAST after it): train with `vlamix train --backbone` and that "
+        "snapshot."
     )
 
 

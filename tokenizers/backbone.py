@@ -11,7 +11,7 @@ produce them."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -28,7 +28,8 @@ _SEPARATOR = "\n"
 class BackboneVocab:
     """Which vocabulary a tokenizer set targets; two sets target the same backbone when these are equal."""
 
-    name: str  # the snapshot folder's name (for messages)
+    name: str = field(compare=False)  # the snapshot folder's name, for messages only: not saved (the
+    # set's hash must not depend on where a snapshot was downloaded to)
     vocab: int  # rows of its embedding table: ids from here on are ours
     tokenizer_sha256: str  # of its tokenizer.json
     loc_start: int  # the id of <loc0000>
@@ -36,7 +37,6 @@ class BackboneVocab:
 
     def to_json(self) -> dict:
         return {
-            "name": self.name,
             "vocab": self.vocab,
             "tokenizer_sha256": self.tokenizer_sha256,
             "loc_start": self.loc_start,
@@ -45,9 +45,7 @@ class BackboneVocab:
 
     @classmethod
     def from_json(cls, d: dict) -> BackboneVocab:
-        return cls(
-            d["name"], int(d["vocab"]), d["tokenizer_sha256"], int(d["loc_start"]), dict(d["specials"])
-        )
+        return cls("", int(d["vocab"]), d["tokenizer_sha256"], int(d["loc_start"]), dict(d["specials"]))
 
     def same_vocabulary(self, other: BackboneVocab) -> bool:
         return (self.vocab, self.tokenizer_sha256, self.loc_start, self.specials) == (
@@ -59,7 +57,7 @@ class BackboneVocab:
 
 
 def _embedding_rows(snapshot: Path) -> int | None:
-    """`text_config.vocab_size` of the snapshot's config.json (None when it has no config.json)."""
+    """`text_config.vocab_size` of the snapshot's config.json (None when it has none)."""
     if not (snapshot / "config.json").is_file():
         return None
     from transformers import AutoConfig
@@ -92,6 +90,11 @@ def read_backbone_vocab(snapshot: Path) -> tuple[Tokenizer, BackboneVocab]:
     if len(newline) == 1:
         specials["<sep>"] = newline[0]
     rows = _embedding_rows(snapshot)
-    vocab = max(text.get_vocab_size(), rows or 0)
+    if rows is None:
+        raise FileNotFoundError(
+            f"{snapshot}: no config.json: the backbone's embedding table size is read from it (FAST ids "
+            "go after the whole table); give the whole snapshot folder"
+        )
+    vocab = max(text.get_vocab_size(), rows)
     digest = hashlib.sha256(data).hexdigest()
     return text, BackboneVocab(snapshot.resolve().name, vocab, digest, loc_start, specials)

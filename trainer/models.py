@@ -37,7 +37,8 @@ def model_from_state(model: dict, with_expert: bool, checkpointing: bool = False
 def _describe(target: BackboneVocab | None) -> str:
     if target is None:
         return "vlamix's own vocabulary (a text tokenizer trained at ingest)"
-    return f"the backbone {target.name!r} (vocabulary {target.vocab:,}, tokenizer {target.tokenizer_sha256[:12]})"
+    of = f" {target.name!r}" if target.name else ""
+    return f"the backbone{of} vocabulary of {target.vocab:,} (tokenizer.json {target.tokenizer_sha256[:12]})"
 
 
 def backbone_config(

@@ -204,6 +204,11 @@ class Policy:
         for name in ranges:
             lo, hi = self.tok.ranges[name]
             allowed[lo:hi] = True
+        target = self.tok.layout.backbone
+        if "text" in ranges and target is not None:  # a backbone's table also holds its specials, its
+            allowed[self.tok.layout.text : target.vocab] = False  # locations, rows past its tokenizer
+            allowed[slice(*self.tok.ranges["loc"])] = False
+            allowed[list(target.specials.values())] = False
         for s in specials:
             allowed[self.tok.special(s)] = True
         return allowed

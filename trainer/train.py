@@ -199,12 +199,15 @@ def _model(opts: TrainOptions, run: RunConfig, a: _Assets, start: _Start) -> nn.
         return model_from_state(model, with_expert, opts.checkpointing)
     if opts.backbone is not None:
         if st is not None:
-            raise ValueError(
-                f"{where}: a checkpoint of the small model; --backbone starts from the snapshot: train "
-                "into another --out"
-            )
+            fix = "drop --backbone or --init" if start.saved is None else "train into another --out"
+            raise ValueError(f"{where}: a checkpoint of the small model, and --backbone was given: {fix}")
         cfg = backbone_config(opts.backbone, a.vocab, a.target, opts.expert_width)
         return PaliGemmaVLA(cfg, with_expert, pretrained=True, checkpointing=opts.checkpointing)
+    if st is None and a.target is not None:
+        raise ValueError(
+            f"the mixture's layouts carry token ids for a backbone's vocabulary ({a.target.vocab:,}): give "
+            "--backbone with that snapshot, or rebuild the layouts without --backbone for the small model"
+        )
     return VLA(run.model(a.vocab), with_expert=with_expert)
 
 

@@ -103,3 +103,6 @@ def test_a_folder_that_is_not_a_paligemma_snapshot_is_refused(tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="no consecutive <loc0000> .. <loc1023>"):
         read_backbone_vocab(tmp_path)
+    tok.save(str(tmp_path / "tokenizer.json"))  # the tokenizer alone: the table's size is unknown
+    with pytest.raises(FileNotFoundError, match="no config.json: the backbone's embedding table size"):
+        read_backbone_vocab(tmp_path)
