@@ -24,7 +24,7 @@ import pytest
 import torch
 from backbone_snapshot import tiny_snapshot, tiny_tokenizer
 from conftest import REPO, SAMPLES, first_sample
-from test_overfit_predict import PICKS, _draw, _observation, _predict
+from test_overfit_predict import PICKS, _draw, _observation, _predict, learn
 
 from tokenizers import Tokenizer
 from vlamix.pipelines.ingest import IngestOptions, run_ingest
@@ -34,7 +34,7 @@ from vlamix.tokenizers.tokenizer_set import load_tokenizer_set
 from vlamix.trainer.checkpoint import load_weights, read_state, save_checkpoint
 from vlamix.trainer.data import collate
 from vlamix.trainer.models import model_from_state
-from vlamix.trainer.train import TrainOptions, losses, train
+from vlamix.trainer.train import TrainOptions, train
 from vlamix.transforms.chain import build_chain
 from vlamix.transforms.native import native_chunk
 from vlamix.transforms.stats import DimStats
@@ -171,20 +171,10 @@ def test_both_stages_train_from_the_snapshot_and_predict_gives_back_a_sample(lay
     )
     draws = [_draw(layout, *PICKS[0])]
     batch = collate(draws, action=tok.special("<action>"))
-    optim = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     torch.manual_seed(0)
-    steps = 150
-    for step in range(steps):
-        for group in optim.param_groups:
-            group["lr"] = 3e-3 * 0.5 * (1 + np.cos(np.pi * step / steps))
-        out = losses(model, batch, True, torch.Generator().manual_seed(step))
-        optim.zero_grad()
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-    learned = save_checkpoint(tmp_path / "learned", steps, model, optim, state)
-    images, native_state, sample = _observation(layout, draws[0], tmp_path)
-    os.environ.update(OFFLINE)
+    optim = learn(model, batch, 150)
+    learned = save_checkpoint(tmp_path / "learned", 150, model, optim, state)
+    images, native_state, sample = _observation(layout, draws[0], tmp_path)  # HF_HUB_OFFLINE: conftest
     rc, pred = _predict(learned, "mm_subtasks", images, native_state, sample["task"])
     assert rc == 0, pred
     assert pred["subtask"] == sample["target.txt"].decode() and pred["subtask_source"] == "model"

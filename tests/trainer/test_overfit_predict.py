@@ -64,6 +64,21 @@ def _flow(model, batch) -> float:
     return value
 
 
+def learn(model, batch, steps: int) -> torch.optim.Optimizer:
+    """Train `model` on the one `batch` with the stage-2 loss (AdamW, peak lr 3e-3, cosine decay);
+    returns the optimizer."""
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    for step in range(steps):
+        for group in optim.param_groups:
+            group["lr"] = 3e-3 * 0.5 * (1 + np.cos(np.pi * step / steps))
+        out = losses(model, batch, True, torch.Generator().manual_seed(step))
+        optim.zero_grad()
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+    return optim
+
+
 @pytest.fixture(scope="module")
 def overfit(bundled):
     draws = [_draw(bundled, *p) for p in PICKS]
@@ -78,16 +93,7 @@ def overfit(bundled):
     torch.manual_seed(0)
     model = VLA(PRESETS["tiny"].model(vocab), with_expert=True)
     before = _flow(model, batch)
-    optim = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    steps = 600
-    for step in range(steps):
-        for group in optim.param_groups:
-            group["lr"] = 3e-3 * 0.5 * (1 + np.cos(np.pi * step / steps))
-        out = losses(model, batch, True, torch.Generator().manual_seed(step))
-        optim.zero_grad()
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
+    optim = learn(model, batch, 600)
     state = {
         "stage": "posttrain",
         "config": asdict(PRESETS["tiny"]),
