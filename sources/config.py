@@ -19,6 +19,7 @@ __all__ = [
     "RobotSource",
     "SourcesFile",
     "SuccessRule",
+    "TopicField",
     "WebAnnotations",
     "WebSource",
     "load_sources",
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[a-z0-9_]+$")
-ROBOT_FORMATS = ("aloha_hdf5", "lerobot", "rlds")
+ROBOT_FORMATS = ("aloha_hdf5", "hdf5", "lerobot", "mcap", "rlds", "zarr")
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,24 @@ def _check_slot(slot: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class RobotKeys:
-    """Native names, where a dataset does not use its format's defaults."""
+class TopicField:
+    """A field of the messages on one topic of a ROS 2 bag (format: mcap): `field` is a dotted path in the
+    message (`position`, `pose.position`); a list or array field gives several dims, a number one."""
 
-    state: str | list[str] | None = None
-    action: str | list[str] | None = None
-    instruction: str | None = None
+    topic: str
+    field: str
+
+
+@dataclass(frozen=True)
+class RobotKeys:
+    """Native names, where a dataset does not use its format's defaults. Per format: HDF5 dataset paths
+    (aloha_hdf5, hdf5), RLDS feature names, LeRobot features (or meta/modality.json part names), Zarr
+    array keys, or `{topic, field}` of a ROS 2 bag (mcap)."""
+
+    state: str | list[str] | TopicField | list[TopicField] | None = None
+    action: str | list[str] | TopicField | list[TopicField] | None = None
+    instruction: str | TopicField | None = None
+    timestamp: str | None = None  # hdf5: a dataset of per-step times in seconds, checked against the rate
     # native camera name -> slot (null drops it), or {slot, channel_order}
     cameras: dict[str, str | CameraKey | None] = field(default_factory=dict)
     # RLDS: a per-episode feature holding the episode's own id (e.g. episode_metadata/episode_id), read
@@ -98,6 +111,9 @@ class RobotSource:
     license: str | None = None
     citation: str | None = None
     keys: RobotKeys = field(default_factory=RobotKeys)
+    rate: float | None = None  # mcap: the control rate frames are sampled at (Hz)
+    episodes: Literal["file", "group"] = "file"  # hdf5: one episode per file, or per group under a group
+    episode_group: str = "data"  # hdf5 with `episodes: group`: the group holding them (robomimic's data/)
 
     def check(self) -> None:
         if not _NAME.match(self.name):
@@ -116,6 +132,55 @@ class RobotSource:
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        self._check_format_keys()
+
+    def _check_format_keys(self) -> None:
+        """What each format needs in `keys:` and which options are its own (a mistake is refused here,
+        not read as something else)."""
+        fmt, keys = self.format, self.keys
+        topics = [k for k in (keys.state, keys.action, keys.instruction) if _has_topic(k)]
+        if fmt == "mcap":
+            if self.rate is None or not self.rate > 0:
+                raise ValueError("format mcap needs `rate: HZ` (frames are sampled at the control rate)")
+            for what in ("state", "action"):
+                value = getattr(keys, what)
+                if value is None or not _all_topics(value):
+                    raise ValueError(
+                        f"format mcap needs `keys: {{{what}: {{topic: ..., field: ...}}}}` (or a list of them)"
+                    )
+            if keys.instruction is not None and not isinstance(keys.instruction, TopicField):
+                raise ValueError("format mcap: `keys: {instruction: {topic: ..., field: ...}}`")
+            if keys.timestamp is not None:
+                raise ValueError("format mcap takes times from the messages; `keys.timestamp` is for hdf5")
+        else:
+            if topics:
+                raise ValueError(f"`{{topic, field}}` keys are for format mcap, not {fmt}")
+            if self.rate is not None:
+                raise ValueError(
+                    f"`rate:` is for format mcap; a {fmt} dataset's rate is its embodiment's control_rate_hz"
+                )
+        if fmt in ("hdf5", "zarr") and not (keys.state and keys.action):
+            raise ValueError(
+                f"format {fmt} needs `keys: {{state: ..., action: ...}}` (its {'dataset paths' if fmt == 'hdf5' else 'array keys'})"
+            )
+        if fmt == "zarr" and not isinstance(keys.action, str):
+            raise ValueError("format zarr: `keys: {action: KEY}` names one array")
+        if keys.timestamp is not None and fmt != "hdf5":
+            raise ValueError(f"keys.timestamp is for format hdf5; {fmt} has its own time base")
+        if fmt != "hdf5" and (self.episodes != "file" or self.episode_group != "data"):
+            raise ValueError("`episodes:` and `episode_group:` are for format hdf5")
+
+
+def _has_topic(value: object) -> bool:
+    return isinstance(value, TopicField) or (
+        isinstance(value, list) and any(isinstance(v, TopicField) for v in value)
+    )
+
+
+def _all_topics(value: object) -> bool:
+    return isinstance(value, TopicField) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, TopicField) for v in value)
+    )
 
 
 @dataclass(frozen=True)
@@ -164,14 +229,16 @@ class WebSource:
     kind: Literal["WD"]
     images: str | None = None
     annotations: list[WebAnnotations] = field(default_factory=list)
-    format: Literal["coco", "hf_parquet"] = "coco"
-    path: str | None = None  # hf_parquet: a file, folder or glob of parquet files
+    format: Literal["coco", "hf_parquet", "llava_json"] = "coco"
+    # hf_parquet: a file, folder or glob of parquet files; llava_json: the conversations JSON (with `images:`)
+    path: str | None = None
     # hf_parquet: `image` (default "image") and caption, question + answer, or all three (each gives turns)
     columns: dict[str, str] = field(default_factory=dict)
     split: Literal["train", "val", "test"] = "train"
     license: str | None = None
     citation: str | None = None
-    COLUMNS: ClassVar[tuple[str, ...]] = ("image", "caption", "question", "answer")
+    # hf_parquet: `points` ([{x, y}] or [[x, y]] in pixels) with `label` or `question` gives pointing turns
+    COLUMNS: ClassVar[tuple[str, ...]] = ("image", "caption", "question", "answer", "points", "label")
 
     def check(self) -> None:
         if not _NAME.match(self.name):
@@ -180,6 +247,16 @@ class WebSource:
             raise ValueError("a COCO-style web dataset needs `images:` and `annotations:`")
         if self.format == "hf_parquet" and not self.path:
             raise ValueError("format hf_parquet needs `path:`")
+        if self.format == "llava_json":
+            if not (self.path and self.images):
+                raise ValueError(
+                    "format llava_json needs `path:` (the conversations JSON) and `images:` (their folder)"
+                )
+            if self.annotations or self.columns:
+                raise ValueError(
+                    "format llava_json reads `path:` + `images:`; `annotations:`/`columns:` are for coco/hf_parquet"
+                )
+            return
         if self.format == "coco" and (self.columns or self.path):
             raise ValueError(
                 "`columns:` and `path:` are for format hf_parquet; COCO reads `images:` + `annotations:`"

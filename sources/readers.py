@@ -1,13 +1,15 @@
-"""The reader of each raw format: `list_episodes(sources, source)` and `read_episode(ref, source, embodiment)`."""
+"""The reader of each raw format: `list_episodes(sources, source)` and `read_episode(ref, source, embodiment)`.
+
+Modules are imported when their format is first asked for: an ingest of LeRobot data never imports the
+MCAP or Zarr libraries."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from vlamix.sources import aloha_hdf5, lerobot, rlds
-
-__all__ = ["EPISODE_IDS", "READERS", "Reader", "reader_for"]
+__all__ = ["EPISODE_IDS", "READER_MODULES", "Reader", "reader_for"]
 
 
 class Reader(NamedTuple):
@@ -15,10 +17,14 @@ class Reader(NamedTuple):
     read_episode: Callable[..., Iterator[dict]]
 
 
-READERS: dict[str, Reader] = {
-    "aloha_hdf5": Reader(aloha_hdf5.list_episodes, aloha_hdf5.read_episode),
-    "rlds": Reader(rlds.list_episodes, rlds.read_episode),
-    "lerobot": Reader(lerobot.list_episodes, lerobot.read_episode),
+# format -> the module (under vlamix.sources) that owns it
+READER_MODULES: dict[str, str] = {
+    "aloha_hdf5": "aloha_hdf5",
+    "hdf5": "hdf5_keys",
+    "lerobot": "lerobot",
+    "mcap": "mcap_bag",
+    "rlds": "rlds",
+    "zarr": "zarr_buffer",
 }
 
 
@@ -27,14 +33,19 @@ READERS: dict[str, Reader] = {
 EPISODE_IDS: dict[str, str] = {
     "aloha_hdf5": "the number ending the file name (episode_3.hdf5 is 3); the position in natural path "
     "order when a file carries none or two files carry the same",
+    "hdf5": "episodes: file: as aloha_hdf5 (the number ending the file name, else the position); episodes: "
+    "group: the number ending the group's name (data/demo_7 is 7), else its position in natural order",
     "lerobot": "LeRobot's episode_index",
+    "mcap": "the number ending the bag's file or folder name, else its position in natural path order",
     "rlds": "the record's position over the TFRecord files in natural path order, or the feature "
     "`keys: {episode_id: ...}` names",
+    "zarr": "the episode's position in meta/episode_ends (per store; stores in natural path order follow on)",
 }
 
 
 def reader_for(fmt: str) -> Reader:
     try:
-        return READERS[fmt]
+        module = importlib.import_module(f"vlamix.sources.{READER_MODULES[fmt]}")
     except KeyError:
-        raise ValueError(f"no reader for format {fmt!r}; known: {sorted(READERS)}") from None
+        raise ValueError(f"no reader for format {fmt!r}; known: {sorted(READER_MODULES)}") from None
+    return Reader(module.list_episodes, module.read_episode)
