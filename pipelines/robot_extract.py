@@ -25,6 +25,7 @@ from vlamix.sources.remote import unreachable_source
 from vlamix.stage_clock import stage
 from vlamix.transforms.filters import select_frames
 from vlamix.transforms.image import EncodeCameras
+from vlamix.transforms.rotation_groups import TrainedRotations
 
 __all__ = ["EpisodeExtract", "extract_episode"]
 
@@ -77,7 +78,10 @@ def extract_episode(task: EpisodeExtract) -> ExtractedEpisode:
     rel = WorkDir.frames(ref.dataset, ref.index)
     encode = EncodeCameras()
     read = reader_for(task.source.format).read_episode
-    rows = map(encode, read(ref, task.source, task.embodiment, box=encode.resize.size))
+    emb = task.embodiment  # the reader sees it as logged: rotation groups in the source's representation
+    rows = map(encode, read(ref, task.source, emb.as_logged(), box=encode.resize.size))
+    if emb.groups:
+        rows = map(_trained_rotations(task), rows)
     where = f"{ref.source_file} (episode {ref.index})"
     first: dict | None = None
     n = 0
@@ -115,6 +119,38 @@ def extract_episode(task: EpisodeExtract) -> ExtractedEpisode:
     return ExtractedEpisode(
         ref.dataset, ref.index, n, first["episode_hash"], first["split"], ref.source_file, rel, len(keep)
     )
+
+
+def _trained_rotations(task: EpisodeExtract):
+    """A frame row's state and action with each rotation group in the spec's trained representation; a
+    value that is no rotation (a quaternion whose norm is off by more than the tolerance) quarantines the
+    episode, naming the frame."""
+    emb, ref = task.embodiment, task.ref
+    convert = {part: TrainedRotations(part, tuple(emb.spans(part))) for part in ("state", "action")}
+
+    def row_trained(row: dict) -> dict:
+        for part, to_trained in convert.items():
+            if not to_trained.spans:
+                continue
+            try:
+                row[part] = to_trained({part: np.asarray(row[part])})[part].tolist()
+            except ValueError as e:
+                reason = f"{part}: {e}"
+                raise BadRecord(
+                    QuarantineRecord(
+                        ref.dataset,
+                        ref.source_file,
+                        reason,
+                        ref.index,
+                        None,
+                        row["frame"],
+                        part,
+                        row["length"],
+                    )
+                ) from None
+        return row
+
+    return row_trained
 
 
 def frame_failures(cols: dict, emb: Embodiment, kind: str) -> list:

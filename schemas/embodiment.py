@@ -3,6 +3,7 @@ which camera goes in which slot. Shipped specs live in `schemas/embodiments/<nam
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from vlamix.config import ConfigError, from_mapping, load_yaml, parse_yaml
+from vlamix.schemas.rotation_group import GroupSpan, RotationGroup
 
 __all__ = [
     "CAMERA_SLOTS",
@@ -18,6 +20,7 @@ __all__ = [
     "MODEL_HORIZON",
     "Dim",
     "Embodiment",
+    "RotationGroup",
     "dim_range",
     "embodiment_from_text",
     "load_embodiment",
@@ -99,8 +102,54 @@ class Embodiment:
     cameras: dict[str, str | None]  # native camera name -> slot; null drops a camera on purpose
     gripper: Gripper | None = None
     horizon: int | None = None  # action chunk length; default one second at the control rate
-    rotation: Literal["euler", "none"] = "none"
+    # "euler": Euler-angle deltas wrapped to [-pi, pi] (component differences); or rotation groups
+    # (schemas/rotation_group.py): a source representation converted to the trained one, relative deltas
+    rotation: Literal["euler", "none"] | RotationGroup | list[RotationGroup] = "none"
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def groups(self) -> list[RotationGroup]:
+        if isinstance(self.rotation, RotationGroup):
+            return [self.rotation]
+        return list(self.rotation) if isinstance(self.rotation, list) else []
+
+    def spans(self, part: str) -> list[GroupSpan]:
+        """The rotation groups of `part` (state or action), in dim order, with where each one's source
+        values lie in the part as logged."""
+        groups = sorted((g for g in self.groups if part in g.parts()), key=lambda g: g.dims[0])
+        out, shift = [], 0
+        for g in groups:
+            out.append(GroupSpan(g.dims[0], len(g.dims), g.train, g.repr, g.dims[0] + shift))
+            shift += len(g.components()) - len(g.dims)
+        return out
+
+    def logged_dim(self, part: str) -> int:
+        """The width of `part` as the source logs it (the rotation groups in their source representation)."""
+        dims = getattr(self, part)
+        return len(dims) + sum(s.source_width - s.width for s in self.spans(part))
+
+    def as_logged(self) -> Embodiment:
+        """This spec as the source logs it: each rotation group's trained dims replaced by the source
+        representation's values (named after its components, kind `other`). What the readers check
+        widths and names against; the extract step then converts to the trained dims. A spec without
+        groups is itself."""
+        if not self.groups:
+            return self
+        parts = {}
+        for part in ("state", "action"):
+            dims = list(getattr(self, part))
+            spans = self.spans(part)
+            several = len(spans) > 1
+            for k, span in reversed(list(enumerate(spans))):
+                group = next(g for g in self.groups if part in g.parts() and g.dims[0] == span.start)
+                first = dims[span.start]
+                logged = [
+                    Dim(f"g{k}_{c}" if several else c, "other", first.unit, first.frame, first.representation)
+                    for c in group.components()
+                ]
+                dims[span.start : span.start + span.width] = logged
+            parts[part] = dims
+        return dataclasses.replace(self, rotation="none", **parts)
 
     @property
     def chunk_horizon(self) -> int:
@@ -137,10 +186,14 @@ class Embodiment:
                 raise ValueError(
                     f"action dim {d.name!r} is already a delta in the source; `delta: true` would difference it twice"
                 )
+        self._check_groups()
+        rot6d = {id(d) for part in ("state", "action") for d in self.rot6d_dims(part)}
         for d in (*self.state, *self.action):
             # the default range, the rotation step gate and the wrap all count radians; a spec in other
-            # units declares its own `range:` (and no wrap)
+            # units declares its own `range:` (and no wrap); rot6d values are matrix entries, not angles
             wrapped_or_gated = self.rotation == "euler" or d.range is None
+            if id(d) in rot6d:
+                continue
             if d.kind == "ee_rotation" and wrapped_or_gated and d.unit.lower() not in RADIANS:
                 raise ValueError(
                     f"dim {d.name!r} is a rotation in {d.unit!r}; rotations are gated and wrapped as radians: "
@@ -155,6 +208,50 @@ class Embodiment:
             )
         if any(d.kind == "gripper" for d in self.action) and self.gripper is None:
             raise ValueError("action has gripper dims but no `gripper: {open, closed}` values")
+
+    def rot6d_dims(self, part: str) -> list[Dim]:
+        dims = getattr(self, part)
+        return [
+            dims[i] for s in self.spans(part) if s.train == "rot6d" for i in range(s.start, s.start + s.width)
+        ]
+
+    def _check_groups(self) -> None:
+        taken: dict[str, set[int]] = {"state": set(), "action": set()}
+        for g in self.groups:
+            for part in g.parts():
+                dims = getattr(self, part)
+                if g.dims[-1] >= len(dims):
+                    raise ValueError(
+                        f"rotation group {g.dims}: {part} has {len(dims)} dims (indices 0..{len(dims) - 1}); "
+                        "set `part: state` or `part: action` for a group that is in one part only"
+                    )
+                if taken[part] & set(g.dims):
+                    raise ValueError(
+                        f"rotation groups overlap in {part} at dims {sorted(taken[part] & set(g.dims))}"
+                    )
+                taken[part] |= set(g.dims)
+                wrong = [dims[i].name for i in g.dims if dims[i].kind != "ee_rotation"]
+                if wrong:
+                    raise ValueError(
+                        f"rotation group {g.dims}: {part} dims {wrong} are not of kind ee_rotation"
+                    )
+                if part == "action" and len({dims[i].delta for i in g.dims}) > 1:
+                    raise ValueError(
+                        f"rotation group {g.dims}: its action dims must all be `delta: true` or none"
+                    )
+        state = {d.name: i for i, d in enumerate(self.state)}
+        for span in self.spans("action"):
+            if not self.action[span.start].delta:
+                continue
+            names = [self.action[i].name for i in range(span.start, span.start + span.width)]
+            start = state[names[0]]
+            match = next((s for s in self.spans("state") if s.start == start), None)
+            in_order = [self.state[i].name for i in range(start, start + span.width)] == names
+            if match is None or match.train != span.train or not in_order:
+                raise ValueError(
+                    f"action rotation group {names} is `delta: true`: the state needs the same dims, in the "
+                    "same order, in a rotation group of the same width (the delta is R_state^-1 R_action)"
+                )
 
 
 def shipped_embodiments() -> list[str]:

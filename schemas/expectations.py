@@ -78,8 +78,11 @@ def dim_table(rows: dict, emb: Embodiment) -> pd.DataFrame:
     ranges = np.array([dim_range(d) for d in (*emb.state, *emb.action)], dtype=np.float64).reshape(-1, 2)
     excess = np.maximum(ranges[:, 0] - values, values - ranges[:, 1])
     dims = (*emb.state, *emb.action)
+    rot6d = {
+        id(d) for part in ("state", "action") for d in emb.rot6d_dims(part)
+    }  # matrix entries, not angles
     for k, d in enumerate(dims):  # delta rotations: the wrapped step must be a plausible turn too
-        limit = rotation_step_limit(d, emb.control_rate_hz)
+        limit = None if id(d) in rot6d else rotation_step_limit(d, emb.control_rate_hz)
         if limit is not None:
             wrapped = np.abs(np.angle(np.exp(1j * values[:, k])))
             excess[:, k] = np.fmax(excess[:, k], wrapped - limit)

@@ -72,7 +72,7 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
     info = _info(str(root))
     splits = _split_ranges(info, root / INFO_PATH)
     episodes = read_episodes_meta(root, info)
-    plan_dataset(root, info, episodes, source, sources.embodiment(source))
+    plan_dataset(root, info, episodes, source, sources.embodiment(source).as_logged())
     rel = display(root, sources.root)
     refs = []
     for ep in episodes:

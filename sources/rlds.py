@@ -116,7 +116,10 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
     keys against features.json (a ConfigError here, in the driver, before any job starts)."""
     folder = _dataset_folder(sources, source)
     resolve_keys(
-        read_features(folder), source, sources.embodiment(source), _features_where(folder, sources.root)
+        read_features(folder),
+        source,
+        sources.embodiment(source).as_logged(),
+        _features_where(folder, sources.root),
     )
     spec = source.path if any(c in source.path for c in "*?[") else f"{source.path.rstrip('/')}/*.tfrecord*"
     files = resolve_files(sources.root, spec, ())

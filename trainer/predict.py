@@ -37,6 +37,7 @@ from vlamix.trainer.models import model_from_state
 from vlamix.transforms.chain import apply, build_chain, observation_chain
 from vlamix.transforms.image import IMAGE_SIZE, ResizeWithPad, decode_jpeg, encode_jpeg
 from vlamix.transforms.native import native_chunk
+from vlamix.transforms.rotation_groups import LoggedRotations, TrainedRotations
 from vlamix.transforms.stats import DimStats
 
 __all__ = ["EULER_STEPS", "Policy", "Prediction"]
@@ -243,6 +244,7 @@ class Policy:
             )
         if mode not in ("flow", "fast"):
             raise ValueError(f"mode {mode!r}: flow or fast")
+        state = _trained_state(a.emb, state)
         inputs, prompt = self.observation(a, images, state, task)
         inputs["image_tokens"] = self.model.vit(inputs["images"])
         sep, act = self.tok.special("<sep>"), self.tok.special("<action>")
@@ -284,6 +286,10 @@ class Policy:
             is_pad = np.arange(MODEL_HORIZON) >= h
             chain = build_chain(a.emb, a.state_stats, a.action_stats, a.normalization)
             actions = native_chunk(chain, a.emb, padded, state, is_pad)
+            actions = LoggedRotations("actions", tuple(a.emb.spans("action")))({"actions": actions})[
+                "actions"
+            ]
+        logged = a.emb.as_logged()  # rotation groups back in the source's representation
         return Prediction(
             dataset=dataset,
             embodiment=a.emb.name,
@@ -294,10 +300,23 @@ class Policy:
             mode=mode,
             valid=error is None,
             actions=actions,
-            dims=[x.name for x in a.emb.action],
-            units=[x.unit for x in a.emb.action],
+            dims=[x.name for x in logged.action],
+            units=[x.unit for x in logged.action],
             control_rate_hz=a.emb.control_rate_hz,
             fast_tokens=fast_local,
             error=error,
             warnings=warnings,
         )
+
+
+def _trained_state(emb: Embodiment, state: np.ndarray) -> np.ndarray:
+    """The robot's state as its source logs it ([logged width]: rotation groups in the source's
+    representation) -> the spec's trained dims. A spec without rotation groups takes it as it is."""
+    if not emb.groups:
+        return state
+    state = np.asarray(state, np.float32).reshape(-1)
+    logged = emb.as_logged()
+    if len(state) != logged.state_dim:
+        names = ", ".join(d.name for d in logged.state)
+        raise ValueError(f"state has {len(state)} values, {emb.name} logs {logged.state_dim}: {names}")
+    return TrainedRotations("state", tuple(emb.spans("state")))({"state": state})["state"]

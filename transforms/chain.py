@@ -1,8 +1,8 @@
 """The order of transforms, written once (docs/design.md §3) and used by ingest, statistics and the trainer.
 
 native frame -> gripper to one sense (1 = closed) -> chunk actions[t : t+H] -> delta a[t+h] - s[t] on the
-dims the embodiment trains as deltas (Euler rotations wrapped) -> normalize (quantile or z-score, per
-dataset) -> state prompt -> FAST over the real steps and dims -> pad steps to 50 -> pad dims to 32 ->
+dims the embodiment trains as deltas (Euler rotations wrapped; a rotation group's delta is R_s^-1 R_a) ->
+normalize (quantile or z-score, per dataset) -> state prompt -> FAST over the real steps and dims -> pad steps to 50 -> pad dims to 32 ->
 token ids and loss mask of prompt, target and FAST tokens.
 """
 
@@ -18,6 +18,7 @@ from vlamix.transforms.normalize import QuantileNormalize, ZScoreNormalize
 from vlamix.transforms.pad import PadDims, PadSteps
 from vlamix.transforms.prompt import StatePrompt
 from vlamix.transforms.rotation import WrapRotations
+from vlamix.transforms.rotation_groups import RelativeRotations
 from vlamix.transforms.stats import DimStats
 from vlamix.transforms.tokenize import FastEncode, TokenizerSetLike, TokenizeSample
 
@@ -55,11 +56,16 @@ def stats_chain(emb: Embodiment) -> list[Transform]:
     if native_deltas and emb.rotation == "euler":
         chain.append(WrapRotations("episode_actions", native_deltas))
     chain.append(ChunkActions(emb.chunk_horizon))
-    delta = [i for i, d in enumerate(emb.action) if d.delta]
+    state_index = {d.name: i for i, d in enumerate(emb.state)}
+    grouped = {i for s in emb.spans("action") for i in range(s.start, s.start + s.width)}
+    delta = [i for i, d in enumerate(emb.action) if d.delta and i not in grouped]
     if delta:
-        state_index = {d.name: i for i, d in enumerate(emb.state)}
         wrap = tuple(i for i in delta if emb.action[i].kind == "ee_rotation" and emb.rotation == "euler")
         chain.append(DeltaActions(tuple(delta), tuple(state_index[emb.action[i].name] for i in delta), wrap))
+    for span in emb.spans("action"):  # a rotation group's delta is a relative rotation, not a difference
+        if emb.action[span.start].delta:
+            state_start = state_index[emb.action[span.start].name]
+            chain.append(RelativeRotations(span.start, state_start, span.width, span.train))
     return chain
 
 

@@ -92,6 +92,15 @@ def _suggest(key: str, known: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
 
 
+def _same_shape(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if isinstance(value, dict):
+        return origin is dict or (isinstance(tp, type) and dataclasses.is_dataclass(tp))
+    if isinstance(value, list | tuple):
+        return origin in (list, tuple)
+    return False
+
+
 def _convert(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -107,8 +116,13 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             try:
                 return _convert(value, arg, where)
             except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+                errors.append((arg, str(e)))
+        # the one alternative of the value's own shape (a mapping for a dataclass, a list for a list) says
+        # what is wrong inside it; otherwise none fits
+        fits = [e for arg, e in errors if _same_shape(value, arg)]
+        if len(errors) == 1 or len(fits) == 1:
+            raise ConfigError((fits or [errors[0][1]])[0])
+        raise ConfigError(f"{where}: {value!r} matches none of {tp}")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
