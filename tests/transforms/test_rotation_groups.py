@@ -164,3 +164,16 @@ def test_a_delta_group_needs_the_same_group_in_the_state():
     )
     with pytest.raises(ConfigError, match="the state needs the same dims"):
         embodiment_from_text(text, "spec")
+
+
+def test_predict_takes_the_state_as_the_robot_logs_it():
+    from vlamix.trainer.predict import _trained_state
+
+    emb = embodiment_from_text(_spec("rotvec", "rot6d"), "spec")
+    m = Rotation.from_rotvec([0.2, -1.0, 2.9])
+    logged = np.array([0.1, 0.2, 0.3, *m.as_rotvec(), 0.5])
+    state = _trained_state(emb, logged)
+    assert state.shape == (emb.state_dim,) == (10,)
+    np.testing.assert_allclose(to_matrix(state[3:9], "rot6d"), m.as_matrix(), atol=1e-6)
+    with pytest.raises(ValueError, match=r"state has 10 values, rot_arm logs 7: x, y, z, rx, ry, rz, g"):
+        _trained_state(emb, state)  # the trained dims are not what the robot reports
