@@ -10,7 +10,7 @@ from vlamix.schemas.versioning import RecordSchema, doc_field
 
 __all__ = ["BOX", "ITEM", "TURN", "TURN_KINDS", "item_key"]
 
-TURN_KINDS = ("caption", "vqa", "detection")
+TURN_KINDS = ("caption", "vqa", "detection", "pointing", "conversation")
 
 
 def item_key(dataset: str, item: int) -> str:
@@ -51,8 +51,10 @@ ITEM = RecordSchema(
         doc_field(
             "turns",
             pa.list_(TURN),
-            "Turns about this image: `kind` (caption, vqa or detection), `prompt`, `target` text, and for "
-            "detection the `boxes` (label and y_min, x_min, y_max, x_max in [0, 1] of the stored, padded image).",
+            "Turns about this image: `kind` (caption, vqa, detection, pointing or conversation), `prompt`, "
+            "`target` text, and for detection the `boxes` (label and y_min, x_min, y_max, x_max in [0, 1] of "
+            "the stored, padded image); pointing targets hold the points as `<locY><locX>` pairs of the "
+            "padded image, with `boxes` null.",
         ),
         doc_field("split", pa.string(), "train, val or test."),
         doc_field(

@@ -274,16 +274,41 @@ class WebSource:
             raise ValueError(f"unknown `columns:` keys {unknown}{hint}; known: {', '.join(self.COLUMNS)}")
         if self.format != "hf_parquet":
             return
+        pointing = "points" in self.columns
+        if pointing:
+            self._check_pointing()
+        elif "label" in self.columns:
+            raise ValueError(
+                f"`columns:` maps label ({self.columns['label']!r}) but not points: a label names what a "
+                "pointing turn's points point at; add `points: <column>`"
+            )
         for key, pair in (("question", "answer"), ("answer", "question")):
-            if key in self.columns and pair not in self.columns:
+            if key in self.columns and pair not in self.columns and not pointing:
                 raise ValueError(
                     f"`columns:` maps {key} ({self.columns[key]!r}) but not {pair}: a VQA turn needs both; "
                     f"add `{pair}: <column>`"
                 )
-        if "caption" not in self.columns and "question" not in self.columns:
+        if not {"caption", "question", "points"} & set(self.columns):
             raise ValueError(
-                "`columns:` maps no text column: map `caption: <column>`, or `question:` and `answer:`, or all "
-                f"three (have {dict(self.columns)})"
+                "`columns:` maps no text column: map `caption: <column>`, or `question:` and `answer:`, or "
+                f"`points:` with `label:` or `question:`, or several (have {dict(self.columns)})"
+            )
+
+    def _check_pointing(self) -> None:
+        """`points` with `label` (prompt "point to {label}") or `question` (the prompt itself), not both;
+        with `points`, `question` is the pointing prompt, so an `answer` column would be ambiguous."""
+        prompts = [k for k in ("label", "question") if k in self.columns]
+        if len(prompts) != 1:
+            raise ValueError(
+                f"`columns:` maps points ({self.columns['points']!r}) with "
+                + ("neither label nor question" if not prompts else "both label and question")
+                + ": a pointing turn's prompt comes from exactly one of them (`label: <column>` for "
+                '"point to {label}", or `question: <column>`)'
+            )
+        if "answer" in self.columns:
+            raise ValueError(
+                "`columns:` maps points and answer: with points, `question:` is the pointing prompt and the "
+                "points are its answer; put VQA columns in a second dataset entry over the same files"
             )
 
 

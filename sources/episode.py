@@ -18,3 +18,4 @@ class EpisodeRef:
     offset: int = 0  # ... and its byte offset
     split: str | None = None  # the source's own split, when its layout says
     error: str | None = None  # a listing-time problem (a broken file): the episode is quarantined with it
+    member: str | None = None  # for files holding episodes as groups (format hdf5): the group's path

@@ -34,7 +34,8 @@ EPISODE_IDS: dict[str, str] = {
     "aloha_hdf5": "the number ending the file name (episode_3.hdf5 is 3); the position in natural path "
     "order when a file carries none or two files carry the same",
     "hdf5": "episodes: file: as aloha_hdf5 (the number ending the file name, else the position); episodes: "
-    "group: the number ending the group's name (data/demo_7 is 7), else its position in natural order",
+    "group: the number ending the group's name (data/demo_7 is 7) when all are unique over all files, else "
+    "its position over all files in natural order; a file that lists no episode gets an id past the largest",
     "lerobot": "LeRobot's episode_index",
     "mcap": "the number ending the bag's file or folder name, else its position in natural path order",
     "rlds": "the record's position over the TFRecord files in natural path order, or the feature "

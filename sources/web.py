@@ -1,6 +1,7 @@
 """Web data (WD): COCO captions, COCO boxes and VQAv2 merged by image id into items (sources/web_coco.py),
-or a Hugging Face parquet with an image column and text columns (sources/web_parquet.py). One item per
-image, however many turns it has.
+a Hugging Face parquet with an image column and text or points columns (sources/web_parquet.py,
+sources/web_points.py), or LLaVA-style conversations (sources/web_llava.py). One item per image, however
+many turns it has.
 
 Each item record carries `counts` (sources/web_items.py COUNTERS): what its reading left out or changed
 without refusing it (crowd regions, clipped, dropped and rescaled boxes, empty texts). The ITEM schema does
@@ -33,7 +34,9 @@ from vlamix.sources.web_items import (
     add_counts,
     undecoded_text,
 )
+from vlamix.sources.web_llava import llava_items
 from vlamix.sources.web_parquet import image_cell_bytes, parquet_items
+from vlamix.sources.web_points import PointError, fit_points
 
 __all__ = [
     "CAPTION_PROMPT",
@@ -47,10 +50,11 @@ __all__ = [
 ]
 
 ITEMS_PER_BATCH = 64
+_LISTERS = {"coco": coco_items, "hf_parquet": parquet_items, "llava_json": llava_items}
 
 
 def list_items(sources: SourcesFile, src: WebSource, out: str) -> list[ItemBatch]:
-    refs = parquet_items(sources, src) if src.format == "hf_parquet" else coco_items(sources, src)
+    refs = _LISTERS[src.format](sources, src)
     column = src.columns.get("image", "image")
     return [
         ItemBatch(src.name, b, tuple(refs[i : i + ITEMS_PER_BATCH]), src.split, out, column)
@@ -95,8 +99,9 @@ def _image_bytes(batch: ItemBatch, ref: ItemRef, tables: dict) -> bytes | None:
 
 def _turn(t: RawTurn, height: int, width: int, counts: dict) -> dict | None:
     """One turn as read: a detection turn keeps its boxes in the image's own pixels (`pixel_boxes`,
-    label and COCO x, y, w, h) and gets its target from the extract step (transforms/web_item.py); a
-    detection turn whose boxes were all dropped is None. Raises FieldError."""
+    label and COCO x, y, w, h), a pointing turn its points (`pixel_points`, x, y), and both get their
+    target from the extract step (transforms/web_item.py); a detection turn whose boxes were all dropped
+    is None. Raises FieldError (PointError: a point outside the image)."""
     if t.kind == "detection":
         fitted = fit_boxes(t.boxes, t.size, width, height)
         add_counts(
@@ -115,10 +120,20 @@ def _turn(t: RawTurn, height: int, width: int, counts: dict) -> dict | None:
             "prompt": prompt,
             "target": None,
             "pixel_boxes": [tuple(b) for b in fitted.boxes],
+            "pixel_points": None,
+        }
+    if t.kind == "pointing":
+        points = fit_points(t.points, width, height, t.where)
+        return {
+            "kind": t.kind,
+            "prompt": t.prompt,
+            "target": None,
+            "pixel_boxes": None,
+            "pixel_points": list(points),
         }
     if not t.target:
         raise FieldError(f"empty {t.kind} target")
-    return {"kind": t.kind, "prompt": t.prompt, "target": t.target, "pixel_boxes": None}
+    return {"kind": t.kind, "prompt": t.prompt, "target": t.target, "pixel_boxes": None, "pixel_points": None}
 
 
 def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict:
@@ -145,6 +160,8 @@ def read_item(batch: ItemBatch, ref: ItemRef, tables: dict) -> dict:
     for t in ref.turns:
         try:
             turn = _turn(t, h, w, counts)
+        except PointError as e:
+            raise _bad(batch.dataset, ref, str(e), "points") from e
         except FieldError as e:
             raise _bad(batch.dataset, ref, str(e), "turns") from e
         if turn is not None:

@@ -28,7 +28,7 @@ from vlamix.sources.fields import FieldError, is_null, scalar_text, text_list
 from vlamix.sources.location import glob_files, is_file, is_remote, locate, read_bytes
 from vlamix.sources.web_items import CAPTION_PROMPT, ItemRef, RawTurn, answer_text
 
-__all__ = ["ImageId", "coco_items", "image_id_of"]
+__all__ = ["ImageFolder", "ImageId", "coco_items", "image_id_of"]
 
 ImageId = int | str
 _INT = re.compile(r"-?[0-9]+")
@@ -261,7 +261,7 @@ def _is_bbox(value: object) -> bool:
 
 
 def _item_error(
-    src: WebSource, images: _Images, listing: _Listing, image_id: ImageId
+    src: WebSource, images: ImageFolder, listing: _Listing, image_id: ImageId
 ) -> tuple[str | None, str]:
     name = listing.files.get(image_id)
     if image_id in listing.problems:
@@ -278,7 +278,7 @@ def _item_error(
     return None, "image"
 
 
-class _Images:
+class ImageFolder:
     """Which image files the `images:` folder holds: asked per file on a local disk, listed once (names
     only) at a URL, where a request per image would dominate the listing."""
 
@@ -298,7 +298,7 @@ class _Images:
 
 def coco_items(sources: SourcesFile, src: WebSource) -> list[ItemRef]:
     root = sources.root
-    images = _Images(locate(root, str(src.images)))
+    images = ImageFolder(locate(root, str(src.images)))
     listing = _Listing()
     for ann in src.annotations:
         if ann.format == "vqav2":

@@ -37,13 +37,15 @@ COUNTERS = (
 
 @dataclass(frozen=True)
 class RawTurn:
-    kind: str  # caption, vqa, detection
+    kind: str  # caption, vqa, detection, pointing, conversation
     prompt: str
     target: str
     boxes: tuple[
         tuple[str, float, float, float, float], ...
     ] = ()  # detection: (label, x, y, w, h) in source pixels
     size: tuple[float, float] | None = None  # detection: (width, height) the boxes were drawn on, if given
+    points: tuple[tuple[float, float], ...] = ()  # pointing: (x, y) in source pixels, in order
+    where: str = ""  # pointing: the row it was read from (file#row), named when a point is refused
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ ItemRef. Every cell is read by a written rule:
   text; an answer cell holding a list (of texts, or of VQAv2 `{answer, ...}` structs) gives their VQAv2
   answer; a null or empty cell gives no turn of its kind (counted as `texts_empty`); numbers, structs
   and other non-text values refuse the row. A row that gives no turn at all is quarantined on its own.
+- A `points` cell with its `label` or `question` cell gives one pointing turn (sources/web_points.py:
+  what a point is, what is refused).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from vlamix.sources.fields import FieldError, is_null, text_list
 from vlamix.sources.frames import one_line, parquet_size_problem
 from vlamix.sources.location import Unreachable, display, is_file, readable
 from vlamix.sources.web_items import CAPTION_PROMPT, ItemRef, RawTurn, answer_text, undecoded_text
+from vlamix.sources.web_points import PointError, point_list, pointing_prompt
 
 __all__ = ["image_cell_bytes", "parquet_items"]
 
@@ -117,14 +120,25 @@ def _image(cell: object, folder: Path, where: str, folder_rel: PurePosixPath) ->
     return _Image("file:" + str(folder_rel / rel), str(path))
 
 
-def _row_turns(texts: dict[str, list[object]], row: int, where: str) -> tuple[list[RawTurn], int]:
+def _pointing_turn(texts: dict[str, list[object]], points: list[object], row: int, where: str) -> RawTurn:
+    """The pointing turn of a row (sources/web_points.py). Raises FieldError."""
+    column = "label" if "label" in texts else "question"
+    prompt = pointing_prompt(column, texts[column][row], f"{where} {column}")
+    return RawTurn("pointing", prompt, "", points=point_list(points[row], f"{where} points"), where=where)
+
+
+def _row_turns(
+    texts: dict[str, list[object]], points: list[object] | None, row: int, where: str
+) -> tuple[list[RawTurn], int]:
     """The turns of one row and how many of its text cells were empty. Raises FieldError."""
     turns, empty = [], 0
     if "caption" in texts:
         captions = text_list(texts["caption"][row], f"{where} caption")
         turns += [RawTurn("caption", CAPTION_PROMPT, t) for t in captions]
         empty += not captions
-    if "question" in texts:
+    if points is not None:  # with points, `question` is the pointing prompt (WebSource.check)
+        turns.append(_pointing_turn(texts, points, row, where))
+    elif "question" in texts:
         question = text_list(texts["question"][row], f"{where} question")
         if len(question) > 1:
             raise FieldError(f"{where} question holds {len(question)} questions where one is expected")
@@ -159,7 +173,8 @@ def _file_groups(path: Path, rel: str, src: WebSource, groups: dict[str, _Group]
             f"{path}: no column(s) {missing}; map them with `columns:` (have {table.column_names})"
         )
     images = table.column(cols["image"]).to_pylist()
-    texts = {k: _text_cells(table, c) for k, c in cols.items() if k != "image"}
+    texts = {k: _text_cells(table, c) for k, c in cols.items() if k not in ("image", "points")}
+    points = table.column(cols["points"]).to_pylist() if "points" in cols else None
     for row, cell in enumerate(images):
         where = f"{rel}#{row}"
         image = _image(cell, path.parent, where, PurePosixPath(rel).parent)
@@ -167,10 +182,14 @@ def _file_groups(path: Path, rel: str, src: WebSource, groups: dict[str, _Group]
             groups[where] = _Group(where, str(path), row, error=image.error)
             continue
         try:
-            turns, empty = _row_turns(texts, row, where)
+            turns, empty = _row_turns(texts, points, row, where)
         except FieldError as e:
             groups[where] = _Group(
-                where, str(path), row, error=f"{e}: fix or drop that row", error_field="text"
+                where,
+                str(path),
+                row,
+                error=f"{e}: fix or drop that row",
+                error_field="points" if isinstance(e, PointError) else "text",
             )
             continue
         problem = undecoded_text(turns)

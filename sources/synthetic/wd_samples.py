@@ -1,5 +1,6 @@
 """The web (WD) samples: real photographs that ship inside the scikit-image wheel, with captions, VQAv2
-questions and COCO boxes written for them here, and a Hugging Face-style parquet of captions.
+questions and COCO boxes written for them here, a Hugging Face-style parquet of captions, LLaVA-style
+conversations (`generate_llava`) and a parquet of pointing rows (`generate_pointing`).
 
 Only images that the wheel itself contains are used (some `skimage.data` images download on first use);
 the photographs' licences are listed in scikit-image's data README.
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-__all__ = ["PHOTOS", "generate_wd"]
+__all__ = ["LLAVA_ITEMS", "PHOTOS", "POINTS", "generate_llava", "generate_pointing", "generate_wd"]
 
 MAX_SIDE = 320
 # file in skimage/data, COCO id, captions, (question, answer) pairs, boxes [label, x, y, w, h] in the original pixels
@@ -164,3 +165,83 @@ def generate_wd(out: Path) -> list[Path]:
     )
     pq.write_table(table, out / "web_parquet" / "train-00000-of-00001.parquet")
     return [root, out / "web_parquet"]
+
+
+SMALL_SIDE = 128  # the LLaVA and pointing samples: small copies of the same photographs
+# LLaVA items: id, image, (human, gpt) pairs; two items on coffee.png merge into one item of two turns
+LLAVA_ITEMS = (
+    (
+        "000000101",
+        "astronaut.png",
+        [
+            ("<image>\nWhat is the person wearing?", "An orange flight suit with mission patches."),
+            ("What is in the top right corner?", "A model of the space shuttle."),
+        ],
+    ),
+    ("000000102", "chelsea.png", [("What animal is this?\n<image>", "A tabby cat.")]),
+    (
+        "000000103",
+        "coffee.png",
+        [("<image>\nDescribe the image briefly.", "A cup of espresso on a saucer, with a spoon beside it.")],
+    ),
+    ("000000203", "coffee.png", [("<image>\nWhat is the spoon resting on?", "On the saucer.")]),
+)
+# pointing rows: image, label, points (x, y) in the original photograph's pixels
+POINTS = (
+    ("chelsea.png", "eye", [(170.0, 115.5), (320.0, 136.5)]),
+    ("coffee.png", "spoon", [(363.0, 281.0)]),
+    ("rocket.jpg", "rocket", [(321.5, 267.5)]),
+)
+
+
+def _small(name: str) -> tuple[Image.Image, float]:
+    """The photograph scaled to SMALL_SIDE on its long side, and the scale."""
+    im = _photo(name)
+    scale = SMALL_SIDE / max(im.size)
+    return im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BILINEAR), scale
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0]
+
+
+def generate_llava(out: Path) -> list[Path]:
+    """Write `out/web_llava/conversations.json` (LLaVA's list of {id, image, conversations}) and
+    `out/web_llava/images/*.jpg`."""
+    root = out / "web_llava"
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for ident, name, pairs in LLAVA_ITEMS:
+        file_name = f"{_stem(name)}.jpg"
+        (root / "images" / file_name).write_bytes(_jpeg(_small(name)[0]))
+        conversations = []
+        for human, gpt in pairs:
+            conversations += [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}]
+        entries.append({"id": ident, "image": file_name, "conversations": conversations})
+    (root / "conversations.json").write_text(json.dumps(entries, indent=1) + "\n")
+    return [root]
+
+
+def generate_pointing(out: Path) -> list[Path]:
+    """Write `out/web_points/points.parquet`: image bytes, `points` (a list of {x, y} in the stored
+    image's pixels) and `label`."""
+    rows = []
+    for name, label, points in POINTS:
+        im, scale = _small(name)
+        rows.append(
+            {
+                "image": {"bytes": _jpeg(im), "path": f"{_stem(name)}.jpg"},
+                "points": [{"x": round(x * scale, 2), "y": round(y * scale, 2)} for x, y in points],
+                "label": label,
+            }
+        )
+    schema = pa.schema(
+        [
+            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+            ("points", pa.list_(pa.struct([("x", pa.float64()), ("y", pa.float64())]))),
+            ("label", pa.string()),
+        ]
+    )
+    (out / "web_points").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / "web_points" / "points.parquet")
+    return [out / "web_points"]
