@@ -53,7 +53,8 @@ def test_every_kind_loads_from_the_bundled_file():
     sources = load_sources(SAMPLES / "sources.yaml")
     assert {s.kind for s in sources.datasets} == {"MM", "ME", "CE"}
     assert {a.kind for a in sources.annotations} == {"HL", "VI"}
-    assert {w.format for w in sources.web} == {"coco", "hf_parquet"}
+    assert {w.format for w in sources.web} == {"coco", "hf_parquet", "llava_json"}
+    assert {s.format for s in sources.datasets} == {"aloha_hdf5", "hdf5", "lerobot", "mcap", "rlds", "zarr"}
 
 
 @pytest.mark.parametrize("cameras", ["{cam_high: base0}", "{cam_high: {slot: wrist}}"])
