@@ -175,22 +175,32 @@ def _column(
     """(rows, width) float32 of the state (or action) columns, concatenated, then put in the spec's dim
     order (`columns`, from the plan); numbers only (bools and texts refused), finite, of the spec's width."""
     names = [keys] if isinstance(keys, str) else (keys or [default])
-    parts = []
-    for name in names:
+    cuts = columns.cuts if columns is not None and columns.cuts else (None,) * len(names)
+    parts, read = [], {}
+    for name, cut in zip(names, cuts, strict=True):
         if name not in table.column_names:
             raise ep.bad(
                 f"no column {name!r}: the {what} is missing (set `keys: {{{what}: ...}}` in the sources file)",
                 name,
             )
-        values = _values(table.column(name))
-        try:
-            parts.append(numeric_matrix(values, table.num_rows, f"column {name!r}"))
-        except FieldError as e:
-            raise ep.bad(str(e), name, _odd_row(values)) from e
+        if name not in read:
+            values = _values(table.column(name))
+            try:
+                read[name] = numeric_matrix(values, table.num_rows, f"column {name!r}")
+            except FieldError as e:
+                raise ep.bad(str(e), name, _odd_row(values)) from e
+        if cut is not None and read[name].shape[1] != cut.width:
+            raise ep.bad(
+                f"column {name!r} holds {read[name].shape[1]} values a row, {INFO_PATH} says {cut.width} "
+                f"(meta/modality.json's part {cut.part!r} is [{cut.start}, {cut.end}) of it): re-export it",
+                name,
+            )
+        parts.append(read[name] if cut is None else read[name][:, cut.start : cut.end])
     out = np.concatenate(parts, axis=1)
     if out.shape[1] != width:
+        shown = [cut.part if cut else name for name, cut in zip(names, cuts, strict=True)]
         raise ep.bad(
-            f"{what} has {out.shape[1]} columns ({' + '.join(names)}), the embodiment spec says {width}", what
+            f"{what} has {out.shape[1]} columns ({' + '.join(shown)}), the embodiment spec says {width}", what
         )
     if columns is not None:
         out = columns.to_spec(out)
@@ -315,14 +325,24 @@ def _cameras(
 
 
 def _instructions(
-    root: Location, info: dict, table: pa.Table, meta: dict, source: RobotSource, ep: Episode
+    root: Location,
+    info: dict,
+    table: pa.Table,
+    meta: dict,
+    source: RobotSource,
+    ep: Episode,
+    task_column: str | None = None,
 ) -> list[str | None]:
-    """Each row's instruction: `keys: {instruction: field}` (a per-frame column or an episode field),
+    """Each row's instruction: the task of the row's `task_column` (a modality.json annotation `keys:
+    {instruction}` names), else `keys: {instruction: field}` (a per-frame column or an episode field),
     else the text of the row's task_index, else the episode's one task in its metadata. A row without
     one is quarantined unless the sources file gives `task:` (never an empty prompt)."""
     n, field = table.num_rows, source.keys.instruction
     try:
-        if field:
+        if task_column:  # a meta/modality.json annotation: task indices, like task_index
+            texts = _task_texts(root, info, table, ep, task_column)
+            why = f"a null {task_column}, or an empty task in {tasks_file(info)}"
+        elif field:
             value = table.column(field).to_pylist() if field in table.column_names else meta.get(field)
             texts, why = per_step_text(value, n, f"instruction field {field!r}"), f"{field!r} is empty"
         elif "task_index" in table.column_names:
@@ -347,16 +367,20 @@ def _instructions(
     return texts
 
 
-def _task_texts(root: Location, info: dict, table: pa.Table, ep: Episode) -> list[str | None]:
+def _task_texts(
+    root: Location, info: dict, table: pa.Table, ep: Episode, column: str = "task_index"
+) -> list[str | None]:
+    if column not in table.column_names:
+        raise ep.bad(f"no column {column!r}: the rows' task indices are missing", column)
     tasks, file = read_tasks(root, info, ep), tasks_file(info)
     out = []
-    for i, k in enumerate(table.column("task_index").to_pylist()):
+    for i, k in enumerate(table.column(column).to_pylist()):
         if k is None:
             out.append(None)
         elif k in tasks.problems:
             raise ep.bad(tasks.problems[k], "task", i)
         elif k not in tasks.texts:
-            raise ep.bad(f"task_index {k} is not in {file}", "task_index", i)
+            raise ep.bad(f"{column} {k} is not in {file}", column, i)
         else:
             out.append(tasks.texts[k])
     return out
@@ -425,7 +449,7 @@ def read_episode(
     stamps = _timestamps(table, plan.fps, ep)
     state = _column(table, list(plan.state.names), "", emb.state_dim, "state", ep, plan.state)
     action = _column(table, list(plan.action.names), "", emb.action_dim, "action", ep, plan.action)
-    tasks = _instructions(root, info, table, meta, source, ep)
+    tasks = _instructions(root, info, table, meta, source, ep, plan.task_column)
     cameras = _cameras(root, info, ep, meta, table, stamps, plan, box)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(state.tobytes())

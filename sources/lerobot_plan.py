@@ -5,6 +5,11 @@ episode is read (a mismatch is a ConfigError naming the file, both sides and the
   one list, or null) against the spec's dim names. Columns are reordered to the spec's order; sets that
   disagree are an error. Positions are used only where the dataset names nothing (null or absent
   names); generic names that are not the spec's (`motor_0`, ...) are a disagreement, never a position.
+- with `meta/modality.json` (GR00T's flavour, sources/lerobot_modality.py): `keys: {state: [...]}` may
+  name its parts (`gripper` or `state.gripper`) as well as columns, each read as its [start, end) and
+  concatenated in the order given (so parts can be reordered or left out); the dims are also named
+  after their parts (`single_arm_0`, ..., `gripper`), and match the spec if info.json's names do not;
+  its video names are camera names too, and `keys: {instruction}` may name one of its annotations.
 - the declared `fps` against the spec's `control_rate_hz` (sources/frames.py rate_problem);
 - cameras onto slots (sources/frames.py plan_cameras: an unknown camera or two on one slot is an error);
 - the fields the sources file names (`success:`, `keys: {instruction: ...}`) exist in the dataset.
@@ -12,6 +17,8 @@ episode is read (a mismatch is a ConfigError naming the file, both sides and the
 
 from __future__ import annotations
 
+import difflib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,22 +29,35 @@ from vlamix.schemas.embodiment import Dim, Embodiment
 from vlamix.sources.config import RobotSource
 from vlamix.sources.frames import plan_cameras, rate_problem
 from vlamix.sources.lerobot_meta import IMAGE_PREFIX, INFO_PATH
+from vlamix.sources.lerobot_modality import MODALITY_PATH, Modality, read_modality
 from vlamix.sources.location import Location
 from vlamix.sources.success import success_rule
 
-__all__ = ["Columns", "Plan", "plan_dataset"]
+__all__ = ["Columns", "Cut", "Plan", "plan_dataset"]
 
 _CAMERA_DTYPES = ("video", "image")
 
 
 @dataclass(frozen=True)
+class Cut:
+    """The dims [start, end) of a column `width` wide (meta/info.json) that a meta/modality.json part is."""
+
+    part: str
+    start: int
+    end: int
+    width: int
+
+
+@dataclass(frozen=True)
 class Columns:
-    """The parquet columns of the state (or action), concatenated in this order, and `order`: the
-    position in that concatenation of each spec dim (None: the stored order is the spec's)."""
+    """The parquet columns of the state (or action), concatenated in this order (each whole, or the
+    part of it in `cuts`), and `order`: the position in that concatenation of each spec dim (None: the
+    stored order is the spec's)."""
 
     what: str  # "state" | "action"
     names: tuple[str, ...]
     order: tuple[int, ...] | None = None
+    cuts: tuple[Cut | None, ...] | None = None  # per name: the part of the column read (None: all)
 
     def to_spec(self, values: np.ndarray) -> np.ndarray:
         """(rows, dims) in the spec's dim order (a new array when reordered)."""
@@ -50,6 +70,8 @@ class Plan:
     state: Columns
     action: Columns
     cameras: dict[str, tuple[str, str]]  # slot -> (feature key, channel order "rgb" | "bgr")
+    # `keys: {instruction}` names a modality.json annotation: its column, of task indices like task_index
+    task_column: str | None = None
 
 
 def _features(info: dict, where: Path) -> dict[str, dict]:
@@ -89,6 +111,68 @@ def _width(feature: dict) -> int | None:
     return None
 
 
+def _pieces(
+    what: str,
+    keys: str | list[str] | None,
+    default: str,
+    features: dict,
+    where: Path,
+    modality: Modality | None,
+) -> tuple[list[str], list[Cut | None]]:
+    """The column each key reads, and the part of it (`keys` may name meta/modality.json parts)."""
+    columns: list[str] = []
+    cuts: list[Cut | None] = []
+    for key in [keys] if isinstance(keys, str) else list(keys or [default]):
+        found = modality.part(what, key) if modality is not None else None
+        if found is not None:
+            name, part = found
+            column = modality.column(what, part)  # type: ignore[union-attr]
+            columns.append(column)
+            cuts.append(Cut(name, part.start, part.end, features[column]["shape"][0]))
+        elif key in features:
+            columns.append(key)
+            cuts.append(None)
+        elif modality is None:
+            raise ConfigError(
+                f"{where}: no feature {key!r} for the {what}; the dataset's features are {sorted(features)}: "
+                f"set `keys: {{{what}: [...]}}` in the sources file"
+            )
+        else:
+            raise ConfigError(_no_part(what, key, features, where, modality))
+    return columns, cuts
+
+
+def _no_part(what: str, key: str, features: dict, where: Path, modality: Modality) -> str:
+    other = "action" if what == "state" else "state"
+    parts = sorted(modality.parts(what))
+    close = difflib.get_close_matches(key.removeprefix(f"{what}."), parts, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    wrong = f"; {key!r} is a {other} part, not a {what} one" if modality.part(other, key) else ""
+    return (
+        f"{where.parent.parent / MODALITY_PATH}: no {what} part {key!r}{hint}{wrong}: its {what} parts are "
+        f"{parts} (as `name` or `{what}.name`), and {INFO_PATH} has no feature {key!r} either (its features: "
+        f"{sorted(features)}); fix `keys: {{{what}: [...]}}` in the sources file"
+    )
+
+
+def _overlap(
+    what: str, labels: list[str], columns: list[str], cuts: list[Cut | None], features: dict
+) -> None:
+    """Keys that read one dim twice (two parts of a column that overlap, or a part and its whole column)."""
+    spans = []
+    for label, column, cut in zip(labels, columns, cuts, strict=True):
+        width = _width(features[column])
+        if cut is not None or width is not None:
+            spans.append((column, cut.start if cut else 0, cut.end if cut else width, label))
+    spans.sort()
+    for (col_a, _, end_a, a), (col_b, start_b, _, b) in itertools.pairwise(spans):
+        if col_a == col_b and start_b < end_a:
+            raise ConfigError(
+                f"the sources file's `keys: {{{what}: {labels}}}` reads dims of {col_a!r} twice ({a!r} and "
+                f"{b!r} overlap): name each part once"
+            )
+
+
 def _columns(
     what: str,
     keys: str | list[str] | None,
@@ -97,25 +181,60 @@ def _columns(
     features: dict,
     where: Path,
     emb: str,
+    modality: Modality | None = None,
 ) -> Columns:
-    columns = [keys] if isinstance(keys, str) else list(keys or [default])
+    columns, cuts = _pieces(what, keys, default, features, where, modality)
+    labels = [cut.part if cut else col for col, cut in zip(columns, cuts, strict=True)]
+    if any(cuts):
+        _overlap(what, labels, columns, cuts, features)
     got: list[str | None] = []  # the data's dim names in stored order; None: a dim it does not name
+    parted: list[str | None] | None = [] if modality is not None else None  # the parts' names of them
     unplaced = []
-    for col in columns:
-        if col not in features:
-            raise ConfigError(
-                f"{where}: no feature {col!r} for the {what}; the dataset's features are {sorted(features)}: "
-                f"set `keys: {{{what}: [...]}}` in the sources file"
-            )
+    for col, cut in zip(columns, cuts, strict=True):
         names, width = _dim_names(features[col], col, where), _width(features[col])
         if names is not None and width is not None and len(names) != width:
             raise ConfigError(
                 f"{where}: features.{col} has shape [{width}] but names {len(names)} dims {names}; fix one of them"
             )
-        if names is None and width is None:
+        lo, hi = (cut.start, cut.end) if cut else (0, len(names) if names is not None else width)
+        if names is None and hi is None:
             unplaced.append(col)
-        got += names if names is not None else [None] * (width or 0)
+        got += names[lo:hi] if names is not None else [None] * ((hi or 0) - lo)
+        if parted is not None:
+            whole = cut.width if cut else hi
+            parted = None if whole is None else parted + modality.dim_names(what, col, whole)[lo:hi]  # type: ignore[union-attr]
     want = [d.name for d in spec]
+    packed = tuple(cuts) if any(cuts) else None
+    by_parts = where.parent.parent / MODALITY_PATH
+    if parted is None or all(n is None for n in parted):
+        order = _order(what, labels, got, want, unplaced, where, emb)
+    elif all(n is None for n in got):  # info.json names nothing: the parts' names
+        order = _order(what, labels, parted, want, [], by_parts, emb)
+    else:  # info.json's names, else the parts'
+        try:
+            order = _order(what, labels, got, want, unplaced, where, emb)
+        except ConfigError as e:
+            try:
+                order = _order(what, labels, parted, want, [], by_parts, emb)
+            except ConfigError:
+                shown = [n if n is not None else "?" for n in parted]
+                raise ConfigError(
+                    f"{e} Nor do the names {MODALITY_PATH} gives them by part match the spec: {shown}"
+                ) from None
+    return Columns(what, tuple(columns), order, packed)
+
+
+def _order(
+    what: str,
+    columns: list[str],
+    got: list[str | None],
+    want: list[str],
+    unplaced: list[str],
+    where: Path,
+    emb: str,
+) -> tuple[int, ...] | None:
+    """The position in `got` of each spec dim (None: the stored order is the spec's); ConfigError when
+    the names disagree."""
     if all(n is None for n in got):
         if not unplaced and len(got) != len(want):
             raise ConfigError(
@@ -123,7 +242,7 @@ def _columns(
                 f"{len(want)} {what} dims {want}: write (or pick) a spec with the dataset's dims, or pick "
                 f"other columns with `keys: {{{what}: [...]}}`"
             )
-        return Columns(what, tuple(columns))  # the dataset names nothing: positions
+        return None  # the dataset names nothing: positions
     if unplaced:
         raise ConfigError(
             f"{where}: {unplaced} give neither dim names nor a shape, so the named {what} dims of the other "
@@ -141,7 +260,7 @@ def _columns(
                 f"{where}: the {what} columns {columns} name their dims {shown} ('?': unnamed), the embodiment "
                 f"spec {emb} names its {what} dims {want}. {fix}"
             )
-        return Columns(what, tuple(columns))
+        return None
     repeated = sorted({n for n in got if got.count(n) > 1})
     if repeated:
         raise ConfigError(f"{where}: the {what} columns {columns} name dims {repeated} more than once. {fix}")
@@ -153,11 +272,44 @@ def _columns(
             f"its {what} dims {want} (in the spec only: {missing}; in the data only: {extra}). {fix}"
         )
     order = tuple(got.index(w) for w in want)
-    return Columns(what, tuple(columns), None if order == tuple(range(len(want))) else order)
+    return None if order == tuple(range(len(want))) else order
 
 
-def _cameras(features: dict, source: RobotSource, emb: Embodiment, where: Path) -> dict[str, tuple[str, str]]:
+def _camera_name(aliases: list[str], source: RobotSource, emb: Embodiment, where: Path) -> str:
+    """The name a camera with several (its modality.json video names, then its feature key without
+    `observation.images.`) goes by: the first the sources file's keys map, else the first the spec maps,
+    else the first (for the error that names it unmapped)."""
+    for table, whose in (
+        (source.keys.cameras, "the sources file's `keys: {cameras}`"),
+        (emb.cameras, emb.name),
+    ):
+        mapped = [a for a in aliases if a in table]
+        if any(table[a] != table[mapped[0]] for a in mapped):
+            raise ConfigError(
+                f"{where.parent.parent / MODALITY_PATH}: {mapped} are names of one camera, and {whose} maps "
+                f"them differently ({[table[a] for a in mapped]}): map one of them"
+            )
+        if mapped:
+            return mapped[0]
+    return aliases[0]
+
+
+def _cameras(
+    features: dict, source: RobotSource, emb: Embodiment, where: Path, modality: Modality | None = None
+) -> dict[str, tuple[str, str]]:
     keys = {k.removeprefix(IMAGE_PREFIX): k for k, f in features.items() if f.get("dtype") in _CAMERA_DTYPES}
+    if modality is not None:  # a camera goes by its modality.json name too
+        videos = modality.videos()
+        named = {
+            _camera_name([*(n for n, k in videos.items() if k == key), native], source, emb, where): key
+            for native, key in keys.items()
+        }
+        if len(named) < len(keys):
+            raise ConfigError(
+                f"{where.parent.parent / MODALITY_PATH}: two cameras of {sorted(keys.values())} go by one name "
+                f"(video names {videos}): rename the video in it"
+            )
+        keys = named
     plan, problem = plan_cameras(list(keys), source, emb)
     if problem:
         raise ConfigError(f"{where}: {problem}")
@@ -196,11 +348,16 @@ def plan_dataset(
     problem = rate_problem(float(fps), emb, f"{where}: fps")
     if problem:
         raise ConfigError(problem)
-    state = _columns("state", source.keys.state, "observation.state", emb.state, features, where, emb.name)
-    action = _columns("action", source.keys.action, "action", emb.action, features, where, emb.name)
+    modality = read_modality(str(root))
+    keys = source.keys
+    state = _columns("state", keys.state, "observation.state", emb.state, features, where, emb.name, modality)
+    action = _columns("action", keys.action, "action", emb.action, features, where, emb.name, modality)
     rule = success_rule(source.success)
     if rule is not None:
         _check_field("success", rule.field, features, episodes, where)
-    if source.keys.instruction:
-        _check_field("keys: {instruction}", source.keys.instruction, features, episodes, where)
-    return Plan(float(fps), state, action, _cameras(features, source, emb, where))
+    task_column = None
+    if keys.instruction:
+        task_column = modality.annotation_column(keys.instruction) if modality is not None else None
+        _check_field("keys: {instruction}", task_column or keys.instruction, features, episodes, where)
+    cameras = _cameras(features, source, emb, where, modality)
+    return Plan(float(fps), state, action, cameras, task_column)

@@ -382,14 +382,21 @@ def samples_generate(
     """Write the synthetic samples: Mobile-ALOHA HDF5 episodes (MM: a kinematic two-arm robot on a moving
     base, rendered cameras), two RLDS datasets of single arms logged differently (CE), and LeRobot v2.1 and
     v3.0 datasets of a static arm in different rooms (ME), and HL subtask / VI verbal-instruction
-    annotations over those episodes, and web data (WD) over real photographs from scikit-image's wheel."""
+    annotations over those episodes, web data (WD) over real photographs from scikit-image's wheel (COCO,
+    parquet captions and points, LLaVA conversations), and one sample per recorded format: a robomimic-style
+    HDF5, ROS 2 bags in MCAP, a UMI-style Zarr replay buffer and a LeRobot dataset with GR00T's
+    modality.json."""
     from tqdm import tqdm
 
     from vlamix.sources.synthetic.annotation_samples import generate_annotations
     from vlamix.sources.synthetic.ce_samples import generate_ce
+    from vlamix.sources.synthetic.gr00t_samples import generate_gr00t
+    from vlamix.sources.synthetic.hdf5_samples import generate_hdf5
+    from vlamix.sources.synthetic.mcap_samples import generate_mcap
     from vlamix.sources.synthetic.me_samples import generate_me
     from vlamix.sources.synthetic.mobile_aloha import SampleSpec, generate
-    from vlamix.sources.synthetic.wd_samples import generate_wd
+    from vlamix.sources.synthetic.wd_samples import generate_llava, generate_pointing, generate_wd
+    from vlamix.sources.synthetic.zarr_samples import generate_zarr
 
     spec = SampleSpec(episodes=episodes, seed=seed)
     for path in tqdm(
@@ -404,6 +411,16 @@ def samples_generate(
         typer.echo(f"wrote {path}", err=True)
     for path in generate_wd(out):
         typer.echo(f"wrote {path}/ (web data)", err=True)
+    # the formats labs record and download (issue 24): each written by its own format's library
+    for path in [
+        *generate_hdf5(out),
+        *generate_mcap(out, seed),
+        *generate_zarr(out),
+        *generate_gr00t(out, seed),
+    ]:
+        typer.echo(f"wrote {path}", err=True)
+    for path in [*generate_llava(out), *generate_pointing(out)]:
+        typer.echo(f"wrote {path} (web data)", err=True)
 
 
 @schemas_app.command("doc")

@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import pyarrow.parquet as pq
 import pytest
+import zarr
 from conftest import REPO, SAMPLES, first_sample, ingest_cli, nan_at, shared_path
 
 from vlamix.pipelines.ingest import IngestOptions, run_ingest
@@ -383,6 +384,15 @@ def test_every_kind_is_in_the_layout(bundled):
     assert "stats" not in web and "embodiment" not in web
 
 
+def _hdf5_groups(path, group: str) -> int:
+    with h5py.File(path, "r") as f:
+        return len(f[group])
+
+
+def _zarr_episodes(path) -> int:
+    return zarr.open_group(str(path), mode="r")["meta/episode_ends"].shape[0]
+
+
 def test_manifest_read_counts_match_every_input(bundled):
     from vlamix.sources.tfrecord import scan_records
 
@@ -398,7 +408,17 @@ def test_manifest_read_counts_match_every_input(bundled):
         "me_subtasks": len((SAMPLES / "annotations/me_subtasks.jsonl").read_text().splitlines()),
         "web_coco": len(list((SAMPLES / "web_coco/images").glob("*.jpg"))),
         "web_parquet": 3,  # four rows, two of them on one image
+        # the formats of issue 24, each counted with its own library
+        "robomimic_sim": _hdf5_groups(SAMPLES / "robomimic_sim/demos.hdf5", "data"),
+        "ros2_sim": len(list((SAMPLES / "ros2_sim").glob("*.mcap"))),
+        "umi_sim": _zarr_episodes(SAMPLES / "umi_sim/replay_buffer.zarr"),
+        "gr00t_sim": json.loads((SAMPLES / "gr00t_sim/meta/info.json").read_text())["total_episodes"],
+        "web_llava": len(
+            {e["image"] for e in json.loads((SAMPLES / "web_llava/conversations.json").read_text())}
+        ),
+        "web_points": pq.read_metadata(SAMPLES / "web_points/points.parquet").num_rows,
     }
+    assert set(want) == set(d)  # every bundled dataset is counted here
     assert {name: d[name]["accounting"]["read"] for name in want} == want
     for name, entry in d.items():
         acc = entry["accounting"]
