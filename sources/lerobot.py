@@ -10,7 +10,8 @@ within a tolerance of its `timestamp`. Image features stored in the parquet (`dt
 An episode is known by its own `episode_index` (EpisodeRef.index and .record, frame keys): a dataset
 with a deleted demo (episodes 0, 2, 3) keeps those ids. The dataset is mapped onto the embodiment spec
 once, in `list_episodes` (sources/lerobot_plan.py: dims by name, fps, cameras); a mismatch is a
-ConfigError there, in the driver, before any worker reads.
+ConfigError there, in the driver, before any worker reads. NVIDIA GR00T's `meta/modality.json`, where
+present, is read there too (sources/lerobot_modality.py): `keys` may name its state/action parts.
 """
 
 from __future__ import annotations

