@@ -322,7 +322,9 @@ def test_a_corrupt_or_truncated_file_is_one_quarantined_unit(tmp_path, write_sou
     assert file_out.reason.startswith("cannot open as HDF5") and file_out.episode == 2
 
 
-@pytest.mark.slow
+# nightly: the bundled ingest (`make test`) reads this sample end to end, from S3, over HTTP and on Ray;
+# this run adds a broken unit to the accounting
+@pytest.mark.nightly
 def test_the_sample_ingests_and_the_accounting_adds_up(tmp_path):
     folder = tmp_path / "robomimic"
     folder.mkdir()
