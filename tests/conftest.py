@@ -241,12 +241,14 @@ SECRET = {
 }
 
 
-def url_sources(folder: Path, base: str) -> Path:
+def url_sources(folder: Path, base: str, only: tuple[str, ...] = ()) -> Path:
     """The bundled sources file with every data path at `base` (the samples folder's URL); embodiment
-    specs stay local files (they are configuration, not data)."""
+    specs stay local files (they are configuration, not data). `only`: keep just these datasets."""
     import yaml
 
     doc = yaml.safe_load((SAMPLES / "sources.yaml").read_text())
+    if only:
+        doc["datasets"] = [d for d in doc["datasets"] if d["name"] in only]
     for d in doc["datasets"]:
         for key in ("path", "images"):
             if key in d:

@@ -30,7 +30,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("vlamix.pipelines",),
     ("vlamix.mixtures",),
     ("vlamix.trainer",),
-    ("vlamix.cli", "vlamix.cli_training", "vlamix.cli_common", "vlamix.__main__"),
+    ("vlamix.exports", "vlamix.viewer"),
+    ("vlamix.cli", "vlamix.cli_training", "vlamix.cli_export", "vlamix.cli_view", "vlamix.cli_common", "vlamix.__main__"),
 ]
 RANK = {node: i for i, nodes in enumerate(LAYERS, start=1) for node in nodes}
 

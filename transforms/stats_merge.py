@@ -120,13 +120,16 @@ class Plan:
     below: tuple[tuple[int, ...], ...]  # per dim and bucket: how many values lie in lower buckets
     ranks: tuple[tuple[int, int], ...]  # per percentile: (previous, next) 0-based ranks
     gamma: np.ndarray  # per percentile: numpy's interpolation weight
+    percentiles: tuple[int, ...] = PERCENTILES
 
     @classmethod
-    def of(cls, first: FirstMerge) -> Plan:
+    def of(cls, first: FirstMerge, percentiles: tuple[int, ...] = PERCENTILES) -> Plan:
+        """`percentiles`: integer percents (the layout's statistics use PERCENTILES; an export may ask
+        for its own trainer's set, e.g. LeRobot's 1, 10, 50, 90, 99)."""
         n = first.count
         if n == 0:
             raise ValueError("statistics need at least one value")
-        virtual = (n - 1) * np.true_divide(PERCENTILES, 100)  # numpy's linear method, as it computes it
+        virtual = (n - 1) * np.true_divide(percentiles, 100)  # numpy's linear method, as it computes it
         previous = np.floor(virtual)
         nxt = previous + 1
         top = virtual >= n - 1
@@ -141,7 +144,15 @@ class Plan:
             buckets.append(tuple(held))
             below.append(tuple(int(cum[b - 1]) if b else 0 for b in held))
         return cls(
-            n, first.total / n, first.lo.copy(), first.hi.copy(), tuple(buckets), tuple(below), ranks, gamma
+            n,
+            first.total / n,
+            first.lo.copy(),
+            first.hi.copy(),
+            tuple(buckets),
+            tuple(below),
+            ranks,
+            gamma,
+            tuple(percentiles),
         )
 
     def hist_range(self, d: int) -> tuple[float, float]:
@@ -226,6 +237,6 @@ def finish(plan: Plan, second: SecondMerge) -> DimStats:
         std=r(std),
         min=r(plan.lo),
         max=r(plan.hi),
-        percentiles={f"q{p:02d}": r(q[i]) for i, p in enumerate(PERCENTILES)},
+        percentiles={f"q{p:02d}": r(q[i]) for i, p in enumerate(plan.percentiles)},
         histograms=histograms,
     )

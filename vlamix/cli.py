@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from vlamix.cli_common import DEBUG_ENV, debugging, fail, one_line, parse_size, rank_tag
+from vlamix.cli_export import export_app
 from vlamix.cli_training import mixture_app, predict, train
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.add_typer(samples_app, name="samples")
 app.add_typer(fast_app, name="fast")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(mixture_app, name="mixture")
+app.add_typer(export_app, name="export")
 app.command()(train)
 app.command()(predict)
 
