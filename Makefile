@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: env ingest test test-fast test-all bench bench-scale bench-peers lint format samples schema-doc check-layout clean
+.PHONY: env ingest test test-fast test-all bench bench-scale bench-peers interop-check lint format samples schema-doc check-layout clean
 
 env: $(STAMP)
 
@@ -63,6 +63,13 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 bench-peers: $(STAMP) $(PEERS_STAMP)
 	@command -v ffmpeg >/dev/null || { echo "bench-peers: ffmpeg not found; torchcodec needs FFmpeg's shared libraries: apt-get install ffmpeg"; exit 1; }
 	$(BIN)/python -m benchmarks.peers.run --work .bench --out benchmarks/peers --peers-python $(PEERS)/bin/python
+
+# Optional: the exports read by the other tools' own readers (benchmarks/interop/RESULTS.md): every robot dataset
+# of out/ (`make ingest` first) exported with `vlamix export lerobot`, then loaded by LeRobot's LeRobotDataset
+# (lerobot 0.4.4 in .venv-peers, the environment of bench-peers) and compared frame by frame. A few minutes.
+interop-check: $(STAMP) $(PEERS_STAMP)
+	@test -f out/manifest.json || { echo "interop-check: no out/manifest.json: run make ingest first"; exit 1; }
+	$(BIN)/python -m benchmarks.interop.run --layout out --work .bench/interop --out benchmarks/interop --peers-python $(PEERS)/bin/python
 
 # basedpyright reads [tool.pyright] in pyproject.toml; warnings are listed, errors fail.
 lint: $(STAMP)

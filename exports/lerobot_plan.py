@@ -112,6 +112,7 @@ def plan_export(
     tasks: dict[str, None] = {}
     subtasks: dict[str, None] = {}
     starts, total = [], 0
+    has_language = False
     for ep in episodes:
         cols = data.frames(ep, columns=["task", "subtask", "verbal_instruction"])
         task = cols.column("task")
@@ -122,6 +123,11 @@ def plan_export(
                 f"give {data.name!r} a `task:` in the sources file and re-ingest"
             )
         tasks.update(dict.fromkeys(task.to_pylist()))
+        spoken = (
+            cols.column("subtask").null_count < ep.frames
+            or cols.column("verbal_instruction").null_count < ep.frames
+        )
+        has_language = has_language or spoken or any(ep.episode in data.spans[k] for k in ("HL", "VI"))
         if language == "subtask-index":
             lang = language_of(
                 ep.frames,
@@ -148,7 +154,7 @@ def plan_export(
         dataset=data.name,
         fps=int(fps),
         codec=codec,
-        language=language,
+        language=language if has_language else "none",  # no empty language columns: LeRobot < 0.6 reads it
         gr00t=gr00t,
         cameras=camera_keys(data, slots),
         tasks=tuple(tasks),
