@@ -21,7 +21,7 @@ from vlamix.schemas.embodiment import Dim, Embodiment
 __all__ = ["gr00t_modality", "parts_of"]
 
 _STEM = re.compile(r"^(.*)_(\d+)$")
-_ROTATION_TYPE = {"euler": "euler_angles_rpy", "rot6d": "rotation_6d"}
+_ROTATION_TYPE = {"euler_xyz": "euler_angles_rpy", "rot6d": "rotation_6d"}  # GR00T's RotationType names
 
 
 def _key(d: Dim) -> tuple[str, str] | None:

@@ -24,8 +24,9 @@ from vlamix.sources.lerobot import _info, list_episodes, read_episode
 pytestmark = pytest.mark.slow
 
 # mobile_aloha_sim: MM, 3 cameras, HL and VI annotations; robomimic_sim: a val split; umi_sim: a rotation
-# group (rotation vectors trained as Euler angles); gr00t_sim: --gr00t, AV1 below
-EXPORTED = ("mobile_aloha_sim", "robomimic_sim", "umi_sim")
+# group (rotation vectors trained as Euler angles); gr00t_sim: LeRobot with modality.json, read back again.
+# All with --gr00t (test_export_options.py: AV1, the subtask-index form, S3, resuming).
+EXPORTED = ("mobile_aloha_sim", "robomimic_sim", "umi_sim", "gr00t_sim")
 # Mean absolute pixel error of a decoded export frame against the layout's own JPEG (0-255): h264 at crf 23,
 # then our reader's resize and JPEG; README "Export" states it.
 PIXEL_TOLERANCE = 4.0
@@ -41,7 +42,7 @@ def vlamix(*args: str) -> subprocess.CompletedProcess:
 def exported(bundled, tmp_path_factory) -> Path:
     to = tmp_path_factory.mktemp("export")
     names = [a for n in EXPORTED for a in ("--dataset", n)]
-    done = vlamix("export", "lerobot", str(bundled), *names, "--to", str(to), "--json")
+    done = vlamix("export", "lerobot", str(bundled), *names, "--to", str(to), "--gr00t", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert sorted(summary["datasets"]) == sorted(EXPORTED)
@@ -195,3 +196,29 @@ def test_subtasks_and_instructions_are_lerobot_language_columns(bundled, exporte
             for s in vi
         }
         assert rows[-1]["timestamp"] == pytest.approx((len(rows) - 1) / fps)
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_gr00t_modality_covers_every_dim_once_by_the_embodiments_names(exported, name):
+    import itertools
+
+    from vlamix.schemas.embodiment import embodiment_from_text
+
+    root = exported / name
+    modality = json.loads((root / "meta/modality.json").read_text())
+    emb = embodiment_from_text((root / "meta/vlamix_embodiment.yaml").read_text(), "spec")
+    for part, dims in (("state", emb.state), ("action", emb.action)):
+        ranges = sorted((p["start"], p["end"]) for p in modality[part].values())
+        assert ranges[0][0] == 0 and ranges[-1][1] == len(dims)
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # contiguous, no overlap
+        names = {d.name for d in dims}
+        for part_name, r in modality[part].items():  # a one-dim part is named after its dim
+            if r["end"] - r["start"] == 1 and "rotation_type" not in r:
+                assert part_name in names
+    info = json.loads((root / "meta/info.json").read_text())
+    videos = {k for k, f in info["features"].items() if f["dtype"] == "video"}
+    assert {v["original_key"] for v in modality["video"].values()} == videos
+    if emb.groups:  # umi_sim: the Euler angles are one part with GR00T's rotation type
+        assert [r.get("rotation_type") for r in modality["state"].values() if "rotation_type" in r] == [
+            "euler_angles_rpy"
+        ]
