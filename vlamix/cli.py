@@ -14,6 +14,7 @@ import typer
 from vlamix.cli_common import DEBUG_ENV, debugging, fail, one_line, parse_size, rank_tag
 from vlamix.cli_export import export_app
 from vlamix.cli_training import mixture_app, predict, train
+from vlamix.cli_view import view
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -31,6 +32,7 @@ app.add_typer(mixture_app, name="mixture")
 app.add_typer(export_app, name="export")
 app.command()(train)
 app.command()(predict)
+app.command()(view)
 
 
 @app.callback()
