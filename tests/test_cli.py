@@ -18,6 +18,10 @@ import pytest
         (["schemas", "show"], "frame, item or sample"),
         (["train"], "--eval-every"),
         (["predict"], "--subtask"),
+        (["export"], "openpi-norm-stats"),
+        (["export", "lerobot"], "--video-codec"),
+        (["export", "openpi-norm-stats"], "--dataset"),
+        (["view"], "--html"),
     ],
 )
 def test_every_verb_has_help(argv, expect):
