@@ -22,8 +22,8 @@ from vlamix.exports.layout_source import ExportError, Layout, RobotData
 from vlamix.exports.lerobot_files import write_group
 from vlamix.exports.lerobot_meta import INFO, PROVENANCE, write_meta
 from vlamix.exports.lerobot_plan import FRAMES_PER_FILE, ExportPlan, plan_export
-from vlamix.shards.layout import WORK_DIR
 from vlamix.shards.store import Store
+from vlamix.shards.workdir import WorkDir
 
 __all__ = ["ExportOptions", "export_lerobot"]
 
@@ -126,7 +126,7 @@ def export_one(
         local = layout.store.local()
         if local is None:
             raise ExportError(f"{layout.url}: export reads a local layout (work/ is not published)")
-        staging = local / WORK_DIR / "export" / f"{name}-{fp}"
+        staging = local / WorkDir.EXPORT / f"{name}-{fp}"
     else:
         parent = Path(to.removeprefix("file://"))
         parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,12 @@ its index that pass the filter. Reads only manifests and indexes (never a shard)
 Weights: a component's weight splits over the datasets it reaches (equally, or by their filtered sample
 counts with `balance: size`); a nested mixture's shares are scaled by its component's weight; the same
 dataset with the same filter reached by two paths becomes one entry with the summed weight. Shares are
-the weights divided by their sum."""
+the weights divided by their sum.
+
+Environments (mixtures/environments.py): a `{count, seed}` filter becomes the rooms it chose (listed in
+`Resolved.choices`); a dataset an environment filter leaves without rows drops out of its component with
+a warning (a problem when none is left); names that no dataset of the layouts has are problems; with
+`heldout_of: OTHER.yaml`, every room both mixtures draw from is a problem."""
 
 from __future__ import annotations
 
@@ -18,7 +23,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlamix.config import ConfigError
-from vlamix.mixtures.spec import Filter, MixtureSpec, read_mixture
+from vlamix.mixtures.environments import (
+    Choice,
+    by_environment,
+    component_where,
+    environment_filters,
+    environment_mask,
+    environments_of,
+    rows_by_environment,
+    shared_environments,
+)
+from vlamix.mixtures.spec import Component, Filter, MixtureSpec, read_mixture
 from vlamix.shards.manifest import read_manifest
 from vlamix.shards.store import Store, is_url
 
@@ -38,7 +53,9 @@ INDEX_COLUMNS = [
     "duration",
     "input_tokens",
     "crc32",  # absent from layouts indexed before it: filled with nulls (sizes are still checked)
+    "environment",  # absent from layouts ingested before environments: nulls
 ]
+_NULLABLE = {"crc32": pa.int64(), "environment": pa.string()}
 
 
 @dataclass
@@ -72,6 +89,7 @@ class Resolved:
     manifests: dict[str, dict]  # layout -> manifest
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    choices: list[Choice] = field(default_factory=list)  # what each `environments: {count, seed}` chose
 
 
 def _layout_url(text: str, base: Path) -> str:
@@ -94,7 +112,7 @@ def _filtered(table: pa.Table, f: Filter | None) -> pa.Table:
         mask &= dur < f.max_seconds
     if f.kinds is not None:
         mask &= np.isin(np.asarray(table.column("kind").to_pylist()), f.kinds)
-    return table.filter(pa.array(mask))
+    return table.filter(pa.array(mask & environment_mask(table, f)))
 
 
 class _Catalogue:
@@ -122,6 +140,16 @@ class _Catalogue:
     def entry(self, name: str) -> dict:
         return self.manifests[self.where[name]]["datasets"][name]
 
+    def environments(self) -> set[str]:
+        """Every environment of every dataset of the layouts (from the manifests)."""
+        return {env for name in self.where for env in environments_of(self.entry(name))}
+
+    def reached(self, comp: Component) -> list[str]:
+        """The datasets a dataset or kind component names (those the layouts have)."""
+        if comp.dataset is not None:
+            return [comp.dataset] if comp.dataset in self.where else []
+        return sorted(n for n in self.where if self.entry(n)["kind"] == comp.kind)
+
     def index(self, name: str) -> pa.Table:
         if name not in self._index:
             ref = self.entry(name).get("index")
@@ -134,7 +162,9 @@ class _Catalogue:
                 table = index.read(columns=[c for c in INDEX_COLUMNS if c in have])
                 if "crc32" not in have:
                     self.unchecked.append(name)
-                    table = table.append_column("crc32", pa.nulls(table.num_rows, pa.int64()))
+                for column, tp in _NULLABLE.items():
+                    if column not in have:
+                        table = table.append_column(column, pa.nulls(table.num_rows, tp))
                 self._index[name] = table.sort_by("key")
         return self._index[name]
 
@@ -144,10 +174,11 @@ def _expand(spec: MixtureSpec, cat: _Catalogue, scale: float, stack: list[str], 
 
     base = Path(spec.path).parent
     out: list[Entry] = []
+    filters = environment_filters(spec, cat, res.problems, res.choices)
     for i, comp in enumerate(spec.components):
         if comp is None:  # a component of a partial spec (see read_mixture): its problems are listed
             continue
-        where = f"{spec.path}: components[{i}] ({comp.label})"
+        where = component_where(spec, i, comp)
         w = comp.weight * scale
         if comp.mixture is not None:
             child_path = str((base / comp.mixture).resolve())
@@ -180,7 +211,16 @@ def _expand(spec: MixtureSpec, cat: _Catalogue, scale: float, stack: list[str], 
             if not names:
                 res.problems.append(f"{where}: no dataset of kind {comp.kind} in the layouts")
                 continue
-        sizes = [_filtered(cat.index(n), comp.filter).num_rows for n in names]
+        if i in filters and filters[i] is None:  # its environments could not be chosen (a problem)
+            continue
+        f = filters.get(i, comp.filter)
+        sizes = [_filtered(cat.index(n), f).num_rows for n in names]
+        if by_environment(f) and any(sizes):  # datasets recorded elsewhere drop out of the component
+            for n in (n for n, s in zip(names, sizes, strict=True) if s == 0):
+                res.warnings.append(
+                    f"{where}: dataset {n!r} has no sample in the environments chosen; left out"
+                )
+            names, sizes = [n for n, s in zip(names, sizes, strict=True) if s], [s for s in sizes if s]
         if comp.balance == "size" and sum(sizes) > 0:
             parts = [w * s / sum(sizes) for s in sizes]
         else:
@@ -189,15 +229,16 @@ def _expand(spec: MixtureSpec, cat: _Catalogue, scale: float, stack: list[str], 
             if size == 0:
                 res.problems.append(f"{where}: dataset {n!r} has no sample left after the filter")
                 continue
-            out.append(Entry(n, cat.entry(n)["kind"], cat.where[n], comp.filter, part))
+            out.append(Entry(n, cat.entry(n)["kind"], cat.where[n], f, part))
     return out
 
 
-def resolve(path: str | Path, strict: bool = True) -> Resolved:
+def resolve(path: str | Path, strict: bool = True, heldout: bool = True) -> Resolved:
     """Resolve a mixture file; problems are collected (all of them), not raised, except an unreadable
     top-level file and, when `strict`, the file's schema problems (all in one ConfigError). With
     `strict=False` (`vlamix mixture validate`) schema problems are listed in `problems` too, and the
-    file's valid components are still resolved, so one run names every problem."""
+    file's valid components are still resolved, so one run names every problem. With `heldout`, a
+    `heldout_of:` mixture is resolved too and every environment both draw from is a problem."""
     spec, schema_problems = read_mixture(path)
     if schema_problems and strict:
         raise ConfigError("; ".join(schema_problems))
@@ -221,6 +262,8 @@ def resolve(path: str | Path, strict: bool = True) -> Resolved:
         e.rows = _filtered(cat.index(e.dataset), e.filter)
     res.entries = sorted(merged.values(), key=lambda e: (-e.share, e.dataset, e.label))
     _checks(res)
+    if heldout and spec.heldout_of:
+        _check_heldout(res, base / spec.heldout_of)
     unchecked = sorted({e.dataset for e in res.entries} & set(cat.unchecked))
     if unchecked:
         res.warnings.append(
@@ -228,6 +271,39 @@ def resolve(path: str | Path, strict: bool = True) -> Resolved:
             "sample bytes are not"
         )
     return res
+
+
+def _check_heldout(res: Resolved, other_path: Path) -> None:
+    """`heldout_of: OTHER.yaml`: the two mixtures draw from no common environment (one problem per
+    shared room); robot data without an environment cannot be checked (a warning names it)."""
+    given = res.spec.heldout_of
+    try:
+        other = resolve(other_path, strict=False, heldout=False)
+    except ConfigError as e:
+        res.problems.append(f"{res.spec.path}: heldout_of {given}: {e}")
+        return
+    if other.problems:
+        res.warnings.append(
+            f"heldout_of {given} has problems of its own: run `vlamix mixture validate` on it"
+        )
+    sides = [
+        rows_by_environment((e.dataset, e.rows) for e in r.entries if e.rows is not None)
+        for r in (res, other)
+    ]
+    res.problems += shared_environments(sides[0], sides[1], res.spec.path, str(given))
+    unplaced = sorted(
+        {
+            e.dataset
+            for r in (res, other)
+            for e in r.entries
+            if e.kind != "WD" and e.rows is not None and None in set(e.rows.column("environment").to_pylist())
+        }
+    )
+    if unplaced:
+        res.warnings.append(
+            f"heldout_of {given}: {', '.join(unplaced)} draw rows without an environment; the check cannot "
+            "place them (give their sources an `environment:` and ingest again)"
+        )
 
 
 def _shard_problem(store: Store, name: str, shard: dict) -> str | None:
@@ -290,4 +366,6 @@ def split_view(res: Resolved, held_out: bool) -> Resolved:
         e.share = e.weight / total
     which = f"{HELD_OUT} split" if held_out else f"rows outside the {HELD_OUT} split"
     warnings = [f"no {which} in: {', '.join(dropped)}"] if dropped else []
-    return Resolved(res.spec, entries, res.manifests, list(res.problems), [*res.warnings, *warnings])
+    return Resolved(
+        res.spec, entries, res.manifests, list(res.problems), [*res.warnings, *warnings], list(res.choices)
+    )

@@ -51,6 +51,7 @@ class Draw:
     length: int
     epoch: int  # which pass over the dataset this draw belongs to
     crc32: int | None = None  # of the sample's bytes, from the index (None: an older layout without it)
+    environment: str | None = None  # where the sample's episode was recorded (None: not recorded, web data)
 
 
 def _stable(text: str) -> int:
@@ -212,6 +213,7 @@ class MixtureSampler:
             r["length"],
             epoch,
             r.get("crc32"),
+            r.get("environment"),
         )
 
     def __iter__(self) -> Iterator[Draw]:

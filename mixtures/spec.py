@@ -7,6 +7,8 @@
       - {kind: CE, weight: 30, balance: size}          # every CE dataset, split by their sizes
       - {dataset: mobile_aloha_sim, weight: 2.4, filter: {success: true, max_seconds: 20}}
       - {mixture: other.yaml, weight: 10}              # a nested mixture, scaled as a whole
+      - {kind: ME, weight: 20, filter: {environments: {count: 2, seed: 0}}}   # 2 rooms, seeded (§24)
+    heldout_of: specialist.yaml           # optional: must share no environment with this mixture
 
 Loaded with `yaml.safe_load` (an object tag is refused, never run) into frozen typed models; unknown
 keys get a "did you mean". `read_mixture` lists every schema problem of a file (each unknown key, each
@@ -25,9 +27,25 @@ from typing import Any, Literal
 
 from vlamix.config import ConfigError, from_mapping, parse_yaml
 
-__all__ = ["KINDS", "Component", "Filter", "MixtureSpec", "load_mixture", "read_mixture"]
+__all__ = ["KINDS", "Component", "EnvironmentCount", "Filter", "MixtureSpec", "load_mixture", "read_mixture"]
 
 KINDS = ("MM", "ME", "CE", "HL", "VI", "WD")
+
+
+@dataclass(frozen=True)
+class EnvironmentCount:
+    """`environments: {count: N, seed: S}`: the first N environments of a seeded order over the rooms the
+    mixture's counted components reach, so N rooms are within N + 1 (docs/design.md §24)."""
+
+    count: int
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        if isinstance(self.count, bool) or self.count < 1:
+            return [f"environments count {self.count!r} must be a whole number >= 1"]
+        return (
+            [f"environments seed {self.seed!r} must be a whole number"] if isinstance(self.seed, bool) else []
+        )
 
 
 @dataclass(frozen=True)
@@ -38,13 +56,29 @@ class Filter:
     success: bool | None = None  # true: successful episodes only
     max_seconds: float | None = None  # episodes shorter than this
     kinds: list[str] | None = None  # sample kinds (MM, HL, ...)
+    # where the episodes were recorded: these names, or N of them in a seeded, nested order
+    environments: list[str] | EnvironmentCount | None = None
+    exclude_environments: list[str] | None = None  # never these (rows without an environment stay)
 
     def problems(self) -> list[str]:
         out = []
         if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
             out.append(f"max_seconds {self.max_seconds} must be a positive number")
         out += [f"kind {k!r} is not one of {list(KINDS)}" for k in self.kinds or [] if k not in KINDS]
+        if isinstance(self.environments, EnvironmentCount):
+            out += self.environments.problems()
+        elif self.environments is not None and not self.environments:
+            out.append("environments: [] selects nothing; name environments or leave the key out")
+        chosen = self.environments if isinstance(self.environments, list) else []
+        both = sorted(set(chosen) & set(self.exclude_environments or []))
+        out += [f"environment {e!r} is both in environments and exclude_environments" for e in both]
         return out
+
+    @property
+    def named_environments(self) -> list[str]:
+        """The environments this filter names (to select or to leave out)."""
+        named = self.environments if isinstance(self.environments, list) else []
+        return [*named, *(self.exclude_environments or [])]
 
     def check(self) -> None:
         if problems := self.problems():
@@ -88,6 +122,7 @@ class MixtureSpec:
     stage: Literal["pretrain", "posttrain"]
     components: list[Component]
     layouts: list[str] | None = None  # a nested mixture may use its parent's layouts
+    heldout_of: str | None = None  # a mixture (file) this one must share no environment with
     path: str = ""  # the file it was read from (set by read_mixture)
 
     def problems(self) -> list[str]:
@@ -203,6 +238,7 @@ def read_mixture(path: str | Path) -> tuple[MixtureSpec, list[str]]:
             stage=values.get("stage"),  # type: ignore[arg-type]  # partial: no stage-specific warnings
             components=values.get("components", []),
             layouts=values.get("layouts"),
+            heldout_of=values.get("heldout_of"),
             path=values["path"],
         )
     return spec, problems

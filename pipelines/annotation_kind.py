@@ -165,7 +165,7 @@ class AnnotationDataset(DatasetKind):
             "samples": acc.frames_written,
             "accounting": acc.to_json(),
             "quarantine": write_quarantine(out, self.name, bad),
-            **shard_entries(work, self.name, acc.frames_written),
+            **shard_entries(work, self.name, acc.frames_written, environments=True),
         }
         stats = STATS_PATH.format(dataset=robot.name)
         if out.exists(stats):  # HL / VI samples use their robot dataset's statistics

@@ -3,9 +3,14 @@ index, its quarantine file, and file references with their sha256.
 
 The index keeps each sample's byte range and the crc32 of those bytes (computed by the shard writer), so a
 reader that fetches one sample by its byte range can tell a damaged or replaced shard from the sample it
-indexed (`shards/random_access.read_sample`). Indexes without the column (older layouts) stay readable."""
+indexed (`shards/random_access.read_sample`). Indexes without the column (older layouts) stay readable.
+
+Robot and HL / VI entries list their `environments` (docs/design.md §24): each environment with the
+number of distinct episodes whose samples are in the index, counted while the index parts are merged."""
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 import pyarrow.parquet as pq
 
@@ -22,18 +27,28 @@ def file_ref(out: Store, rel: str) -> dict:
     return {"path": rel, "sha256": out.sha256(rel)}
 
 
-def _merge_index(work: WorkDir, name: str) -> str:
+def _merge_index(work: WorkDir, name: str) -> tuple[str, dict[str, int]]:
+    """The merged index's path, and the episodes per environment in it."""
     out, rel = work.store, INDEX_PATH.format(dataset=name)
+    episodes: defaultdict[str, set[int]] = defaultdict(set)
     with out.open_write(rel) as f, pq.ParquetWriter(f, INDEX_SCHEMA) as writer:
         for part in work.index_parts(name):  # one shard's rows at a time: never a whole dataset in memory
             with out.open(part) as p:
-                writer.write_table(pq.read_table(p, schema=INDEX_SCHEMA))
-    return rel
+                table = pq.read_table(p, schema=INDEX_SCHEMA)
+            writer.write_table(table)
+            columns = table.select(["environment", "episode"]).to_pydict()
+            for env, episode in zip(columns["environment"], columns["episode"], strict=True):
+                if env is not None:
+                    episodes[env].add(episode)
+    return rel, {env: len(eps) for env, eps in sorted(episodes.items())}
 
 
-def shard_entries(work: WorkDir, name: str, built: int, unit: str = "samples") -> dict:
+def shard_entries(
+    work: WorkDir, name: str, built: int, unit: str = "samples", environments: bool = False
+) -> dict:
     """`shards` (path, samples, bytes, sha256 each) and, when there are shards, the merged `index`, after
-    checking that the shards hold the `built` samples the accounting counts."""
+    checking that the shards hold the `built` samples the accounting counts; with `environments` (robot,
+    HL and VI datasets), `{environment: episodes}` (empty when the sources file names none)."""
     shards = work.shard_summaries(name)
     written = sum(s["samples"] for s in shards)
     if written != built:
@@ -41,8 +56,12 @@ def shard_entries(work: WorkDir, name: str, built: int, unit: str = "samples") -
             f"{name}: shards hold {written} samples, {built} {unit} were built: re-run `--only build`"
         )
     entry: dict = {"shards": [{k: s[k] for k in ("path", "samples", "bytes", "sha256")} for s in shards]}
+    found: dict[str, int] = {}
     if shards:
-        entry["index"] = file_ref(work.store, _merge_index(work, name))
+        rel, found = _merge_index(work, name)
+        entry["index"] = file_ref(work.store, rel)
+    if environments:
+        entry["environments"] = found
     return entry
 
 

@@ -163,6 +163,7 @@ class EpisodeBuild:
                     episode=row["episode"],
                     frame=row["frame"],
                     success=row["success"],
+                    environment=row["environment"],  # HL / VI samples: the annotated episode's
                     timestamp=row["timestamp"],
                     duration=duration,
                     state=s["state"],

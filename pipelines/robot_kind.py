@@ -27,6 +27,9 @@ from vlamix.shards.manifest import Accounting
 from vlamix.shards.store import Store
 from vlamix.shards.workdir import WorkDir
 from vlamix.sources.config import RobotSource, SourcesFile
+from vlamix.sources.environment import environment_field, environment_of
+from vlamix.sources.episode import EpisodeRef
+from vlamix.sources.fields import FieldError
 from vlamix.sources.readers import EPISODE_IDS, reader_for
 from vlamix.transforms.chain import build_chain
 from vlamix.transforms.features import check_chain
@@ -95,6 +98,18 @@ class RobotOutcome:
         )
 
 
+def _check_environments(src: RobotSource, refs: list[EpisodeRef]) -> None:
+    """A constant or a path pattern names every listed episode's environment (a pattern whose path part
+    is empty for some file is a configuration error, before any job). A field is checked by the readers."""
+    if environment_field(src.environment) is not None:
+        return
+    for ref in refs:
+        try:
+            environment_of(src.environment, ref, None)
+        except FieldError as e:
+            raise ConfigError(f"episode {ref.index} ({ref.source_file}): {e}") from e
+
+
 class RobotDataset(DatasetKind):
     def __init__(self, sources: SourcesFile, src: RobotSource):
         self.sources, self.src, self.name = sources, src, src.name
@@ -111,6 +126,7 @@ class RobotDataset(DatasetKind):
         refs = listed(
             self.sources, self.name, reader_for(self.src.format).list_episodes, self.sources, self.src
         )
+        _check_environments(self.src, refs)
         opts.store.rmtree(WorkDir.frames(self.name))
         return [EpisodeExtract(ref, self.src, emb, opts.url) for ref in refs]
 
@@ -161,7 +177,7 @@ class RobotDataset(DatasetKind):
             "samples": acc.frames_written,
             "accounting": acc.to_json(),
             "quarantine": write_quarantine(out, self.name, outcome.quarantined + outcome.late),
-            **shard_entries(work, self.name, acc.frames_written),
+            **shard_entries(work, self.name, acc.frames_written, environments=True),
         }
         if outcome.written:
             entry["stats"] = file_ref(out, STATS_PATH.format(dataset=self.name))

@@ -42,6 +42,7 @@ class Sample:
     frame: int | None = None
     item: int | None = None
     success: bool | None = None
+    environment: str | None = None  # where the episode was recorded (docs/design.md §24)
     timestamp: float | None = None
     duration: float | None = None
     state: Array = None
@@ -80,6 +81,7 @@ class Sample:
             "kind": self.kind,
             "split": self.split,
             "success": self.success,
+            "environment": self.environment,
             "duration": self.duration,
             "prompt_chars": len(self.prompt),
             "fast_tokens": len(self.fast_ids) if self.fast_ids is not None else 0,
@@ -109,6 +111,7 @@ INDEX_SCHEMA = pa.schema(
         ("kind", pa.string()),
         ("split", pa.string()),
         ("success", pa.bool_()),
+        ("environment", pa.string()),  # where the episode was recorded; null for web data
         ("duration", pa.float64()),
         ("prompt_chars", pa.int64()),
         ("fast_tokens", pa.int64()),

@@ -24,7 +24,7 @@ def image_column(slot: str) -> str:
 
 FRAME = RecordSchema(
     name="frame",
-    version=1,
+    version=2,  # 2: environment
     doc="One row per robot frame, written by extract in the embodiment's native units and dim order. "
     "Episode-level fields ride on every frame.",
     fields=(
@@ -89,6 +89,13 @@ FRAME = RecordSchema(
             "success",
             pa.bool_(),
             "Whether the episode succeeded; null when the source does not say.",
+            nullable=True,
+        ),
+        doc_field(
+            "environment",
+            pa.string(),
+            "Where the episode was recorded (room, home, site), from the sources file's `environment:` (a "
+            "constant, a field of the source or a pattern over the file path); null when it says none.",
             nullable=True,
         ),
         doc_field("length", pa.int64(), "Number of frames in the episode."),

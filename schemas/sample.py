@@ -16,7 +16,7 @@ SAMPLE_KINDS = ("MM", "ME", "CE", "HL", "VI", "WD")
 
 SAMPLE = RecordSchema(
     name="sample",
-    version=1,
+    version=2,  # 2: environment
     doc="One training example as it sits in a shard. Arrays are already normalized and padded to the "
     f"canonical layout: {MAX_DIMS} dims packed to the front, {MODEL_HORIZON} steps.",
     fields=(
@@ -34,6 +34,13 @@ SAMPLE = RecordSchema(
         doc_field("item", pa.int64(), "Item index; null for robot data.", nullable=True),
         doc_field("split", pa.string(), "train, val or test."),
         doc_field("success", pa.bool_(), "Episode success; null when unknown or web data.", nullable=True),
+        doc_field(
+            "environment",
+            pa.string(),
+            "Where the episode was recorded (HL/VI: the annotated robot episode's); null when the sources "
+            "file gives none, and for web data.",
+            nullable=True,
+        ),
         doc_field(
             "timestamp", pa.float64(), "Seconds from the episode's start; null for web data.", nullable=True
         ),

@@ -77,6 +77,20 @@ def _sources_table(datasets: dict) -> list[str]:
     return lines
 
 
+def _environments(datasets: dict) -> list[str]:
+    """Where the robot episodes were recorded, per dataset (docs/design.md §24): a mixture can pick a
+    number of environments or hold some out."""
+    lines = [
+        f"- `{n}`: "
+        + ", ".join(f"{env} ({k} episode{'s' if k != 1 else ''})" for env, k in d["environments"].items())
+        for n, d in datasets.items()
+        if d.get("environments")
+    ]
+    if not lines:
+        return []
+    return ["### Environments", "", *lines, ""]
+
+
 def _citations(datasets: dict) -> list[str]:
     out = [f"- `{n}`: {d['citation']}" for n, d in datasets.items() if d.get("citation")]
     return out or ["No source gave a citation."]
@@ -140,6 +154,7 @@ def dataset_card(manifest: dict, name: str | None = None) -> str:
         "record's file, place and reason).",
         "",
         *_failed_and_overlaps(manifest),
+        *_environments(datasets),
         "### Citations",
         "",
         *_citations(datasets),

@@ -39,6 +39,7 @@ META_FIELDS = (
     "item",
     "split",
     "success",
+    "environment",
     "timestamp",
     "duration",
 )

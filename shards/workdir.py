@@ -19,6 +19,7 @@ each step's outcomes are written and read back (docs/design.md §10).
     work/progress/<step>/<unit>.json             a finished unit's marker: the frames it did (progress)
     work/<engine>_<step>.json                    the engine's own counters of the last run of a step
     work/owner.json                              the sources file that made the layout
+    work/export/<dataset>-<fingerprint>/         an export to a URL, staged (removed once uploaded)
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class WorkDir:
     SPILL = f"{WORK_DIR}/spill"
     FIT_TEXTS = f"{WORK_DIR}/fit/texts.json"
     STATS_PARTS = f"{WORK_DIR}/stats_parts"
+    EXPORT = f"{WORK_DIR}/export"  # `vlamix export` stages a dataset bound for a URL here
     # the folders whose children are dataset names (the layout owner's check reads them)
     DATASET_FOLDERS = (f"{WORK_DIR}/frames", f"{WORK_DIR}/items", f"{WORK_DIR}/build")
 

@@ -20,6 +20,8 @@ Rules (each refuses, never guesses):
 - Rate: where the file has timestamps (TIMESTAMP_KEYS, seconds) their median period must match the spec's
   control rate; without timestamps there is nothing to check.
 - Success: a constant, or an attribute or dataset reduced by the declared rule (sources/success.py).
+- Environment: a constant, a path pattern, or a root attribute (or dataset) holding one text
+  (sources/environment.py); the first file must have the field (checked at listing).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import h5py
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
+from vlamix.sources.environment import environment_field
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.frames import EpisodeFacts, camera_slot, frame_row, plan_cameras, to_rgb
 from vlamix.sources.hdf5_episode import (
@@ -40,8 +43,10 @@ from vlamix.sources.hdf5_episode import (
     check_rate,
     decode_frame,
     episode_digest,
+    episode_environment,
     episode_success,
     episode_tasks,
+    has_field,
     hdf5_file,
     open_episode,
     require_task,
@@ -64,7 +69,7 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
     file's cameras do not map onto the spec's slots (checked here, before any job starts)."""
     require_task(source)
     files = resolve_files(sources.root, source.path, SUFFIXES)
-    _check_first_cameras(
+    _check_first_file(
         files[0], display(files[0], sources.root), source, sources.embodiment(source).as_logged()
     )
     return [
@@ -73,7 +78,8 @@ def list_episodes(sources: SourcesFile, source: RobotSource) -> list[EpisodeRef]
     ]
 
 
-def _check_first_cameras(path: Location, rel: str, source: RobotSource, emb: Embodiment) -> None:
+def _check_first_file(path: Location, rel: str, source: RobotSource, emb: Embodiment) -> None:
+    """ConfigError when the first file's cameras do not map onto slots, or it lacks the environment field."""
     try:
         opened = contextlib.ExitStack()
         f = opened.enter_context(hdf5_file(path))
@@ -82,6 +88,12 @@ def _check_first_cameras(path: Location, rel: str, source: RobotSource, emb: Emb
     with opened:
         group = f.get(IMAGES_GROUP)
         natives = sorted(group.keys()) if isinstance(group, h5py.Group) else []
+        field = environment_field(source.environment)
+        if field is not None and not has_field(f, f, field):
+            raise ConfigError(
+                f"{rel} (the first episode file, opened at listing): no attribute or dataset {field!r} "
+                "(environment: {field: ...}); fix `environment:` in the sources file"
+            )
     _, problem = plan_cameras(natives, source, emb)
     if problem:
         raise ConfigError(f"{rel} (the first episode file, opened at listing): {problem}")
@@ -117,7 +129,9 @@ def read_episode(
             check_rate(ep, emb, n, timestamps)
         cameras = _cameras(ep, source, emb, n)
         digest = episode_digest(ep, state, action, [ds for _, ds, _ in cameras], n)
-        facts = EpisodeFacts(ref, source, emb, n, digest, episode_success(ep, source, n))
+        facts = EpisodeFacts(
+            ref, source, emb, n, digest, episode_success(ep, source, n), episode_environment(ep, source, n)
+        )
         tasks = episode_tasks(ep, source, n)
         compressed = bool(f.attrs.get("compress", False))
         for i in range(n):

@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 
 from vlamix.config import ConfigError, from_mapping, load_yaml
 from vlamix.schemas.embodiment import CAMERA_SLOTS, SHIPPED_DIR, Embodiment, load_embodiment
+from vlamix.sources.environment import EnvironmentField, check_environment
 from vlamix.sources.location import Location, glob_files, has_glob, is_file, locate
 
 __all__ = [
@@ -114,6 +115,8 @@ class RobotSource:
     rate: float | None = None  # mcap: the control rate frames are sampled at (Hz)
     episodes: Literal["file", "group"] = "file"  # hdf5: one episode per file, or per group under a group
     episode_group: str = "data"  # hdf5 with `episodes: group`: the group holding them (robomimic's data/)
+    # where each episode was recorded (docs/design.md §24): a constant, {field: NAME} or a path pattern
+    environment: str | EnvironmentField | None = None
 
     def check(self) -> None:
         if not _NAME.match(self.name):
@@ -132,6 +135,7 @@ class RobotSource:
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check_environment(self.environment, self.format)
         self._check_format_keys()
 
     def _check_format_keys(self) -> None:

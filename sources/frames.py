@@ -168,6 +168,7 @@ class EpisodeFacts:
     length: int
     episode_hash: str
     success: bool | None
+    environment: str | None  # sources/environment.py: the constant, the path pattern's or the field's name
 
     @property
     def split(self) -> str:
@@ -205,6 +206,7 @@ def frame_row(
         "verbal_instruction": None,
         "split": facts.split,
         "success": facts.success,
+        "environment": facts.environment,
         "length": facts.length,
         "episode_hash": facts.episode_hash,
         "source_file": ref.source_file,

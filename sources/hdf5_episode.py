@@ -17,7 +17,8 @@ naming it (the dataset, the frame, the reason).
   (T, L) uint8 row (the decoders ignore the padding after the image's end), a variable-length uint8 array or
   bytes, a fixed-length bytes (S) or opaque (V) value. Anything else is refused, never converted.
 - Rate: timestamps (seconds) have their median period checked against the spec's control rate.
-- Task and success: sources/per_step.py and sources/success.py, from `lookup`.
+- Task, success and environment: sources/per_step.py, sources/success.py and sources/environment.py,
+  from `lookup`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from vlamix.schemas.embodiment import Embodiment
 from vlamix.schemas.image_codec import CameraImage, decode_camera
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource
+from vlamix.sources.environment import environment_field, environment_of
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text
 from vlamix.sources.frames import declared_size_problem, one_line
@@ -49,9 +51,11 @@ __all__ = [
     "check_rate",
     "decode_frame",
     "episode_digest",
+    "episode_environment",
     "episode_success",
     "episode_tasks",
     "frame_bytes",
+    "has_field",
     "hdf5_file",
     "open_episode",
     "require_task",
@@ -240,6 +244,21 @@ def episode_success(ep: Episode, source: RobotSource, n: int) -> bool | None:
     except FieldError as e:
         rule = success_rule(source.success)
         raise ep.bad(f"{e} (the sources file's `success:`)", rule.field if rule else None, frames=n) from None
+
+
+def episode_environment(ep: Episode, source: RobotSource, n: int) -> str | None:
+    """The sources file's `environment:`; a field is found by `lookup` (an attribute of the episode's
+    group, a dataset in it, an attribute of the file's root) and must hold one text."""
+    try:
+        return environment_of(source.environment, ep.ref, ep.lookup)
+    except FieldError as e:
+        field = environment_field(source.environment) or "environment"
+        raise ep.bad(str(e), field, frames=n) from None
+
+
+def has_field(f: h5py.File, root: h5py.Group, key: str) -> bool:
+    """Whether `Episode.lookup(key)` finds something in this episode (checked at listing)."""
+    return key in root.attrs or key.lstrip("/") in root or key in f.attrs
 
 
 def episode_tasks(ep: Episode, source: RobotSource, n: int) -> list[str | None]:

@@ -45,6 +45,7 @@ import numpy as np
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
+from vlamix.sources.environment import environment_field
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.frames import CameraPlan, EpisodeFacts, frame_row, one_line, plan_cameras, to_rgb
 from vlamix.sources.hdf5_episode import (
@@ -53,8 +54,10 @@ from vlamix.sources.hdf5_episode import (
     check_rate,
     decode_frame,
     episode_digest,
+    episode_environment,
     episode_success,
     episode_tasks,
+    has_field,
     hdf5_file,
     open_episode,
     require_task,
@@ -202,15 +205,24 @@ def _check_first(ref: EpisodeRef, source: RobotSource, emb: Embodiment) -> None:
         found = isinstance(key, str) and (key in root.attrs or key in f.attrs or _path(key) in root)
         if isinstance(key, str) and not found and not source.task:
             missing.append((_path(key), "instruction"))
+        field = environment_field(source.environment)
+        if field is not None and not has_field(f, root, field):
+            missing.append((field, "environment"))
         if not missing:
             return
         path, what = missing[0]
         close = difflib.get_close_matches(path, _dataset_names(root), n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        kind = "attribute or dataset" if what == "instruction" else "dataset"
+        kind = "attribute or dataset" if what in ("instruction", "environment") else "dataset"
+        setting = "environment: {field: ...}" if what == "environment" else f"keys.{what}"
+        fix = (
+            "`environment:` in the sources file"
+            if what == "environment"
+            else "the path in the sources file's `keys:`"
+        )
         raise ConfigError(
-            f"{ref.source_file} (the first episode, opened at listing): no {kind} {path!r} (keys.{what}){hint}; "
-            "fix the path in the sources file's `keys:`"
+            f"{ref.source_file} (the first episode, opened at listing): no {kind} {path!r} ({setting}){hint}; "
+            f"fix {fix}"
         )
 
 
@@ -249,7 +261,9 @@ def read_episode(
             check_rate(ep, emb, n, _path(source.keys.timestamp))
         cameras = _cameras(ep, source, emb, n)
         digest = episode_digest(ep, state, action, [ds for _, ds, _, _ in cameras], n)
-        facts = EpisodeFacts(ref, source, emb, n, digest, episode_success(ep, source, n))
+        facts = EpisodeFacts(
+            ref, source, emb, n, digest, episode_success(ep, source, n), episode_environment(ep, source, n)
+        )
         tasks = episode_tasks(ep, source, n)
         for i in range(n):
             images = {

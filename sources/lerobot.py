@@ -38,6 +38,7 @@ from vlamix.schemas.image_codec import (
     pixels_of,
 )
 from vlamix.sources.config import RobotSource, SourcesFile
+from vlamix.sources.environment import environment_field, environment_of
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text, text_list
 from vlamix.sources.frames import RATE_TOLERANCE, EpisodeFacts, frame_row, one_line, to_rgb
@@ -387,20 +388,35 @@ def _task_texts(
     return out
 
 
+def _field(meta: dict, table: pa.Table, name: str) -> object:
+    """An episode field as it is (meta/episodes), else a per-frame column whole; None when neither."""
+    if name in meta:
+        return meta[name]
+    return table.column(name).to_pylist() if name in table.column_names else None
+
+
 def _success(source: RobotSource, meta: dict, table: pa.Table, ep: Episode) -> bool | None:
     """The sources file's `success:`, reduced over the episode: an episode field as it is, a per-frame
     column whole (LeRobot's `next.success` is true at the last frame only; the default rule is `last`)."""
-
-    def lookup(name: str) -> object:
-        if name in meta:
-            return meta[name]
-        return table.column(name).to_pylist() if name in table.column_names else None
-
     try:
-        return success_value(source.success, lookup)
+        return success_value(source.success, lambda name: _field(meta, table, name))
     except FieldError as e:
         rule = success_rule(source.success)
         raise ep.bad(str(e), rule.field if rule else "success") from e
+
+
+def _environment(source: RobotSource, meta: dict, table: pa.Table, tasks: list, ep: Episode) -> str | None:
+    """The sources file's `environment:`: a field is a per-episode column of meta/episodes, a per-frame
+    column with one value over the episode, or `task` (the episode's one task)."""
+
+    def lookup(name: str) -> object:
+        value = _field(meta, table, name)
+        return tasks if value is None and name == "task" else value
+
+    try:
+        return environment_of(source.environment, ep.ref, lookup)
+    except FieldError as e:
+        raise ep.bad(str(e), environment_field(source.environment) or "environment") from e
 
 
 def _meta_signature(root: Location) -> tuple:
@@ -458,9 +474,8 @@ def read_episode(
     for slot in sorted(cameras):  # a spread of 16 frames per camera is enough to tell episodes apart
         for image in cameras[slot][:: max(1, len(cameras[slot]) // 16)]:
             digest.update(pixels_of(image).tobytes())
-    facts = EpisodeFacts(
-        ref, source, emb, table.num_rows, digest.hexdigest(), _success(source, meta, table, ep)
-    )
+    success, environment = _success(source, meta, table, ep), _environment(source, meta, table, tasks, ep)
+    facts = EpisodeFacts(ref, source, emb, table.num_rows, digest.hexdigest(), success, environment)
     for i in range(table.num_rows):
         images = {slot: frames[i] for slot, frames in cameras.items()}
         yield frame_row(facts, i, state[i], action[i], float(stamps[i]), tasks[i], images)

@@ -27,6 +27,7 @@ import numpy as np
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import Dim, Embodiment
 from vlamix.sources.config import RobotSource
+from vlamix.sources.environment import environment_field
 from vlamix.sources.frames import plan_cameras, rate_problem
 from vlamix.sources.lerobot_meta import IMAGE_PREFIX, INFO_PATH
 from vlamix.sources.lerobot_modality import MODALITY_PATH, Modality, read_modality
@@ -355,6 +356,9 @@ def plan_dataset(
     rule = success_rule(source.success)
     if rule is not None:
         _check_field("success", rule.field, features, episodes, where)
+    field = environment_field(source.environment)
+    if field is not None and field != "task":  # `task`: the episode's task, always there
+        _check_field("environment", field, features, episodes, where)
     task_column = None
     if keys.instruction:
         task_column = modality.annotation_column(keys.instruction) if modality is not None else None

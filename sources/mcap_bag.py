@@ -41,6 +41,7 @@ from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.schemas.image_codec import CameraImage, ImageDecodeError
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, TopicField
+from vlamix.sources.environment import environment_of
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError
 from vlamix.sources.frames import (
@@ -325,7 +326,11 @@ def read_episode(
     for _, topic, _ in cameras:
         digest.update(series[topic].digest.digest())
     success = source.success if isinstance(source.success, bool) else None
-    facts = EpisodeFacts(ref, source, emb, n, digest.hexdigest(), success)
+    try:  # a constant or a path pattern: a bag has no per-episode field (refused at load)
+        environment = environment_of(source.environment, ref, None)
+    except FieldError as e:
+        raise bag.bad(str(e), "environment") from None
+    facts = EpisodeFacts(ref, source, emb, n, digest.hexdigest(), success, environment)
     yield from _frames(bag, series, cameras, al, facts, (state, action, tasks), box)
 
 

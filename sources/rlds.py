@@ -25,6 +25,8 @@ Rules (each refuses, never guesses):
   the spec's control rate; without one there is nothing to check.
 - Success: a constant, or a feature reduced over the steps by the declared rule (sources/success.py):
   `steps/reward` or `steps/is_terminal` with `reduce: last` (the default) is the last step's value.
+- Environment: a constant, a path pattern over the TFRecord file, or a text feature (`episode_metadata/
+  room`, resolved like every key at listing) holding one text (sources/environment.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from vlamix.schemas.embodiment import Embodiment
 from vlamix.schemas.image_codec import CameraImage, decode_camera, pixels_of
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile, resolve_files
+from vlamix.sources.environment import environment_of
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text
 from vlamix.sources.frames import EpisodeFacts, frame_row, one_line, to_rgb
@@ -324,7 +327,12 @@ def read_episode(
     except FieldError as e:
         field = getattr(keys.success, "field", None)
         raise ep.bad(f"{e} (the sources file's `success:`)", field) from None
-    facts = EpisodeFacts(ref, source, emb, n, hashlib.blake2b(raw, digest_size=16).hexdigest(), success)
+    try:  # a field: the feature resolved at listing (an episode_metadata/... text)
+        environment = environment_of(source.environment, ref, lambda name: data.get(keys.environment or name))
+    except FieldError as e:
+        raise ep.bad(f"{e} ({keys.environment})" if keys.environment else str(e), keys.environment) from None
+    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    facts = EpisodeFacts(ref, source, emb, n, digest, success, environment)
     for i in range(n):
         images = {slot: frames[i] for slot, frames in decoded.items()}
         yield frame_row(facts, i, state[i], action[i], i / emb.control_rate_hz, tasks[i], images)

@@ -20,6 +20,7 @@ from functools import lru_cache
 from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.sources.config import CameraKey, RobotSource, SuccessRule
+from vlamix.sources.environment import environment_field
 from vlamix.sources.frames import plan_cameras
 from vlamix.sources.location import Location, is_remote, locate, read_bytes
 from vlamix.sources.success import success_rule
@@ -130,6 +131,7 @@ class RldsKeys:
     orders: dict[str, str]  # slot -> channel order (rgb | bgr)
     success: bool | SuccessRule | None  # a constant, or the rule with its field resolved
     timestamp: str | None
+    environment: str | None = None  # the feature an `environment: {field: ...}` names (episode_metadata/...)
 
 
 def _as_list(value: str | list[str] | None, default: str) -> list[str]:
@@ -165,6 +167,18 @@ def _instruction(source: RobotSource, features: dict[str, Feature], where: str) 
     f = features[key]
     if f.kind != "Text" and f.dtype != "string":
         raise ConfigError(f"{where}: instruction feature {key} is {f.kind} of {f.dtype}, not text")
+    return key
+
+
+def _environment(source: RobotSource, features: dict[str, Feature], where: str) -> str | None:
+    """The text feature an `environment: {field: ...}` names (an episode_metadata/... one, as a rule)."""
+    name = environment_field(source.environment)
+    if name is None:
+        return None
+    key = resolve_key(name, features, "environment field", where, "; fix `environment: {field: ...}`")
+    f = features[key]
+    if f.kind != "Text" and f.dtype != "string":
+        raise ConfigError(f"{where}: environment feature {key} is {f.kind} of {f.dtype}, not text")
     return key
 
 
@@ -209,4 +223,5 @@ def resolve_keys(features: dict[str, Feature], source: RobotSource, emb: Embodim
         orders=orders,
         success=success,  # type: ignore[arg-type]
         timestamp=next((k for k in TIMESTAMP_KEYS if k in features), None),
+        environment=_environment(source, features, where),
     )

@@ -46,6 +46,7 @@ from vlamix.config import ConfigError
 from vlamix.schemas.embodiment import CAMERA_SLOTS, Embodiment
 from vlamix.schemas.quarantine import BadRecord, QuarantineRecord
 from vlamix.sources.config import RobotSource, SourcesFile
+from vlamix.sources.environment import environment_of
 from vlamix.sources.episode import EpisodeRef
 from vlamix.sources.fields import FieldError, numeric_matrix, per_step_text
 from vlamix.sources.frames import (
@@ -358,7 +359,11 @@ def read_episode(
         for _, key, _ in plan.cameras:
             for frame in ep.frames(key):
                 digest.update(np.ascontiguousarray(frame).tobytes())
-        facts = EpisodeFacts(ref, source, emb, ep.n, digest.hexdigest(), _success(ep, source))
+        try:  # a constant or a path pattern: a replay buffer has no per-episode field (refused at load)
+            environment = environment_of(source.environment, ref, None)
+        except FieldError as e:
+            raise ep.bad(str(e), "environment") from None
+        facts = EpisodeFacts(ref, source, emb, ep.n, digest.hexdigest(), _success(ep, source), environment)
         tasks = _tasks(ep, source, plan.instruction)
         streams = [(slot, ep.frames(key), order) for slot, key, order in plan.cameras]
         for i in range(ep.n):

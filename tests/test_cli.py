@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from vlamix.schemas.frame import FRAME
+
 
 @pytest.mark.parametrize(
     "argv, expect",
@@ -49,4 +51,4 @@ def test_schemas_show_prints_version():
         text=True,
         check=True,
     )
-    assert out.stdout.startswith("frame v1") and "episode_hash: string" in out.stdout
+    assert out.stdout.startswith(f"frame v{FRAME.version}\n") and "episode_hash: string" in out.stdout

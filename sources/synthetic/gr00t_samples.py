@@ -18,7 +18,7 @@ import numpy as np
 
 from vlamix.sources.synthetic.kinematics import portable
 from vlamix.sources.synthetic.lerobot_writer import LeRobotEpisode, write_lerobot
-from vlamix.sources.synthetic.me_samples import ROOMS
+from vlamix.sources.synthetic.me_samples import ROOM_NAMES, ROOMS
 from vlamix.sources.synthetic.tabletop import render_tabletop, simulate_tabletop
 
 __all__ = ["FOLDER", "MODALITY", "generate_gr00t"]
@@ -40,22 +40,29 @@ MODALITY = {
 }
 
 
-def _episode(seed: int, room: dict) -> LeRobotEpisode:
-    """FRAMES evenly spaced steps of a whole simulated pick-and-place (so the arm moves and grasps)."""
-    ep = simulate_tabletop(seed, room)
+def _episode(seed: int, room: int) -> LeRobotEpisode:
+    """FRAMES evenly spaced steps of a whole simulated pick-and-place (so the arm moves and grasps), in
+    ROOMS[room], named in meta/episodes' `room` field."""
+    ep = simulate_tabletop(seed, ROOMS[room])
     steps = np.round(np.linspace(0, len(ep.t) - 1, FRAMES)).astype(int)
     videos: dict[str, list[np.ndarray]] = {"top": [], "wrist": []}
     for i in steps:
         frames = render_tabletop(ep, int(i), SIZE)
         videos["top"].append(frames["third_person"])
         videos["wrist"].append(frames["wrist"])
-    return LeRobotEpisode(portable(ep.qpos[steps]), portable(ep.command[steps]), videos, ep.instruction)
+    return LeRobotEpisode(
+        portable(ep.qpos[steps]),
+        portable(ep.command[steps]),
+        videos,
+        ep.instruction,
+        {"room": ROOM_NAMES[room]},
+    )
 
 
 def generate_gr00t(out: Path, seed: int = 0) -> list[Path]:
     """Write `out/gr00t_sim/`: LeRobot v2.1 (2 episodes, h264) with `meta/modality.json`."""
     root = out / FOLDER
-    episodes = [_episode(seed * 1000 + 500 + i, ROOMS[(i + 2) % len(ROOMS)]) for i in range(2)]
+    episodes = [_episode(seed * 1000 + 500 + i, (i + 2) % len(ROOMS)) for i in range(2)]
     write_lerobot(root, "v2.1", episodes, FPS, (NAMES, NAMES), codec="libx264")
     (root / "meta/modality.json").write_text(json.dumps(MODALITY, indent=4) + "\n")
     return [root]

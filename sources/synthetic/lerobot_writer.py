@@ -9,7 +9,7 @@ per camera, with each episode's `from_timestamp`/`to_timestamp` in `meta/episode
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -27,6 +27,8 @@ class LeRobotEpisode:
     action: np.ndarray  # (T, Da)
     videos: dict[str, list[np.ndarray]]  # camera name (e.g. "top") -> T frames (H, W, 3) uint8
     task: str
+    # more fields of the episode's row in meta/episodes (the ME samples' {"room": "kitchen"})
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def _encode(path: Path, frames: list[np.ndarray], fps: int, codec: str) -> None:
@@ -198,13 +200,21 @@ def write_lerobot(
                 "from": start,
                 "t0": start / fps,
                 "t1": (start + n) / fps,
+                "fields": ep.fields,
             }
         )
         start += n
     if version == "v2.1":
         (meta / "episodes.jsonl").write_text(
             "".join(
-                json.dumps({"episode_index": r["episode_index"], "tasks": r["tasks"], "length": r["length"]})
+                json.dumps(
+                    {
+                        "episode_index": r["episode_index"],
+                        "tasks": r["tasks"],
+                        "length": r["length"],
+                        **r["fields"],
+                    }
+                )
                 + "\n"
                 for r in ep_rows
             )
@@ -238,6 +248,8 @@ def write_lerobot(
         "dataset_from_index": [r["from"] for r in ep_rows],
         "dataset_to_index": [r["from"] + r["length"] for r in ep_rows],
     }
+    for name in dict.fromkeys(k for r in ep_rows for k in r["fields"]):
+        table[name] = [r["fields"].get(name) for r in ep_rows]
     for cam in cams:
         key = f"videos/observation.images.{cam}"
         table |= {

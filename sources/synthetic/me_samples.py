@@ -1,5 +1,6 @@
 """The static-arm (ME) samples: a 6-DoF arm at a table in visibly different rooms, recorded as LeRobot
-datasets, v2.1 (h264) and v3.0 (AV1, episodes concatenated in one file per camera).
+datasets, v2.1 (h264) and v3.0 (AV1, episodes concatenated in one file per camera). Each episode's room
+is a field of its row in meta/episodes (`room`), which the sources file reads as its environment.
 
 Every video frame carries its episode-local frame index as a 10-bit code of 8x8 black/white blocks along
 the top-left edge, large enough to survive lossy encoding: a reader that pairs parquet rows with the
@@ -17,7 +18,7 @@ from vlamix.sources.synthetic.lerobot_writer import LeRobotEpisode, write_lerobo
 from vlamix.sources.synthetic.tabletop import SIM_HZ, render_tabletop, simulate_tabletop
 from vlamix.sources.synthetic.upscale import Size, upscaled
 
-__all__ = ["CODE_BITS", "FPS", "ROOMS", "generate_me", "read_frame_code", "stamp_frame_code"]
+__all__ = ["CODE_BITS", "FPS", "ROOMS", "ROOM_NAMES", "generate_me", "read_frame_code", "stamp_frame_code"]
 
 FPS = 30
 SIZE = (96, 128)  # height, width
@@ -29,6 +30,7 @@ ROOMS = (  # table, floor, wall: kitchen, workshop, living room, lab
     {"table_color": (140, 70, 50), "floor_color": (180, 160, 120), "background": (120, 150, 120)},
     {"table_color": (240, 240, 240), "floor_color": (200, 200, 205), "background": (90, 100, 140)},
 )
+ROOM_NAMES = ("kitchen", "workshop", "living_room", "lab")  # ROOMS' names, in its order
 
 
 def stamp_frame_code(image: np.ndarray, index: int) -> np.ndarray:
@@ -48,8 +50,8 @@ def read_frame_code(image: np.ndarray, top: int = 0, left: int = 0, scale: float
     return value
 
 
-def _episode(seed: int, room: dict, upscale: Size | None = None) -> LeRobotEpisode:
-    ep = simulate_tabletop(seed, room)
+def _episode(seed: int, room: int, upscale: Size | None = None) -> LeRobotEpisode:
+    ep = simulate_tabletop(seed, ROOMS[room])
     steps = np.unique(
         np.minimum(np.round(np.arange(0.0, ep.t[-1], 1.0 / FPS) * SIM_HZ).astype(int), len(ep.t) - 1)
     )
@@ -61,7 +63,13 @@ def _episode(seed: int, room: dict, upscale: Size | None = None) -> LeRobotEpiso
                 (SIZE[1] - SIZE[0]) // 2 : (SIZE[1] + SIZE[0]) // 2
             ]  # 4:3 crop of the square render
             videos[cam].append(upscaled(stamp_frame_code(image, k), upscale))
-    return LeRobotEpisode(portable(ep.qpos[steps]), portable(ep.command[steps]), videos, ep.instruction)
+    return LeRobotEpisode(
+        portable(ep.qpos[steps]),
+        portable(ep.command[steps]),
+        videos,
+        ep.instruction,
+        {"room": ROOM_NAMES[room]},
+    )
 
 
 def generate_me(out: Path, seed: int = 0, upscale: Size | None = None, episodes: int = 3) -> list[Path]:
@@ -69,8 +77,8 @@ def generate_me(out: Path, seed: int = 0, upscale: Size | None = None, episodes:
     `upscale` (height, width) resizes every rendered frame before it is encoded (the benchmarks'
     camera-size frames)."""
     names = (JOINTS, JOINTS)
-    v21 = [_episode(seed * 1000 + 300 + i, ROOMS[i % len(ROOMS)], upscale) for i in range(episodes)]
+    v21 = [_episode(seed * 1000 + 300 + i, i % len(ROOMS), upscale) for i in range(episodes)]
     write_lerobot(out / "lerobot_v21", "v2.1", v21, FPS, names, codec="libx264")
-    v30 = [_episode(seed * 1000 + 400 + i, ROOMS[(i + 1) % len(ROOMS)], upscale) for i in range(episodes)]
+    v30 = [_episode(seed * 1000 + 400 + i, (i + 1) % len(ROOMS), upscale) for i in range(episodes)]
     write_lerobot(out / "lerobot_v30", "v3.0", v30, FPS, names, codec="libsvtav1")
     return [out / "lerobot_v21", out / "lerobot_v30"]

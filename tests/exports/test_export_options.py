@@ -18,6 +18,7 @@ from servers import s3_server
 from vlamix.exports.layout_source import ExportError, export_datasets, open_layout
 from vlamix.exports.lerobot_export import ExportOptions, export_one
 from vlamix.exports.openpi_norm import openpi_norm_stats
+from vlamix.shards.workdir import WorkDir
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,8 @@ def test_export_to_s3_sends_every_file_with_info_json_last(bundled, tmp_path):
         export_one(open_layout(bundled), "ros2_sim", str(local), ExportOptions())
         fs.get("exports/v1/ros2_sim/", str(tmp_path / "got") + "/", recursive=True)
     assert _files(tmp_path / "got") == _files(local / "ros2_sim")
-    assert not (bundled / "work/export").exists() or not list((bundled / "work/export").iterdir())
+    staged = bundled / WorkDir.EXPORT
+    assert not staged.exists() or not list(staged.iterdir())
 
 
 def test_subtask_index_is_lerobot_04s_form_and_refuses_what_it_cannot_hold(bundled, tmp_path):
@@ -186,4 +188,6 @@ def test_a_published_layout_without_work_is_refused(bundled, tmp_path, capsys):
     code, err = in_process(
         capsys, "export", "lerobot", str(published), "--dataset", "ros2_sim", "--to", str(tmp_path / "x")
     )
-    assert code == 2 and "work/" in err and len(err.strip().splitlines()) == 1, err
+    assert (
+        code == 2 and "a published layout keeps only shards" in err and len(err.strip().splitlines()) == 1
+    ), err

@@ -47,7 +47,7 @@ def test_doc_explains_every_field():
 def test_valid_rows_make_a_table_with_version_metadata():
     t = FRAME.table([_frame()])
     assert t.schema.metadata[b"vlamix.record"] == b"frame"
-    assert t.schema.metadata[b"vlamix.version"] == b"1"
+    assert t.schema.metadata[b"vlamix.version"] == str(FRAME.version).encode()
 
 
 def test_null_in_required_field_names_the_key():
@@ -64,8 +64,9 @@ def test_bad_value_is_named():
 
 def test_other_version_is_refused():
     t = FRAME.table([_frame()])
-    meta = {**t.schema.metadata, b"vlamix.version": b"2"}
-    with pytest.raises(SchemaError, match="schema v2, expected frame v1"):
+    other = FRAME.version + 1
+    meta = {**t.schema.metadata, b"vlamix.version": str(other).encode()}
+    with pytest.raises(SchemaError, match=f"schema v{other}, expected frame v{FRAME.version}"):
         FRAME.validate(t.replace_schema_metadata(meta), "old.parquet")
 
 

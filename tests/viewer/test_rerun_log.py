@@ -14,6 +14,7 @@ import yaml
 from view_kit import View, built_views, episode_samples, index_rows, npy, recordings, shard_samples
 
 from vlamix.schemas.embodiment import CAMERA_SLOTS
+from vlamix.shards.workdir import WorkDir
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +72,7 @@ def test_series_equal_the_shards_and_the_native_frames(views, bundled):
     frames = np.array([f for f, _ in samples])
     state_norm = np.stack([npy(m, "state.npy") for _, m in samples])
     actions_norm = np.stack([npy(m, "actions.npy")[0] for _, m in samples])
-    native = pq.read_table(bundled / "work" / "frames" / v.dataset / "000001.parquet").to_pydict()
+    native = pq.read_table(bundled / WorkDir.frames(v.dataset, 1)).to_pydict()
     state_native, action_native = np.array(native["state"]), np.array(native["action"])
 
     for d, name in enumerate(_names(bundled, v.dataset, "state")):
