@@ -31,7 +31,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("vlamix.mixtures",),
     ("vlamix.trainer",),
     ("vlamix.exports", "vlamix.viewer"),
-    ("vlamix.cli", "vlamix.cli_training", "vlamix.cli_export", "vlamix.cli_view", "vlamix.cli_common", "vlamix.__main__"),
+    (
+        "vlamix.cli",
+        "vlamix.cli_training",
+        "vlamix.cli_mixture",
+        "vlamix.cli_export",
+        "vlamix.cli_view",
+        "vlamix.cli_common",
+        "vlamix.__main__",
+    ),
 ]
 RANK = {node: i for i, nodes in enumerate(LAYERS, start=1) for node in nodes}
 

@@ -13,7 +13,8 @@ import typer
 
 from vlamix.cli_common import DEBUG_ENV, debugging, fail, one_line, parse_size, rank_tag
 from vlamix.cli_export import export_app
-from vlamix.cli_training import mixture_app, predict, train
+from vlamix.cli_mixture import mixture_app
+from vlamix.cli_training import predict, train
 from vlamix.cli_view import view
 
 app = typer.Typer(

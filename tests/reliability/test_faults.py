@@ -144,6 +144,9 @@ def test_publish_killed_at_random_points_resumes_to_the_same_files(bundled, tmp_
     assert report["skipped"] == len(finished) and report["sent"] == len(expected) - len(finished)
 
 
+# nightly: `make test` holds the resume on S3 (tests/shards/test_publish.py) and a kill of publish at a
+# random point (the local case above); this re-proves the two together
+@pytest.mark.nightly
 def test_publish_to_s3_killed_resumes_to_the_same_objects(bundled, tmp_path):
     """The same on moto's S3 server, with --no-verify (the re-run trusts sizes): an object appears
     whole or not at all (one PUT each), so the re-run leaves exactly the layout's objects, byte for
@@ -265,6 +268,9 @@ def _progress(point: tuple[str, int]) -> tuple[int, int]:
     return point[1], KILL_EVENTS[point[0]][0]
 
 
+# nightly: `make test` holds a bit-for-bit resume (tests/trainer/test_train_stages.py, two workers) and the
+# torchrun resume on another world size (tests/trainer/test_distributed.py); this re-proves it after SIGKILL
+@pytest.mark.nightly
 def test_train_killed_at_random_points_resumes_to_the_same_run(reference_run, tmp_path):
     """Two dataloader workers, a checkpoint every step; the same command killed at every seeded point
     in turn (each re-run resumes the last one's checkpoint), then run to its end, gives the uninterrupted
